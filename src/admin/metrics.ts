@@ -1,0 +1,103 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * Every Prometheus series the bridge exports, on a registry of its own so several bridges can live
+ * in one test process. Names and labels are part of the external contract (SPEC "Admin HTTP").
+ */
+export class BridgeMetrics {
+  readonly registry = new Registry();
+
+  readonly eventsReceived = new Counter({
+    name: 'imkit_bridge_events_received_total',
+    help: 'Events received from IMKIT sockets and REST catch-up, by account and event type.',
+    labelNames: ['account', 'type'] as const,
+    registers: [this.registry],
+  });
+
+  readonly eventsDeduplicated = new Counter({
+    name: 'imkit_bridge_events_deduplicated_total',
+    help: 'Events dropped at ingest because the same event id was already queued inside dedupWindow.',
+    registers: [this.registry],
+  });
+
+  readonly decodeFailures = new Counter({
+    name: 'imkit_bridge_decode_failures_total',
+    help: 'Payloads that could not be decoded and were quarantined.',
+    labelNames: ['account'] as const,
+    registers: [this.registry],
+  });
+
+  readonly socketConnected = new Gauge({
+    name: 'imkit_bridge_socket_connected',
+    help: '1 while the account session is authenticated and live, else 0.',
+    labelNames: ['account'] as const,
+    registers: [this.registry],
+  });
+
+  readonly reconnects = new Counter({
+    name: 'imkit_bridge_reconnects_total',
+    help: 'Times an account session was dropped and reconnected, by reason.',
+    labelNames: ['account', 'reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly ingestBuffered = new Gauge({
+    name: 'imkit_bridge_ingest_buffer_events',
+    help: 'Events held in memory at ingest, waiting for Redis.',
+    registers: [this.registry],
+  });
+
+  readonly ingestOverflow = new Counter({
+    name: 'imkit_bridge_ingest_buffer_overflow_total',
+    help: 'Events dropped because the in-memory ingest buffer was full while Redis was unreachable.',
+    registers: [this.registry],
+  });
+
+  readonly catchUpMessages = new Counter({
+    name: 'imkit_bridge_catch_up_messages_total',
+    help: 'Chat messages fetched over REST after a gap.',
+    labelNames: ['account'] as const,
+    registers: [this.registry],
+  });
+
+  readonly deliveries = new Counter({
+    name: 'imkit_bridge_deliveries_total',
+    help: 'Delivery attempts by outcome: delivered, retry (will be tried again) or dead (dead-lettered).',
+    labelNames: ['webhook', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly deliveryDuration = new Histogram({
+    name: 'imkit_bridge_delivery_duration_seconds',
+    help: 'Duration of one HTTP delivery attempt.',
+    labelNames: ['webhook'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+
+  readonly eventLatency = new Histogram({
+    name: 'imkit_bridge_event_latency_seconds',
+    help: 'From the bridge receiving an event to the webhook acknowledging it.',
+    labelNames: ['webhook'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300, 3600, 36000],
+    registers: [this.registry],
+  });
+
+  readonly queueJobs = new Gauge({
+    name: 'imkit_bridge_queue_jobs',
+    help: 'Jobs in each webhook queue by state (waiting, active, delayed, failed = dead-lettered).',
+    labelNames: ['webhook', 'state'] as const,
+    registers: [this.registry],
+  });
+
+  readonly breakerOpen = new Gauge({
+    name: 'imkit_bridge_breaker_open',
+    help: '1 while the webhook circuit breaker is open or half-open, else 0.',
+    labelNames: ['webhook'] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'imkit_bridge_process_' });
+  }
+}

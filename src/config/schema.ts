@@ -1,0 +1,196 @@
+import { z } from 'zod';
+import { parseDuration } from './duration.js';
+
+const duration = (fallback: string) =>
+  z
+    .union([z.string(), z.number()])
+    .prefault(fallback)
+    .transform((value, ctx) => {
+      const ms = parseDuration(value);
+      if (ms === undefined) {
+        ctx.addIssue({ code: 'custom', message: `not a duration (use 250ms, 5s, 10m, 2h or milliseconds)` });
+        return z.NEVER;
+      }
+      return ms;
+    });
+
+const requiredDuration = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const ms = parseDuration(value);
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: `not a duration (use 250ms, 5s, 10m, 2h or milliseconds)` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
+const redisUrl = z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' });
+const name = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'use 1-64 letters, digits, ".", "_" or "-"');
+
+/** Standard Webhooks secrets: `whsec_` followed by base64 of at least 24 bytes. */
+const webhookSecret = z.string().refine((value) => {
+  const body = value.startsWith('whsec_') ? value.slice(6) : '';
+  return body.length > 0 && /^[A-Za-z0-9+/]+={0,2}$/.test(body) && Buffer.from(body, 'base64').length >= 24;
+}, 'must be whsec_ followed by base64 of at least 24 random bytes');
+
+export const DEFAULT_RETRY_SCHEDULE = ['5s', '5m', '30m', '2h', '5h', '10h', '10h'];
+
+const account = z
+  .strictObject({
+    id: z.string().min(1, 'must not be empty'),
+    token: z.string().min(1).optional(),
+    tokenFile: z.string().min(1).optional(),
+    issueToken: z.boolean().optional(),
+    deviceId: z.string().min(1).optional(),
+    encoding: z.enum(['none', 'base64', 'custom']).default('base64'),
+    codec: z.string().min(1).optional(),
+    events: z.array(z.string().min(1)).min(1).default(['*']),
+    heartbeatTimeout: duration('30s'),
+    catchUp: z.boolean().default(true),
+  })
+  .superRefine(
+    (value, ctx) => {
+      const sources = [value.token, value.tokenFile, value.issueToken ? true : undefined].filter(
+        (s) => s !== undefined,
+      );
+      if (sources.length !== 1) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['token'],
+          message: `exactly one of token, tokenFile or issueToken: true is required (found ${sources.length})`,
+        });
+      }
+      if (value.encoding === 'custom' && !value.codec) {
+        ctx.addIssue({ code: 'custom', path: ['codec'], message: 'is required when encoding is custom' });
+      }
+      if (value.encoding !== 'custom' && value.codec) {
+        ctx.addIssue({ code: 'custom', path: ['codec'], message: 'is only used with encoding: custom' });
+      }
+    },
+    { when: () => true },
+  )
+  .transform((value) => ({ ...value, deviceId: value.deviceId ?? `imkit-bridge-${value.id}` }));
+
+const webhook = z.strictObject({
+  id: name,
+  url: httpUrl,
+  secret: z.union([webhookSecret, z.array(webhookSecret).min(1)]).optional(),
+  accounts: z.array(z.string().min(1)).min(1).default(['*']),
+  events: z.array(z.string().min(1)).min(1).default(['*']),
+  headers: z.record(z.string(), z.string()).default({}),
+  timeout: duration('15s'),
+  concurrency: z.number().int().min(1).max(1000).default(16),
+  rateLimit: z.strictObject({ max: z.number().int().min(1), duration: requiredDuration }).optional(),
+  retry: z
+    .strictObject({
+      schedule: z.array(requiredDuration).max(50).prefault(DEFAULT_RETRY_SCHEDULE),
+      jitter: z.number().min(0).max(1).default(0.2),
+    })
+    .prefault({}),
+  breaker: z
+    .strictObject({
+      failures: z.number().int().min(1).default(10),
+      cooldown: duration('30s'),
+    })
+    .prefault({}),
+});
+
+export const configSchema = z
+  .strictObject({
+    redis: z.strictObject({
+      url: redisUrl,
+      prefix: z
+        .string()
+        .regex(/^[A-Za-z0-9_.-]+$/, 'use letters, digits, ".", "_" or "-"')
+        .default('imkit-bridge'),
+    }),
+    server: z
+      .strictObject({
+        host: z.string().min(1).default('0.0.0.0'),
+        port: z.number().int().min(0).max(65535).default(9464),
+      })
+      .prefault({}),
+    imkit: z.strictObject({
+      url: httpUrl,
+      clientKey: z.string().min(1).optional(),
+      apiKey: z.string().min(1).optional(),
+    }),
+    accounts: z.array(account).min(1, 'configure at least one account'),
+    webhooks: z.array(webhook).default([]),
+    dedupWindow: duration('10m'),
+    shutdownTimeout: duration('25s'),
+    limits: z
+      .strictObject({
+        maxPayloadBytes: z.number().int().min(1024).default(1_048_576),
+        maxJsonDepth: z.number().int().min(2).max(1000).default(64),
+        bufferEvents: z.number().int().min(1).default(50_000),
+      })
+      .prefault({}),
+    log: z
+      .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info') })
+      .prefault({}),
+  })
+  // Runs even when other fields failed, so one `config check` lists every problem; hence the guards.
+  .superRefine(
+    (config, ctx) => {
+      const accounts: unknown[] = Array.isArray(config.accounts) ? config.accounts : [];
+      const webhooks: unknown[] = Array.isArray(config.webhooks) ? config.webhooks : [];
+      const accountIds = new Set<string>();
+      accounts.forEach((a, i) => {
+        const { id, issueToken } = (a ?? {}) as { id?: unknown; issueToken?: unknown };
+        if (typeof id !== 'string') return;
+        if (accountIds.has(id)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['accounts', i, 'id'],
+            message: `duplicate account id "${id}"`,
+          });
+        }
+        accountIds.add(id);
+        if (issueToken === true && !config.imkit?.apiKey) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['accounts', i, 'issueToken'],
+            message: 'needs imkit.apiKey to issue tokens',
+          });
+        }
+      });
+      const webhookIds = new Set<string>();
+      webhooks.forEach((w, i) => {
+        const { id, accounts: names } = (w ?? {}) as { id?: unknown; accounts?: unknown };
+        if (typeof id === 'string') {
+          if (webhookIds.has(id)) {
+            ctx.addIssue({
+              code: 'custom',
+              path: ['webhooks', i, 'id'],
+              message: `duplicate webhook id "${id}"`,
+            });
+          }
+          webhookIds.add(id);
+        }
+        if (!Array.isArray(names)) return;
+        names.forEach((name, j) => {
+          if (typeof name === 'string' && name !== '*' && !accountIds.has(name)) {
+            ctx.addIssue({
+              code: 'custom',
+              path: ['webhooks', i, 'accounts', j],
+              message: `no account has id "${name}"`,
+            });
+          }
+        });
+      });
+    },
+    { when: () => true },
+  );
+
+type DeepReadonly<T> = T extends (infer U)[]
+  ? readonly DeepReadonly<U>[]
+  : T extends object
+    ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+    : T;
+
+export type BridgeConfig = DeepReadonly<z.output<typeof configSchema>>;
+export type AccountConfig = BridgeConfig['accounts'][number];
+export type WebhookConfig = BridgeConfig['webhooks'][number];
