@@ -93,6 +93,8 @@ export class RedisServer {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       const client = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+      // Refused connections are expected while polling; connect() reports them, so silence the event.
+      client.on('error', () => {});
       try {
         await client.connect();
         const pong = await client.ping();

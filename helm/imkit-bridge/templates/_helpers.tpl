@@ -1,0 +1,100 @@
+{{- define "imkit-bridge.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "imkit-bridge.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "imkit-bridge.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "imkit-bridge.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "imkit-bridge.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "imkit-bridge.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "imkit-bridge.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "imkit-bridge.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "imkit-bridge.secretName" -}}
+{{- if .Values.secrets.existingSecret -}}
+{{- .Values.secrets.existingSecret -}}
+{{- else if .Values.secrets.values -}}
+{{- include "imkit-bridge.fullname" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Path the image's IMKIT_BRIDGE_CONFIG points at; the ConfigMap is mounted there. */}}
+{{- define "imkit-bridge.configDir" -}}/etc/imkit-bridge{{- end -}}
+
+{{/*
+The bridge's bridge.yaml: config from values plus what the chart owns (admin server on the
+Service port, shutdown timeout below the pod's termination grace period).
+*/}}
+{{- define "imkit-bridge.bridgeConfig" -}}
+{{- $config := deepCopy .Values.config -}}
+{{- $_ := set $config "server" (dict "host" "0.0.0.0" "port" (int .Values.service.port)) -}}
+{{- $_ := set $config "shutdownTimeout" (printf "%ds" (int .Values.shutdown.timeoutSeconds)) -}}
+{{- toYaml $config -}}
+{{- end -}}
+
+{{/*
+Roles to deploy: a list of dicts with the component name, the --role flag and its values.
+*/}}
+{{- define "imkit-bridge.components" -}}
+{{- if eq .Values.mode "all" -}}
+- {name: all, role: all}
+{{- else -}}
+- {name: ingest, role: ingest}
+- {name: worker, role: worker}
+{{- end -}}
+{{- end -}}
+
+{{/* Replicas the Deployment of a component runs at least; decides whether a PDB makes sense. */}}
+{{- define "imkit-bridge.minReplicas" -}}
+{{- $root := .root -}}
+{{- if and (eq .name "worker") $root.Values.autoscaling.keda.enabled -}}
+{{- $root.Values.autoscaling.keda.minReplicas -}}
+{{- else if and (eq .name "worker") $root.Values.autoscaling.hpa.enabled -}}
+{{- $root.Values.autoscaling.hpa.minReplicas -}}
+{{- else -}}
+{{- (index $root.Values .name).replicas -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "imkit-bridge.validate" -}}
+{{- if and .Values.autoscaling.keda.enabled .Values.autoscaling.hpa.enabled -}}
+{{- fail "autoscaling.keda and autoscaling.hpa are exclusive (KEDA manages its own HPA)" -}}
+{{- end -}}
+{{- if and (or .Values.autoscaling.keda.enabled .Values.autoscaling.hpa.enabled) (ne .Values.mode "split") -}}
+{{- fail "autoscaling scales the worker Deployment: it needs mode: split" -}}
+{{- end -}}
+{{- if and .Values.autoscaling.keda.enabled (lt (int .Values.autoscaling.keda.maxReplicas) (int .Values.autoscaling.keda.minReplicas)) -}}
+{{- fail "autoscaling.keda.maxReplicas must be >= minReplicas" -}}
+{{- end -}}
+{{- if and .Values.autoscaling.hpa.enabled (lt (int .Values.autoscaling.hpa.maxReplicas) (int .Values.autoscaling.hpa.minReplicas)) -}}
+{{- fail "autoscaling.hpa.maxReplicas must be >= minReplicas" -}}
+{{- end -}}
+{{- if and .Values.autoscaling.keda.enabled (not .Values.config.webhooks) -}}
+{{- fail "autoscaling.keda needs at least one webhook in config.webhooks (one trigger per webhook queue)" -}}
+{{- end -}}
+{{- end -}}

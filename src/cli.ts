@@ -1,0 +1,102 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig, resolveConfigPath } from './config/load.js';
+import { summarizeConfig } from './config/summary.js';
+import type { Role } from './lifecycle/daemon.js';
+import { VERSION } from './version.js';
+
+const USAGE = `imkit-bridge ${VERSION}
+
+Usage:
+  imkit-bridge run [--config FILE] [--role all|ingest|worker]
+  imkit-bridge config check [--config FILE]
+  imkit-bridge dlq list [--config FILE] [--webhook ID] [--json]
+  imkit-bridge dlq replay [--config FILE] [--webhook ID] [--id EVENT_ID] [--json]
+
+Config file: --config, else $IMKIT_BRIDGE_CONFIG, else config/bridge.yaml.
+Exit codes: 0 clean stop, 1 config or usage error, 2 fatal runtime error.`;
+
+export const EXIT_OK = 0;
+export const EXIT_USAGE = 1;
+export const EXIT_FATAL = 2;
+
+class UsageError extends Error {}
+
+const ROLES: readonly Role[] = ['all', 'ingest', 'worker'];
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      role: { type: 'string' },
+      webhook: { type: 'string' },
+      id: { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean' },
+    },
+  });
+  if (values.version) {
+    process.stdout.write(`${VERSION}\n`);
+    return EXIT_OK;
+  }
+  const command = positionals.join(' ');
+  if (values.help || command === '' || command === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return values.help || command === 'help' ? EXIT_OK : EXIT_USAGE;
+  }
+  const configPath = resolveConfigPath(values.config, process.env);
+
+  switch (command) {
+    case 'config check': {
+      const config = loadConfig(configPath);
+      process.stdout.write(`${summarizeConfig(config, configPath)}\n`);
+      return EXIT_OK;
+    }
+    case 'run': {
+      const role = values.role ?? 'all';
+      if (!(ROLES as readonly string[]).includes(role))
+        throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
+      const config = loadConfig(configPath);
+      const { runDaemon } = await import('./lifecycle/daemon.js');
+      // Exit explicitly: a stopped daemon must not linger on a forgotten handle.
+      process.exit(await runDaemon(config, role as Role));
+    }
+    case 'dlq list': {
+      const config = loadConfig(configPath);
+      const { listDeadLetters, formatDeadLetters } = await import('./dlq/dead-letters.js');
+      const list = await listDeadLetters(config, { webhook: values.webhook });
+      process.stdout.write(`${formatDeadLetters(list, { json: values.json ?? false })}\n`);
+      return EXIT_OK;
+    }
+    case 'dlq replay': {
+      const config = loadConfig(configPath);
+      const { replayDeadLetters, formatReplay } = await import('./dlq/dead-letters.js');
+      const result = await replayDeadLetters(config, { webhook: values.webhook, id: values.id });
+      process.stdout.write(`${formatReplay(result, { json: values.json ?? false })}\n`);
+      return EXIT_OK;
+    }
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.problems.join('\n')}\n`);
+      process.exitCode = EXIT_USAGE;
+    } else if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`${(err as Error).message}\n\n${USAGE}\n`);
+      process.exitCode = EXIT_USAGE;
+    } else {
+      process.stderr.write(`fatal: ${(err as Error)?.message ?? String(err)}\n`);
+      process.exitCode = EXIT_FATAL;
+    }
+  },
+);

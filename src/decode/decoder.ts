@@ -1,0 +1,178 @@
+import type { AccountConfig, BridgeConfig } from '../config/schema.js';
+import { loadCodec, type Codec } from './codec.js';
+import { checkValue, exceedsJsonDepth, type PayloadLimits } from './limits.js';
+
+export type DecodeResult = { ok: true; data: unknown } | { ok: false; reason: string; raw: Buffer };
+
+/** Turns one raw Socket.IO payload into the data the bridge relays. Never throws. */
+export interface Decoder {
+  decode(raw: unknown): DecodeResult;
+}
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+// ignoreBOM keeps a leading U+FEFF as data instead of silently stripping it: "unchanged" means unchanged.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+export async function createDecoder(
+  account: AccountConfig,
+  limits: BridgeConfig['limits'],
+): Promise<Decoder> {
+  const bounds: PayloadLimits = {
+    maxPayloadBytes: limits.maxPayloadBytes,
+    maxJsonDepth: limits.maxJsonDepth,
+  };
+  switch (account.encoding) {
+    case 'none':
+      return guarded((raw) => decodePlain(raw, bounds));
+    case 'base64':
+      return guarded((raw) => decodeBase64(raw, bounds));
+    case 'custom': {
+      // The schema guarantees codec is set for custom; loadCodec rejects a missing/invalid module.
+      const codec = await loadCodec(account.codec ?? '');
+      return guarded((raw) => decodeCustom(codec, raw, bounds));
+    }
+  }
+}
+
+/** The "never throws" guarantee in one place: any surprise becomes a quarantine entry. */
+function guarded(decode: (raw: unknown) => DecodeResult): Decoder {
+  return {
+    decode(raw) {
+      try {
+        return decode(raw);
+      } catch (err) {
+        return fail(`decoder error (${errorMessage(err)})`, raw);
+      }
+    },
+  };
+}
+
+function decodePlain(raw: unknown, limits: PayloadLimits): DecodeResult {
+  const early = rejectUnusable(raw, limits);
+  if (early) return early;
+  const problem = checkValue(raw, limits);
+  return problem ? fail(problem, raw) : { ok: true, data: raw };
+}
+
+function decodeBase64(raw: unknown, limits: PayloadLimits): DecodeResult {
+  if (typeof raw !== 'string') {
+    // A server that ignored `conf` sends plain objects (IMKIT's default). A base64 payload is always
+    // a string, so a plain object cannot be a misread base64 one; relaying it beats quarantining
+    // every event of a misconfigured server. Anything else is not something IMKIT sends: quarantine.
+    if (isPlainObject(raw)) return decodePlain(raw, limits);
+    return fail(`expected a base64 string, got ${describe(raw)}`, raw);
+  }
+  if (raw.length > limits.maxPayloadBytes) return fail('payload too large', raw);
+  if (raw.length % 4 !== 0 || !BASE64.test(raw)) return fail('invalid base64', raw);
+  const bytes = Buffer.from(raw, 'base64');
+  // Non-zero padding bits decode "successfully" in Node; strict means the canonical form only.
+  if (bytes.toString('base64') !== raw) return fail('invalid base64', raw);
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    return fail('invalid UTF-8', raw);
+  }
+  return parseText(text, raw, limits);
+}
+
+function decodeCustom(codec: Codec, raw: unknown, limits: PayloadLimits): DecodeResult {
+  if (raw === undefined) return fail('no payload', raw);
+  // Binary is the codec's business here (an encrypted transport may well send it); size still counts.
+  if (isBinary(raw) && (raw as ArrayBuffer | ArrayBufferView).byteLength > limits.maxPayloadBytes) {
+    return fail('payload too large', raw);
+  }
+  if (typeof raw === 'string' && Buffer.byteLength(raw) > limits.maxPayloadBytes)
+    return fail('payload too large', raw);
+  let data: unknown;
+  try {
+    data = codec.decode(raw);
+  } catch (err) {
+    return fail(`codec failed (${errorMessage(err)})`, raw);
+  }
+  if (data === undefined) return fail('codec returned undefined', raw);
+  if (typeof (data as { then?: unknown } | null)?.then === 'function') {
+    return fail('codec returned a promise; decode must be synchronous', raw);
+  }
+  const problem = checkValue(data, limits);
+  return problem ? fail(problem, raw) : { ok: true, data };
+}
+
+/**
+ * Decoded base64 text: JSON when it looks like JSON (object, array or string), else a bare string
+ * (IMKIT's `myPrefDelete` sends its key that way). Bare text is never parsed, so a key such as
+ * `123` or `true` stays a string; text that starts like JSON but does not parse is broken, not bare.
+ */
+function parseText(text: string, raw: unknown, limits: PayloadLimits): DecodeResult {
+  const first = firstNonSpace(text);
+  if (first !== '{' && first !== '[' && first !== '"') return { ok: true, data: text };
+  if (exceedsJsonDepth(text, limits.maxJsonDepth)) return fail('nesting too deep', raw);
+  try {
+    return { ok: true, data: JSON.parse(text) as unknown };
+  } catch {
+    return fail('invalid JSON', raw);
+  }
+}
+
+/** Payload shapes no encoding accepts, and the size limit for strings and binary. */
+function rejectUnusable(raw: unknown, limits: PayloadLimits): DecodeResult | undefined {
+  if (raw === undefined) return fail('no payload', raw);
+  if (typeof raw === 'string') {
+    if (raw.length > limits.maxPayloadBytes || Buffer.byteLength(raw) > limits.maxPayloadBytes) {
+      return fail('payload too large', raw);
+    }
+    return undefined;
+  }
+  // Socket.IO delivers binary attachments as Buffer/ArrayBuffer; IMKIT never sends them, and JSON
+  // webhooks cannot carry them unchanged.
+  if (isBinary(raw)) return fail('binary payload', raw);
+  return undefined;
+}
+
+function fail(reason: string, raw: unknown): DecodeResult {
+  return { ok: false, reason, raw: rawBytes(raw) };
+}
+
+/** The bytes kept for quarantine: strings as UTF-8, binary as is, anything else as JSON when possible. */
+export function rawBytes(raw: unknown): Buffer {
+  if (typeof raw === 'string') return Buffer.from(raw, 'utf8');
+  if (Buffer.isBuffer(raw)) return raw;
+  if (raw instanceof ArrayBuffer) return Buffer.from(raw);
+  if (ArrayBuffer.isView(raw)) return Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+  if (raw === undefined) return Buffer.alloc(0);
+  try {
+    return Buffer.from(JSON.stringify(raw) ?? String(raw), 'utf8');
+  } catch {
+    return Buffer.from(String(raw), 'utf8');
+  }
+}
+
+function isBinary(raw: unknown): boolean {
+  return raw instanceof ArrayBuffer || ArrayBuffer.isView(raw);
+}
+
+function isPlainObject(raw: unknown): raw is Record<string, unknown> {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return false;
+  const proto: unknown = Object.getPrototypeOf(raw);
+  return proto === Object.prototype || proto === null;
+}
+
+function firstNonSpace(text: string): string | undefined {
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c !== ' ' && c !== '\t' && c !== '\n' && c !== '\r') return c;
+  }
+  return undefined;
+}
+
+function describe(raw: unknown): string {
+  if (raw === null) return 'null';
+  if (Array.isArray(raw)) return 'an array';
+  if (isBinary(raw)) return 'binary';
+  return typeof raw;
+}
+
+/** Only the error's class: messages (JSON.parse's, a codec's) may quote payload content. */
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.name : typeof err;
+}

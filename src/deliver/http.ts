@@ -1,0 +1,127 @@
+import { Pool, errors as undiciErrors } from 'undici';
+import type { WebhookConfig } from '../config/schema.js';
+import type { DeliveryJobData } from '../queue/job.js';
+import { USER_AGENT } from '../version.js';
+import { parseRetryAfter } from './backoff.js';
+import { DeliveryAbortedError, DeliveryPermanentError, DeliveryRetryableError } from './errors.js';
+import { WebhookSigner } from './signature.js';
+
+/** Bytes of a response body kept for logs and `status()`; the rest is read and discarded. */
+const SNIPPET_BYTES = 4096;
+/** Past this much discarded body the connection is dropped instead of drained. */
+const MAX_DRAIN_BYTES = 1_048_576;
+
+const RESERVED_HEADERS = new Set([
+  'webhook-id',
+  'webhook-timestamp',
+  'webhook-signature',
+  'content-type',
+  'content-length',
+  'user-agent',
+  'host',
+]);
+
+export interface DeliveryResult {
+  readonly status: number;
+}
+
+/**
+ * Sends one webhook's events: a keep-alive pool to its origin, the signed request per SPEC, one
+ * deadline over connect + headers + body, and a capped read of the response.
+ */
+export class WebhookSender {
+  private readonly pool: Pool;
+  private readonly signer: WebhookSigner;
+  private readonly path: string;
+  private readonly extraHeaders: Record<string, string>;
+  private closed = false;
+
+  constructor(private readonly webhook: WebhookConfig) {
+    const url = new URL(webhook.url);
+    this.path = `${url.pathname}${url.search}`;
+    this.pool = new Pool(url.origin, {
+      connections: webhook.concurrency,
+      keepAliveTimeout: 30_000,
+      // The overall deadline below is the real bound; these stop a stuck socket even if it misfires.
+      connect: { timeout: webhook.timeout },
+      headersTimeout: webhook.timeout,
+      bodyTimeout: webhook.timeout,
+    });
+    this.signer = new WebhookSigner(webhook.secret);
+    this.extraHeaders = Object.fromEntries(
+      Object.entries(webhook.headers).filter(([name]) => !RESERVED_HEADERS.has(name.toLowerCase())),
+    );
+  }
+
+  /**
+   * Resolves on 2xx; throws DeliveryPermanentError on 410, DeliveryAbortedError when `signal` fired,
+   * DeliveryRetryableError on anything else.
+   */
+  async send(event: DeliveryJobData, signal?: AbortSignal): Promise<DeliveryResult> {
+    const timestamp = Math.floor(Date.now() / 1000);
+    const headers: Record<string, string> = {
+      ...this.extraHeaders,
+      'content-type': 'application/json',
+      'user-agent': USER_AGENT,
+      'webhook-id': event.id,
+      'webhook-timestamp': String(timestamp),
+    };
+    if (this.signer.enabled) headers['webhook-signature'] = this.signer.sign(event.id, timestamp, event.body);
+
+    const deadline = AbortSignal.timeout(this.webhook.timeout);
+    const combined = signal ? AbortSignal.any([signal, deadline]) : deadline;
+    try {
+      const response = await this.pool.request({
+        path: this.path,
+        method: 'POST',
+        headers,
+        body: event.body,
+        signal: combined,
+      });
+      const snippet = await readCapped(response.body);
+      const status = response.statusCode;
+      if (status >= 200 && status < 300) return { status };
+      if (status === 410) {
+        throw new DeliveryPermanentError('HTTP 410 Gone', { status, responseSnippet: snippet });
+      }
+      const retryAfterMs =
+        status === 429 || status === 503 ? parseRetryAfter(response.headers['retry-after']) : undefined;
+      throw new DeliveryRetryableError(`HTTP ${status}`, { status, retryAfterMs, responseSnippet: snippet });
+    } catch (err) {
+      if (err instanceof DeliveryPermanentError || err instanceof DeliveryRetryableError) throw err;
+      if (signal?.aborted) throw new DeliveryAbortedError('delivery aborted', { cause: err });
+      if (deadline.aborted || err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError) {
+        throw new DeliveryRetryableError(`timeout after ${this.webhook.timeout} ms`, {}, { cause: err });
+      }
+      const code = (err as { code?: string }).code;
+      const message = err instanceof Error ? err.message : String(err);
+      throw new DeliveryRetryableError(`network error: ${code ? `${code} ` : ''}${message}`, {}, { cause: err });
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool.destroy();
+  }
+}
+
+/** Keeps the first SNIPPET_BYTES as text and discards the rest, so a huge or endless body costs nothing. */
+async function readCapped(body: AsyncIterable<Buffer> & { destroy(err?: Error): unknown }): Promise<string> {
+  const kept: Buffer[] = [];
+  let keptBytes = 0;
+  let total = 0;
+  for await (const chunk of body) {
+    total += chunk.length;
+    if (keptBytes < SNIPPET_BYTES) {
+      const part = chunk.subarray(0, SNIPPET_BYTES - keptBytes);
+      kept.push(part);
+      keptBytes += part.length;
+    }
+    if (total > MAX_DRAIN_BYTES) {
+      body.destroy();
+      break;
+    }
+  }
+  return Buffer.concat(kept).toString('utf8');
+}

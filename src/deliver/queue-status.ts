@@ -1,0 +1,71 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { createProducerConnection } from '../queue/redis.js';
+import type { BridgeMetrics } from '../admin/metrics.js';
+import type { BridgeConfig } from '../config/schema.js';
+import { queueName } from '../queue/names.js';
+
+export interface WebhookQueueCounts {
+  readonly webhook: string;
+  readonly waiting: number;
+  readonly active: number;
+  readonly delayed: number;
+  /** The dead-letter queue. */
+  readonly failed: number;
+}
+
+const STATES = ['waiting', 'active', 'delayed', 'failed'] as const;
+
+/**
+ * Per-webhook queue counts for `/status` and `imkit_bridge_queue_jobs`. Needs no workers, so an
+ * ingest-only process can report too. Commands fail fast while Redis is down instead of queueing.
+ */
+export class QueueStatusReader {
+  private readonly connection: Redis;
+  private readonly queues: ReadonlyMap<string, Queue>;
+  private closed = false;
+
+  constructor(private readonly options: { config: BridgeConfig; metrics?: BridgeMetrics }) {
+    const { config } = options;
+    this.connection = createProducerConnection(config.redis.url, { name: 'imkit-bridge-status' });
+    this.connection.on('error', () => {});
+    this.queues = new Map(
+      config.webhooks.map((w) => [
+        w.id,
+        new Queue(queueName(w.id), { connection: this.connection, prefix: config.redis.prefix }),
+      ]),
+    );
+  }
+
+  async read(): Promise<WebhookQueueCounts[]> {
+    return Promise.all(
+      [...this.queues].map(async ([webhook, queue]) => {
+        const counts = await queue.getJobCounts(...STATES);
+        return {
+          webhook,
+          waiting: counts.waiting ?? 0,
+          active: counts.active ?? 0,
+          delayed: counts.delayed ?? 0,
+          failed: counts.failed ?? 0,
+        };
+      }),
+    );
+  }
+
+  /** Reads the counts and sets `imkit_bridge_queue_jobs{webhook,state}`; the admin server calls it on scrape. */
+  async refreshMetrics(): Promise<WebhookQueueCounts[]> {
+    const all = await this.read();
+    const gauge = this.options.metrics?.queueJobs;
+    for (const counts of all) {
+      for (const state of STATES) gauge?.set({ webhook: counts.webhook, state }, counts[state]);
+    }
+    return all;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.allSettled([...this.queues.values()].map((q) => q.close()));
+    this.connection.disconnect();
+  }
+}

@@ -1,0 +1,228 @@
+import { Job, Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { BridgeConfig } from '../config/schema.js';
+import { BridgeError } from '../errors.js';
+import type { DeliveryJobData } from '../queue/job.js';
+import { quarantineKey, queueName } from '../queue/names.js';
+export { formatDeadLetters, formatReplay } from './format.js';
+import { createProducerConnection } from '../queue/redis.js';
+
+/** Jobs read or replayed per Redis round of work, so a million dead letters never sit in memory at once. */
+const PAGE = 500;
+/** Entries shown per webhook (and from quarantine) unless the caller asks for more; totals are always exact. */
+export const DEFAULT_LIST_LIMIT = 1000;
+
+export class UnknownWebhookError extends BridgeError {
+  readonly code = 'BRIDGE_ERR_DLQ_UNKNOWN_WEBHOOK';
+}
+
+export interface DeadLetterEntry {
+  readonly webhook: string;
+  /** Event id; the `webhook-id` the receiver sees, also after replay. */
+  readonly id: string;
+  readonly jobId: string;
+  readonly type: string;
+  readonly account: string;
+  readonly attempts: number;
+  /** Why the last attempt failed: `HTTP 410 Gone`, `HTTP 500`, `timeout after 15000 ms`, ... */
+  readonly lastError: string;
+  /** ISO time the job was dead-lettered. */
+  readonly failedAt: string;
+  /** ms since `failedAt`. */
+  readonly age: number;
+}
+
+export interface WebhookDeadLetters {
+  readonly webhook: string;
+  /** Every dead letter of this webhook, even when `entries` stops at the limit. */
+  readonly total: number;
+  /** Newest first. */
+  readonly entries: readonly DeadLetterEntry[];
+}
+
+export interface QuarantineEntry {
+  readonly streamId: string;
+  readonly account: string;
+  readonly event: string;
+  readonly reason: string;
+  readonly size: number;
+  /** ISO time the payload was received. */
+  readonly receivedAt: string;
+}
+
+export interface DeadLetterList {
+  readonly webhooks: readonly WebhookDeadLetters[];
+  readonly quarantine: { readonly total: number; readonly entries: readonly QuarantineEntry[] };
+}
+
+export interface ReplayResult {
+  readonly webhooks: readonly { readonly webhook: string; readonly replayed: number; readonly failed: number }[];
+  readonly replayed: number;
+  readonly failed: number;
+}
+
+/** Dead letters per webhook (newest first, up to `limit` each) and quarantined payloads. */
+export async function listDeadLetters(
+  config: BridgeConfig,
+  options: { webhook?: string; limit?: number; now?: number } = {},
+): Promise<DeadLetterList> {
+  const limit = options.limit ?? DEFAULT_LIST_LIMIT;
+  const now = options.now ?? Date.now();
+  return withQueues(config, options.webhook, async (connection, queues) => {
+    const webhooks = await Promise.all(
+      queues.map(async ([webhook, queue]) => {
+        const total = await queue.getFailedCount();
+        const entries: DeadLetterEntry[] = [];
+        for (let start = 0; start < Math.min(total, limit); start += PAGE) {
+          const end = Math.min(start + PAGE, limit) - 1;
+          const jobs = await queue.getJobs(['failed'], start, end, false);
+          for (const job of jobs) if (job) entries.push(toEntry(webhook, job, now));
+          if (jobs.length < end - start + 1) break;
+        }
+        return { webhook, total, entries };
+      }),
+    );
+    const key = quarantineKey(config.redis.prefix);
+    const [total, raw] = await Promise.all([
+      connection.xlen(key),
+      connection.xrevrange(key, '+', '-', 'COUNT', limit),
+    ]);
+    return { webhooks, quarantine: { total, entries: raw.map(([streamId, fields]) => toQuarantine(streamId, fields)) } };
+  });
+}
+
+/**
+ * Moves dead letters back to waiting with a fresh attempt count, so delivery starts over with the
+ * full schedule and the same job (hence the same event id and `webhook-id`). All of a webhook (or of
+ * every webhook), or only the jobs of one event id.
+ */
+export async function replayDeadLetters(
+  config: BridgeConfig,
+  options: { webhook?: string; id?: string } = {},
+): Promise<ReplayResult> {
+  return withQueues(config, options.webhook, async (connection, queues) => {
+    const webhooks = [];
+    for (const [webhook, queue] of queues) {
+      const counts = options.id
+        ? await replayPages(queue, pagesOf(await jobsOfEvent(connection, queue, options.id)))
+        : await replayFailedSet(connection, queue);
+      webhooks.push({ webhook, ...counts });
+    }
+    return {
+      webhooks,
+      replayed: webhooks.reduce((n, w) => n + w.replayed, 0),
+      failed: webhooks.reduce((n, w) => n + w.failed, 0),
+    };
+  });
+}
+
+/**
+ * The failed set as it stood when replay began, a page at a time. Replayed jobs leave the set, so
+ * each page starts after the ones that could not be moved; jobs that fail again during the replay
+ * have a newer score and are not picked up twice.
+ */
+async function replayFailedSet(connection: Redis, queue: Queue): Promise<{ replayed: number; failed: number }> {
+  const until = Date.now();
+  const total = { replayed: 0, failed: 0 };
+  while (true) {
+    const page = await connection.zrangebyscore(failedKey(queue), '-inf', until, 'LIMIT', total.failed, PAGE);
+    if (page.length === 0) return total;
+    const counts = await replayPages(queue, [page]);
+    total.replayed += counts.replayed;
+    total.failed += counts.failed;
+  }
+}
+
+async function replayPages(queue: Queue, pages: Iterable<string[]>): Promise<{ replayed: number; failed: number }> {
+  let replayed = 0;
+  let failed = 0;
+  for (const page of pages) {
+    const results = await Promise.allSettled(
+      page.map(async (jobId) => {
+        const job = await Job.fromId<DeliveryJobData>(queue, jobId);
+        if (!job) throw new Error(`job ${jobId} vanished`);
+        await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
+      }),
+    );
+    for (const r of results) {
+      if (r.status === 'fulfilled') replayed++;
+      else failed++;
+    }
+  }
+  return { replayed, failed };
+}
+
+function* pagesOf(ids: readonly string[]): Generator<string[]> {
+  for (let i = 0; i < ids.length; i += PAGE) yield ids.slice(i, i + PAGE);
+}
+
+function failedKey(queue: Queue): string {
+  return queue.toKey('failed');
+}
+
+/** Job ids of one event in the failed set (normally one per webhook). */
+async function jobsOfEvent(connection: Redis, queue: Queue, eventId: string): Promise<string[]> {
+  // Job ids are `<event id>-<random>`; escape glob characters so the id matches literally.
+  const pattern = `${eventId.replace(/[*?[\]\\]/g, '\\$&')}-*`;
+  const found = new Set<string>();
+  let cursor = '0';
+  do {
+    const [next, members] = await connection.zscan(failedKey(queue), cursor, 'MATCH', pattern, 'COUNT', PAGE);
+    cursor = next;
+    for (let i = 0; i < members.length; i += 2) found.add(members[i]!);
+  } while (cursor !== '0');
+  return [...found];
+}
+
+async function withQueues<T>(
+  config: BridgeConfig,
+  webhook: string | undefined,
+  fn: (connection: Redis, queues: [string, Queue<DeliveryJobData>][]) => Promise<T>,
+): Promise<T> {
+  const ids = config.webhooks.map((w) => w.id);
+  if (webhook !== undefined && !ids.includes(webhook)) {
+    throw new UnknownWebhookError(`no webhook has id "${webhook}" (configured: ${ids.join(', ') || 'none'})`);
+  }
+  const connection = createProducerConnection(config.redis.url, { name: 'imkit-bridge-dlq' });
+  connection.on('error', () => {});
+  const queues: [string, Queue<DeliveryJobData>][] = (webhook ? [webhook] : ids).map((id) => [
+    id,
+    new Queue<DeliveryJobData>(queueName(id), { connection, prefix: config.redis.prefix }),
+  ]);
+  try {
+    await Promise.all(queues.map(([, q]) => q.waitUntilReady()));
+    return await fn(connection, queues);
+  } finally {
+    await Promise.allSettled(queues.map(([, q]) => q.close()));
+    connection.disconnect();
+  }
+}
+
+function toEntry(webhook: string, job: Job<DeliveryJobData>, now: number): DeadLetterEntry {
+  const failedAt = job.finishedOn ?? job.timestamp;
+  return {
+    webhook,
+    id: job.data.id,
+    jobId: job.id ?? '',
+    type: job.data.type,
+    account: job.data.account,
+    attempts: job.attemptsMade,
+    lastError: job.failedReason ?? '',
+    failedAt: new Date(failedAt).toISOString(),
+    age: Math.max(0, now - failedAt),
+  };
+}
+
+function toQuarantine(streamId: string, fields: string[]): QuarantineEntry {
+  const map = new Map<string, string>();
+  for (let i = 0; i + 1 < fields.length; i += 2) map.set(fields[i]!, fields[i + 1]!);
+  const receivedAt = Number(map.get('receivedAt'));
+  return {
+    streamId,
+    account: map.get('account') ?? '',
+    event: map.get('event') ?? '',
+    reason: map.get('reason') ?? '',
+    size: Number(map.get('size') ?? 0),
+    receivedAt: Number.isFinite(receivedAt) ? new Date(receivedAt).toISOString() : '',
+  };
+}

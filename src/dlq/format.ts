@@ -1,0 +1,57 @@
+import type { DeadLetterList, ReplayResult } from './dead-letters.js';
+
+/** `dlq list` output: a table per webhook and one for quarantine, or the list as JSON with `json`. */
+export function formatDeadLetters(list: DeadLetterList, options: { json: boolean }): string {
+  if (options.json) return JSON.stringify(list, null, 2);
+  const lines: string[] = [];
+  for (const w of list.webhooks) {
+    lines.push(`webhook ${w.webhook}: ${w.total} dead-lettered${w.entries.length < w.total ? ` (showing ${w.entries.length} newest)` : ''}`);
+    if (w.entries.length > 0) {
+      lines.push(
+        ...table(
+          ['EVENT ID', 'TYPE', 'ACCOUNT', 'ATTEMPTS', 'LAST ERROR', 'FAILED AT', 'AGE'],
+          w.entries.map((e) => [e.id, e.type, e.account, String(e.attempts), e.lastError, e.failedAt, humanAge(e.age)]),
+        ),
+      );
+    }
+  }
+  const q = list.quarantine;
+  lines.push(`quarantine: ${q.total} payload(s) that could not be decoded${q.entries.length < q.total ? ` (showing ${q.entries.length} newest)` : ''}`);
+  if (q.entries.length > 0) {
+    lines.push(
+      ...table(
+        ['STREAM ID', 'ACCOUNT', 'EVENT', 'REASON', 'SIZE', 'RECEIVED AT'],
+        q.entries.map((e) => [e.streamId, e.account, e.event, e.reason, String(e.size), e.receivedAt]),
+      ),
+    );
+  }
+  return lines.join('\n');
+}
+
+/** `dlq replay` output. */
+export function formatReplay(result: ReplayResult, options: { json: boolean }): string {
+  if (options.json) return JSON.stringify(result, null, 2);
+  const lines = result.webhooks.map(
+    (w) => `webhook ${w.webhook}: replayed ${w.replayed}${w.failed ? `, could not replay ${w.failed}` : ''}`,
+  );
+  lines.push(`replayed ${result.replayed} dead letter(s)${result.failed ? `; ${result.failed} could not be replayed` : ''}`);
+  return lines.join('\n');
+}
+
+function table(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)].map((l) => `  ${l}`);
+}
+
+function humanAge(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60)}m`;
+  return `${Math.floor(s / 86_400)}d${Math.floor((s % 86_400) / 3600)}h`;
+}

@@ -1,0 +1,176 @@
+import { AdminServer, type AdminSource, type Readiness } from '../admin/server.js';
+import { BridgeMetrics } from '../admin/metrics.js';
+import type { BridgeConfig } from '../config/schema.js';
+import { QueueStatusReader } from '../deliver/queue-status.js';
+import { DeliveryWorkers } from '../deliver/workers.js';
+import { VERSION } from '../version.js';
+import { Ingest } from './ingest.js';
+import { createLogger, type Logger } from './logger.js';
+
+export type Role = 'all' | 'ingest' | 'worker';
+
+const REDIS_CHECK_TIMEOUT_MS = 2_000;
+
+/** A running bridge: the parts its role needs, the admin server, and an ordered `close()`. */
+export class Daemon implements AdminSource {
+  private readonly startedAt = Date.now();
+  private closing: Promise<void> | undefined;
+  adminPort = 0;
+
+  private constructor(
+    private readonly config: BridgeConfig,
+    readonly role: Role,
+    private readonly logger: Logger,
+    private readonly metrics: BridgeMetrics,
+    private readonly queues: QueueStatusReader,
+    private readonly admin: AdminServer | undefined,
+    private readonly ingest: Ingest | undefined,
+    private readonly workers: DeliveryWorkers | undefined,
+  ) {}
+
+  static async start(config: BridgeConfig, role: Role, logger: Logger): Promise<Daemon> {
+    const metrics = new BridgeMetrics();
+    const queues = new QueueStatusReader({ config, metrics });
+    const ingest = role === 'worker' ? undefined : await Ingest.create(config, logger, metrics);
+    const workers = role === 'ingest' ? undefined : new DeliveryWorkers({ config, logger, metrics });
+    let daemon: Daemon | undefined;
+    const admin = new AdminServer(
+      {
+        readiness: () => daemon!.readiness(),
+        status: () => daemon!.status(),
+        refreshMetrics: () => daemon!.refreshMetrics(),
+      },
+      metrics,
+      logger.child({ stage: 'admin' }),
+    );
+    daemon = new Daemon(config, role, logger, metrics, queues, admin, ingest, workers);
+    try {
+      daemon.adminPort = await admin.listen(config.server.host, config.server.port);
+    } catch (err) {
+      await daemon.close();
+      throw err;
+    }
+    workers?.start();
+    ingest?.start();
+    logger.info(
+      {
+        role,
+        version: VERSION,
+        accounts: ingest ? config.accounts.length : 0,
+        webhooks: config.webhooks.length,
+      },
+      'imkit-bridge started',
+    );
+    return daemon;
+  }
+
+  async readiness(): Promise<Readiness> {
+    const reasons: string[] = [];
+    if (!(await this.redisAnswers())) reasons.push('redis: not answering');
+    if (this.ingest) {
+      if (!this.ingest.redisReady) reasons.push('redis: ingest is buffering events in memory');
+      for (const id of this.ingest.notLive()) reasons.push(`account ${id}: not authenticated`);
+    }
+    return { ready: reasons.length === 0, reasons };
+  }
+
+  async status(): Promise<unknown> {
+    const counts = await this.queues.read().catch(() => undefined);
+    const delivery = this.workers?.status() ?? [];
+    return {
+      version: VERSION,
+      role: this.role,
+      startedAt: new Date(this.startedAt).toISOString(),
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      redis: counts ? 'ok' : 'unreachable',
+      ingest: this.ingest
+        ? { buffered: this.ingest.status().buffered, redisReady: this.ingest.redisReady }
+        : undefined,
+      accounts: this.ingest?.status().accounts ?? [],
+      webhooks: this.config.webhooks.map((w) => ({
+        id: w.id,
+        ...(counts?.find((c) => c.webhook === w.id) ?? {}),
+        ...(delivery.find((d) => d.webhook === w.id) ?? {}),
+        webhook: undefined,
+      })),
+    };
+  }
+
+  async refreshMetrics(): Promise<void> {
+    await this.queues.refreshMetrics().catch(() => undefined);
+  }
+
+  /**
+   * Ordered: stop reading sockets and land what was buffered, then let deliveries finish (bounded by
+   * `shutdownTimeout`) and hand the rest back, then the status connection and the admin server.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.logger.info({ role: this.role }, 'stopping');
+      await this.ingest?.close();
+      await this.workers?.close(this.config.shutdownTimeout);
+      await this.queues.close();
+      await this.admin?.close();
+      this.logger.info('stopped');
+    })();
+    return this.closing;
+  }
+
+  private async redisAnswers(): Promise<boolean> {
+    const check = this.queues.read().then(
+      () => true,
+      () => false,
+    );
+    const timeout = new Promise<boolean>((resolve) =>
+      setTimeout(() => resolve(false), REDIS_CHECK_TIMEOUT_MS).unref(),
+    );
+    return Promise.race([check, timeout]);
+  }
+}
+
+/**
+ * `imkit-bridge run`: starts the daemon, stops it on SIGTERM/SIGINT and resolves with the exit code.
+ * A second signal while stopping exits at once.
+ */
+export async function runDaemon(config: BridgeConfig, role: Role): Promise<number> {
+  const logger = createLogger({ level: config.log.level });
+  let daemon: Daemon;
+  try {
+    daemon = await Daemon.start(config, role, logger);
+  } catch (err) {
+    logger.fatal({ err }, 'cannot start');
+    logger.flush();
+    return 2;
+  }
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        logger.warn({ signal }, 'second signal: exiting without waiting');
+        logger.flush();
+        process.exit(2);
+      }
+      stopping = true;
+      logger.info({ signal }, 'signal received');
+      daemon.close().then(
+        () => resolve(0),
+        (err: unknown) => {
+          logger.error({ err }, 'error while stopping');
+          resolve(2);
+        },
+      );
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    process.on('uncaughtException', (err) => {
+      logger.fatal({ err }, 'uncaught exception');
+      logger.flush();
+      process.exit(2);
+    });
+    process.on('unhandledRejection', (err) => {
+      logger.fatal({ err }, 'unhandled rejection');
+      logger.flush();
+      process.exit(2);
+    });
+  }).then((code) => new Promise<number>((resolve) => logger.flush(() => resolve(code))));
+}

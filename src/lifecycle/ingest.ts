@@ -1,0 +1,297 @@
+import { hostname } from 'node:os';
+import type { Counter } from 'prom-client';
+import type { BridgeMetrics } from '../admin/metrics.js';
+import type { AccountConfig, BridgeConfig } from '../config/schema.js';
+import { createDecoder, type Decoder } from '../decode/decoder.js';
+import { Enqueuer, type OverflowReport } from '../queue/enqueuer.js';
+import type { RelayedEvent } from '../route/event.js';
+import { eventId } from '../route/event-id.js';
+import { Router } from '../route/router.js';
+import { catchUp } from '../source/catch-up.js';
+import { ImkitRest } from '../source/imkit-rest.js';
+import { AccountSession, type SessionStatus } from '../source/session.js';
+import { createTokenProvider, type TokenProvider } from '../source/tokens.js';
+import type { Logger } from './logger.js';
+
+/**
+ * Catch-up starts this long before the heartbeat window that preceded a detected drop: the socket may
+ * have been silently dead for up to `heartbeatTimeout` before anyone noticed. What overlaps with
+ * events already received is removed by de-duplication.
+ */
+const CATCH_UP_SLACK_MS = 5_000;
+const CHAT_MESSAGE = 'chat message';
+const QUARANTINE_LOG_INTERVAL_MS = 1_000;
+
+export interface IngestStatus {
+  accounts: SessionStatus[];
+  buffered: number;
+  redisReady: boolean;
+}
+
+/**
+ * The ingest half: one session per account feeding decode → id → route → enqueue, plus lifecycle
+ * events and REST catch-up after gaps.
+ */
+export class Ingest {
+  private readonly instance = hostname();
+  private readonly router: Router;
+  private readonly enqueuer: Enqueuer;
+  private readonly rest: ImkitRest;
+  private readonly accounts: AccountRelay[] = [];
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    private readonly config: BridgeConfig,
+    private readonly logger: Logger,
+    private readonly metrics: BridgeMetrics,
+  ) {
+    this.router = new Router(config.webhooks);
+    this.rest = new ImkitRest({
+      url: config.imkit.url,
+      clientKey: config.imkit.clientKey,
+      apiKey: config.imkit.apiKey,
+    });
+    this.enqueuer = new Enqueuer({
+      redisUrl: config.redis.url,
+      prefix: config.redis.prefix,
+      webhooks: config.webhooks,
+      dedupWindowMs: config.dedupWindow,
+      bufferEvents: config.limits.bufferEvents,
+      logger: logger.child({ stage: 'enqueue' }),
+      metrics,
+      onOverflow: (report) => this.onOverflow(report),
+    });
+  }
+
+  static async create(config: BridgeConfig, logger: Logger, metrics: BridgeMetrics): Promise<Ingest> {
+    const ingest = new Ingest(config, logger, metrics);
+    try {
+      for (const account of config.accounts) {
+        ingest.accounts.push(await ingest.relayFor(account));
+      }
+    } catch (err) {
+      await ingest.close();
+      throw err;
+    }
+    return ingest;
+  }
+
+  start(): void {
+    for (const relay of this.accounts) relay.session.start();
+  }
+
+  get redisReady(): boolean {
+    return this.enqueuer.ready;
+  }
+
+  notLive(): string[] {
+    return this.accounts.filter((r) => !r.session.live).map((r) => r.account.id);
+  }
+
+  status(): IngestStatus {
+    return {
+      accounts: this.accounts.map((r) => r.session.status()),
+      buffered: this.enqueuer.buffered,
+      redisReady: this.enqueuer.ready,
+    };
+  }
+
+  /** Sockets first (no new events), then whatever is buffered goes to Redis within the enqueuer's bound. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.all(this.accounts.map((r) => r.session.close()));
+      await this.enqueuer.close();
+      await this.rest.close();
+    })();
+    return this.closing;
+  }
+
+  private async relayFor(account: AccountConfig): Promise<AccountRelay> {
+    const log = this.logger.child({ account: account.id });
+    const decoder = await createDecoder(account, this.config.limits);
+    const tokens = createTokenProvider(account, this.rest);
+    const relay: AccountRelay = {
+      account,
+      log,
+      decoder,
+      tokens,
+      received: new Map(),
+      quarantineLog: { at: 0, suppressed: 0 },
+      session: undefined as unknown as AccountSession,
+    };
+    relay.session = new AccountSession({
+      account,
+      imkit: this.config.imkit,
+      tokens,
+      logger: this.logger,
+      metrics: this.metrics,
+      decodeAck: (raw) => {
+        const result = decoder.decode(raw);
+        return result.ok ? result.data : undefined;
+      },
+      handlers: {
+        onEvent: (name, payload, receivedAt) => this.onEvent(relay, name, payload, receivedAt),
+        onLive: (info) => this.onLive(relay, info),
+        onDown: (info) =>
+          this.emitLifecycle(account.id, 'bridge.disconnected', { at: iso(info.at), reason: info.reason }),
+      },
+    });
+    return relay;
+  }
+
+  /** The per-event hot path: one decode, one id, one cached route lookup, one body serialisation. */
+  private onEvent(relay: AccountRelay, name: string, payload: unknown, receivedAt: number): void {
+    this.receivedCounter(relay, name).inc();
+    const decoded = relay.decoder.decode(payload);
+    if (!decoded.ok) {
+      this.quarantine(relay, name, decoded.reason, decoded.raw, receivedAt);
+      return;
+    }
+    this.relay(relay.account.id, name, decoded.data, receivedAt);
+  }
+
+  private relay(
+    account: string,
+    type: string,
+    data: unknown,
+    receivedAt: number,
+  ): Promise<{ fresh: boolean }> {
+    const targets = this.router.targets(account, type);
+    if (targets.length === 0) return Promise.resolve({ fresh: false });
+    const event: RelayedEvent = { id: eventId(account, type, data), type, account, receivedAt, data };
+    return this.enqueuer.enqueue(event, targets);
+  }
+
+  private quarantine(
+    relay: AccountRelay,
+    event: string,
+    reason: string,
+    raw: Buffer,
+    receivedAt: number,
+  ): void {
+    void this.enqueuer.quarantine({ account: relay.account.id, event, reason, raw, receivedAt });
+    // A stretch of garbage must not turn into a log flood: one line per second per account.
+    const now = Date.now();
+    const state = relay.quarantineLog;
+    if (now - state.at < QUARANTINE_LOG_INTERVAL_MS) {
+      state.suppressed++;
+      return;
+    }
+    relay.log.warn(
+      { event, reason, size: raw.length, suppressed: state.suppressed },
+      'payload quarantined: cannot decode',
+    );
+    state.at = now;
+    state.suppressed = 0;
+  }
+
+  private receivedCounter(relay: AccountRelay, type: string): Counter.Internal {
+    let counter = relay.received.get(type);
+    if (!counter) {
+      counter = this.metrics.eventsReceived.labels({ account: relay.account.id, type });
+      relay.received.set(type, counter);
+    }
+    return counter;
+  }
+
+  private onLive(relay: AccountRelay, info: { at: number; gap?: { from: number; to: number } }): void {
+    const { account } = relay;
+    this.emitLifecycle(account.id, 'bridge.connected', { at: iso(info.at), instance: this.instance });
+    const gap = info.gap;
+    if (!gap) return;
+    if (!account.catchUp) {
+      this.emitLifecycle(account.id, 'bridge.gap', { ...gapFields(gap), catchUp: false });
+      return;
+    }
+    void this.recover(
+      relay,
+      { from: gap.from - account.heartbeatTimeout - CATCH_UP_SLACK_MS, to: gap.to },
+      gap,
+    );
+  }
+
+  /** REST catch-up for an interval; every message goes through the same id and dedup path. */
+  private async recover(
+    relay: AccountRelay,
+    window: { from: number; to: number },
+    gap: { from: number; to: number },
+    extra: { reason: 'disconnected' | 'buffer-overflow'; dropped?: number } = { reason: 'disconnected' },
+  ): Promise<void> {
+    const { reason } = extra;
+    const { account, log } = relay;
+    try {
+      const token = await relay.tokens.token();
+      const result = await catchUp({ rest: this.rest, token, gap: window, logger: log });
+      const outcomes = await Promise.all(
+        result.messages.map((message) => {
+          this.receivedCounter(relay, CHAT_MESSAGE).inc();
+          return this.relay(account.id, CHAT_MESSAGE, message, Date.now());
+        }),
+      );
+      const recovered = outcomes.filter((o) => o.fresh).length;
+      this.metrics.catchUpMessages.inc({ account: account.id }, result.messages.length);
+      log.info(
+        { fetched: result.messages.length, recovered, truncated: result.truncated, reason },
+        'catch-up done',
+      );
+      this.emitLifecycle(account.id, 'bridge.gap', {
+        ...gapFields(gap),
+        ...extra,
+        catchUp: true,
+        fetched: result.messages.length,
+        recovered,
+        complete: !result.truncated,
+      });
+    } catch (err) {
+      log.warn(
+        { err: { code: (err as { code?: string }).code, message: (err as Error).message } },
+        'catch-up failed',
+      );
+      this.emitLifecycle(account.id, 'bridge.gap', {
+        ...gapFields(gap),
+        ...extra,
+        catchUp: true,
+        recovered: 0,
+        complete: false,
+        error: (err as Error).message,
+      });
+    }
+  }
+
+  private onOverflow(report: OverflowReport): void {
+    const relay = this.accounts.find((r) => r.account.id === report.account);
+    const gap = { from: report.from, to: report.to };
+    if (relay?.account.catchUp) {
+      void this.recover(relay, gap, gap, { reason: 'buffer-overflow', dropped: report.dropped });
+    } else {
+      this.emitLifecycle(report.account, 'bridge.gap', {
+        ...gapFields(gap),
+        reason: 'buffer-overflow',
+        dropped: report.dropped,
+        catchUp: false,
+      });
+    }
+  }
+
+  private emitLifecycle(account: string, type: string, data: Record<string, unknown>): void {
+    void this.relay(account, type, { account, ...data }, Date.now());
+  }
+}
+
+interface AccountRelay {
+  readonly account: AccountConfig;
+  readonly log: Logger;
+  readonly decoder: Decoder;
+  readonly tokens: TokenProvider;
+  readonly received: Map<string, Counter.Internal>;
+  readonly quarantineLog: { at: number; suppressed: number };
+  session: AccountSession;
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function gapFields(gap: { from: number; to: number }): Record<string, unknown> {
+  return { from: iso(gap.from), to: iso(gap.to), durationMs: gap.to - gap.from };
+}

@@ -1,0 +1,424 @@
+import { randomBytes } from 'node:crypto';
+import { Queue, type JobsOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { BridgeMetrics } from '../admin/metrics.js';
+import type { WebhookConfig } from '../config/schema.js';
+import type { Logger } from '../lifecycle/logger.js';
+import { requestBody } from '../route/body.js';
+import type { RelayedEvent } from '../route/event.js';
+import type { DeliveryJobData } from './job.js';
+import { queueName, quarantineKey } from './names.js';
+import { reconnectDelay, createProducerConnection } from './redis.js';
+
+export interface EnqueuerOptions {
+  readonly redisUrl: string;
+  readonly prefix: string;
+  readonly webhooks: readonly WebhookConfig[];
+  readonly dedupWindowMs: number;
+  /** Most events (and quarantine entries) held in memory while Redis is slow or away. */
+  readonly bufferEvents: number;
+  readonly logger: Logger;
+  readonly metrics: BridgeMetrics;
+  /** Called once per account per overflow episode, when the episode ends (or at close). */
+  readonly onOverflow?: (gap: OverflowReport) => void;
+  /** Most entries written per Redis round trip; default 500. */
+  readonly batchSize?: number;
+  /** Bound on the drain inside close(); default 5 s. */
+  readonly closeTimeoutMs?: number;
+}
+
+/** Events of one account dropped while the buffer was full: receivedAt of the first and last. */
+export interface OverflowReport {
+  readonly account: string;
+  readonly from: number;
+  readonly to: number;
+  readonly dropped: number;
+}
+
+/**
+ * `fresh`: at least one webhook queue took the event as new (not de-duplicated).
+ * `dropped`: it never reached Redis (buffer overflow, or still buffered when close() gave up).
+ */
+export interface EnqueueResult {
+  readonly fresh: boolean;
+  readonly dropped?: true;
+}
+
+export interface QuarantineInput {
+  readonly account: string;
+  readonly event: string;
+  readonly reason: string;
+  readonly raw: Buffer;
+  readonly receivedAt: number;
+}
+
+interface JobEntry {
+  readonly kind: 'job';
+  readonly account: string;
+  readonly receivedAt: number;
+  readonly data: DeliveryJobData;
+  /** Targets not yet acknowledged by Redis; the job id is fixed so a retry cannot double-add. */
+  readonly todo: Map<string, { readonly webhook: WebhookConfig; readonly jobId: string }>;
+  fresh: boolean;
+  readonly resolve: (result: EnqueueResult) => void;
+}
+
+interface QuarantineEntry {
+  readonly kind: 'quarantine';
+  readonly account: string;
+  readonly receivedAt: number;
+  readonly fields: string[];
+  written: boolean;
+  readonly resolve: (result: EnqueueResult) => void;
+}
+
+type Entry = JobEntry | QuarantineEntry;
+
+interface Episode {
+  readonly byAccount: Map<string, { from: number; to: number; dropped: number }>;
+}
+
+const DEFAULT_BATCH = 500;
+
+/**
+ * Lands events in Redis: one BullMQ queue per webhook, batched `addBulk`s, de-duplicated by event id
+ * (docs/architecture.md), with an ordered in-memory buffer that rides out Redis outages.
+ */
+export class Enqueuer {
+  private readonly connection: Redis;
+  private readonly queues = new Map<string, Queue<DeliveryJobData>>();
+  private readonly buffer: Entry[] = [];
+  private readonly log: Logger;
+  private readonly batchSize: number;
+  private flushing = false;
+  private scheduled = false;
+  private failing = false;
+  private attempt = 0;
+  private wake: (() => void) | undefined;
+  private episode: Episode | undefined;
+  private accepted = 0;
+  private landed = 0;
+  private readonly landedWaiters = new Set<() => void>();
+  private closed = false;
+  private closing: Promise<void> | undefined;
+  /** Job id suffixes: random per instance plus a counter, unique across replicas without per-event entropy. */
+  private readonly instance = randomBytes(5).toString('hex');
+  private sequence = 0;
+
+  constructor(private readonly options: EnqueuerOptions) {
+    this.log = options.logger.child({ component: 'enqueuer' });
+    this.batchSize = options.batchSize ?? DEFAULT_BATCH;
+    this.connection = createProducerConnection(options.redisUrl, { name: 'imkit-bridge-ingest' });
+    // ioredis reports every failed reconnect; the flush loop logs outages once per episode instead.
+    this.connection.on('error', () => {});
+    this.connection.on('ready', () => this.wake?.());
+    for (const webhook of options.webhooks) this.queue(webhook);
+  }
+
+  /** False while Redis is unreachable or the last write failed. */
+  get ready(): boolean {
+    return this.connection.status === 'ready' && !this.failing && !this.closed;
+  }
+
+  /** Events and quarantine entries held in memory, not yet confirmed by Redis. */
+  get buffered(): number {
+    return this.buffer.length;
+  }
+
+  /**
+   * Settles once the event is in every target queue (or is dropped); never rejects. `body` is the
+   * request body when the caller already built it (requestBody(event)), so it is serialised once.
+   */
+  enqueue(event: RelayedEvent, targets: readonly WebhookConfig[], body?: string): Promise<EnqueueResult> {
+    if (targets.length === 0) return Promise.resolve({ fresh: false });
+    return new Promise((resolve) => {
+      if (!this.admit(event.account, event.receivedAt, resolve)) return;
+      const data: DeliveryJobData = {
+        id: event.id,
+        type: event.type,
+        account: event.account,
+        receivedAt: event.receivedAt,
+        body: body ?? requestBody(event),
+      };
+      const todo: JobEntry['todo'] = new Map();
+      const suffix = `${this.instance}${(this.sequence++).toString(36)}`;
+      for (const webhook of targets) todo.set(webhook.id, { webhook, jobId: `${event.id}-${suffix}` });
+      this.push({
+        kind: 'job',
+        account: event.account,
+        receivedAt: event.receivedAt,
+        data,
+        todo,
+        fresh: false,
+        resolve,
+      });
+    });
+  }
+
+  /** Keeps an undecodable payload in the quarantine stream (never trimmed) and counts it. */
+  quarantine(entry: QuarantineInput): Promise<EnqueueResult> {
+    this.options.metrics.decodeFailures.inc({ account: entry.account });
+    return new Promise((resolve) => {
+      if (!this.admit(entry.account, entry.receivedAt, resolve)) return;
+      const fields = [
+        'account',
+        entry.account,
+        'event',
+        entry.event,
+        'reason',
+        entry.reason,
+        'raw',
+        entry.raw.toString('base64'),
+        'receivedAt',
+        String(entry.receivedAt),
+        'size',
+        String(entry.raw.length),
+      ];
+      this.push({
+        kind: 'quarantine',
+        account: entry.account,
+        receivedAt: entry.receivedAt,
+        fields,
+        written: false,
+        resolve,
+      });
+    });
+  }
+
+  /** True when everything accepted before this call is in Redis (or was reported dropped). */
+  async drain(timeoutMs: number): Promise<boolean> {
+    const target = this.accepted;
+    if (this.landed >= target) return true;
+    return new Promise((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        this.landedWaiters.delete(check);
+        resolve(ok);
+      };
+      const check = () => {
+        if (this.landed >= target) done(true);
+      };
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.landedWaiters.add(check);
+    });
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    const drained = await this.drain(this.options.closeTimeoutMs ?? 5_000);
+    this.closed = true;
+    this.wake?.();
+    if (!drained) {
+      this.log.error(
+        { lost: this.buffer.length },
+        'closing with events still buffered: Redis did not take them in time',
+      );
+    }
+    for (const entry of this.buffer.splice(0)) entry.resolve({ fresh: false, dropped: true });
+    this.options.metrics.ingestBuffered.set(0);
+    this.endEpisode();
+    await Promise.allSettled([...this.queues.values()].map((q) => q.close()));
+    if (this.connection.status === 'ready')
+      await this.connection.quit().catch(() => this.connection.disconnect());
+    else this.connection.disconnect();
+  }
+
+  /** Buffer admission. Full buffer: drop the newest, so what is kept stays a contiguous prefix. */
+  private admit(account: string, receivedAt: number, resolve: (r: EnqueueResult) => void): boolean {
+    if (this.closed || this.closing) {
+      resolve({ fresh: false, dropped: true });
+      return false;
+    }
+    if (this.buffer.length < this.options.bufferEvents) {
+      this.endEpisode();
+      return true;
+    }
+    this.options.metrics.ingestOverflow.inc();
+    if (!this.episode) {
+      this.episode = { byAccount: new Map() };
+      this.log.error(
+        { bufferEvents: this.options.bufferEvents },
+        'ingest buffer full while Redis is not keeping up: dropping new events until there is room',
+      );
+    }
+    const gap = this.episode.byAccount.get(account);
+    if (gap) {
+      gap.to = receivedAt;
+      gap.dropped++;
+    } else {
+      this.episode.byAccount.set(account, { from: receivedAt, to: receivedAt, dropped: 1 });
+    }
+    resolve({ fresh: false, dropped: true });
+    return false;
+  }
+
+  private endEpisode(): void {
+    const episode = this.episode;
+    if (!episode) return;
+    this.episode = undefined;
+    for (const [account, gap] of episode.byAccount) {
+      this.log.warn(
+        { account, ...gap },
+        'ingest buffer has room again; events in this interval were dropped',
+      );
+      try {
+        this.options.onOverflow?.({ account, ...gap });
+      } catch (err) {
+        this.log.error({ err }, 'onOverflow callback failed');
+      }
+    }
+  }
+
+  private push(entry: Entry): void {
+    this.buffer.push(entry);
+    this.accepted++;
+    this.options.metrics.ingestBuffered.set(this.buffer.length);
+    if (!this.flushing && !this.scheduled) {
+      this.scheduled = true;
+      // One tick of collection: everything enqueued in this turn of the event loop goes in one batch.
+      setImmediate(() => {
+        this.scheduled = false;
+        void this.flush();
+      });
+    }
+  }
+
+  private async flush(): Promise<void> {
+    if (this.flushing) return;
+    this.flushing = true;
+    try {
+      while (this.buffer.length > 0 && !this.closed) {
+        const batch = this.buffer.slice(0, this.batchSize);
+        try {
+          await this.write(batch);
+        } catch (err) {
+          if (!this.failing)
+            this.log.warn({ err: String(err) }, 'Redis write failed; buffering events and retrying');
+          this.failing = true;
+          await this.pause(reconnectDelay(this.attempt++));
+          continue;
+        }
+        if (this.failing)
+          this.log.info({ buffered: this.buffer.length }, 'Redis writes succeed again; flushing buffer');
+        this.failing = false;
+        this.attempt = 0;
+        // Only the head is ever removed and only new entries are appended, so the batch is still the head.
+        this.buffer.splice(0, batch.length);
+        this.landed += batch.length;
+        this.options.metrics.ingestBuffered.set(this.buffer.length);
+        // Report a drop interval as soon as Redis catches up, not only when the next event arrives.
+        if (this.buffer.length < this.options.bufferEvents) this.endEpisode();
+        for (const entry of batch) {
+          entry.resolve(entry.kind === 'job' ? { fresh: entry.fresh } : { fresh: true });
+        }
+        for (const check of [...this.landedWaiters]) check();
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  /** Waits for the backoff delay, cut short when the connection becomes ready or close() begins. */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = () => {
+        this.wake = undefined;
+        done();
+      };
+    });
+  }
+
+  /**
+   * One round trip per webhook queue (addBulk pipelines in order) plus one pipeline for quarantine.
+   * Parts that succeed are recorded on the entries, so a retry after a partial failure sends only
+   * what Redis has not confirmed; a reply lost in transit is retried with the same job id.
+   */
+  private async write(batch: readonly Entry[]): Promise<void> {
+    const perQueue = new Map<
+      string,
+      { webhook: WebhookConfig; items: { entry: JobEntry; jobId: string }[] }
+    >();
+    const quarantined: QuarantineEntry[] = [];
+    for (const entry of batch) {
+      if (entry.kind === 'quarantine') {
+        if (!entry.written) quarantined.push(entry);
+        continue;
+      }
+      for (const [webhookId, { webhook, jobId }] of entry.todo) {
+        let group = perQueue.get(webhookId);
+        if (!group) perQueue.set(webhookId, (group = { webhook, items: [] }));
+        group.items.push({ entry, jobId });
+      }
+    }
+    const writes: Promise<void>[] = [...perQueue].map(async ([webhookId, { webhook, items }]) => {
+      const opts = this.jobOptions(webhook);
+      const jobs = await this.queue(webhook).addBulk(
+        items.map(({ entry, jobId }) => ({
+          name: entry.data.type,
+          data: entry.data,
+          opts: { ...opts, jobId, deduplication: { id: entry.data.id, ttl: this.options.dedupWindowMs } },
+        })),
+      );
+      jobs.forEach((job, i) => {
+        const { entry, jobId } = items[i]!;
+        entry.todo.delete(webhookId);
+        if (job.id === jobId) entry.fresh = true;
+        else this.options.metrics.eventsDeduplicated.inc();
+      });
+    });
+    if (quarantined.length > 0) writes.push(this.writeQuarantine(quarantined));
+    const results = await Promise.allSettled(writes);
+    const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failure) throw failure.reason;
+  }
+
+  private async writeQuarantine(entries: QuarantineEntry[]): Promise<void> {
+    const key = quarantineKey(this.options.prefix);
+    const pipeline = this.connection.pipeline();
+    for (const entry of entries) pipeline.xadd(key, '*', ...entry.fields);
+    const results = (await pipeline.exec()) ?? [];
+    let error: unknown;
+    results.forEach(([err], i) => {
+      if (err) error ??= err;
+      else entries[i]!.written = true;
+    });
+    if (error || results.length !== entries.length)
+      throw error ?? new Error('quarantine pipeline incomplete');
+  }
+
+  /** Retry and DLQ behaviour travels with each job; the delivery side registers the 'schedule' backoff. */
+  private jobOptions(webhook: WebhookConfig): JobsOptions {
+    return {
+      attempts: webhook.retry.schedule.length + 1,
+      backoff: { type: 'schedule' },
+      removeOnComplete: true,
+      // The failed set is the dead-letter queue: never expire it.
+      removeOnFail: false,
+    };
+  }
+
+  private queue(webhook: WebhookConfig): Queue<DeliveryJobData> {
+    let queue = this.queues.get(webhook.id);
+    if (!queue) {
+      queue = new Queue<DeliveryJobData>(queueName(webhook.id), {
+        connection: this.connection,
+        prefix: this.options.prefix,
+        // Init must not wait for or probe Redis: writes fail fast and are retried by the flush loop.
+        skipWaitingForReady: true,
+        skipVersionCheck: true,
+      });
+      queue.on('error', () => {});
+      this.queues.set(webhook.id, queue);
+    }
+    return queue;
+  }
+}

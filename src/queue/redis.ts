@@ -1,0 +1,36 @@
+import { Redis, type RedisOptions } from 'ioredis';
+
+/** Reconnect forever: 50 ms doubling to 2 s. Redis outages end; the bridge must outlive them. */
+export function reconnectDelay(attempt: number): number {
+  return Math.min(50 * 2 ** Math.min(attempt, 6), 2_000);
+}
+
+/**
+ * Producer side (ingest enqueues, quarantine, admin reads): per BullMQ's production notes, fail
+ * fast while Redis is away so the caller can buffer and report not-ready instead of hanging.
+ */
+export function createProducerConnection(url: string, options: { name?: string } = {}): Redis {
+  return new Redis(url, {
+    ...common(options.name),
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    // A Redis that accepts the TCP connection but stops answering must not stall ingest forever.
+    commandTimeout: 5_000,
+  });
+}
+
+/**
+ * Worker side (BullMQ Workers, QueueEvents): blocking commands must wait out outages, which BullMQ
+ * requires as `maxRetriesPerRequest: null`.
+ */
+export function createWorkerConnection(url: string, options: { name?: string } = {}): Redis {
+  return new Redis(url, { ...common(options.name), maxRetriesPerRequest: null });
+}
+
+function common(name: string | undefined): RedisOptions {
+  return {
+    retryStrategy: reconnectDelay,
+    connectTimeout: 5_000,
+    ...(name ? { connectionName: name } : {}),
+  };
+}

@@ -1,0 +1,74 @@
+import { createHash } from 'node:crypto';
+
+const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
+const ID_CHARS = 26;
+
+/**
+ * `evt_` + 26 lowercase base32 characters (130 bits) of SHA-256 over a canonical form of what was
+ * received, so replicas, reconnect replays and REST catch-up agree on the id (docs/architecture.md).
+ */
+export function eventId(account: string, type: string, data: unknown): string {
+  return `evt_${base32(
+    createHash('sha256')
+      .update(canonicalForm(account, type, data))
+      .digest(),
+  )}`;
+}
+
+function canonicalForm(account: string, type: string, data: unknown): string {
+  if (type === 'chat message' && data !== null && typeof data === 'object') {
+    const m = data as Record<string, unknown>;
+    const id = m._id ?? m.id;
+    if (typeof id === 'string' || typeof id === 'number') {
+      // An edit or recall keeps `_id` but changes messageType and/or updatedAtMS: a new event.
+      const at = timeMs(m.updatedAtMS) ?? timeMs(m.messageTimeMS) ?? timeMs(m.messageTime);
+      return JSON.stringify(['m1', account, String(id), m.messageType ?? null, at ?? null]);
+    }
+  }
+  return JSON.stringify(['g1', account, type]) + canonicalJson(data);
+}
+
+/** Socket payloads carry numbers; REST shapes may carry numeric strings or only the ISO time. */
+function timeMs(value: unknown): number | undefined {
+  if (typeof value === 'number' && Number.isFinite(value)) return value;
+  if (typeof value === 'string' && value !== '') {
+    const n = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
+    return Number.isFinite(n) ? n : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * JSON with object keys sorted, so key order does not change the id. Input has passed the decoder's
+ * depth limit (or is a bridge lifecycle event), so recursion depth is bounded.
+ */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) {
+    return `[${value.map((v) => (v === undefined ? 'null' : canonicalJson(v))).join(',')}]`;
+  }
+  const obj = value as Record<string, unknown>;
+  const parts: string[] = [];
+  for (const key of Object.keys(obj).sort()) {
+    if (obj[key] === undefined) continue;
+    parts.push(`${JSON.stringify(key)}:${canonicalJson(obj[key])}`);
+  }
+  return `{${parts.join(',')}}`;
+}
+
+function base32(bytes: Buffer): string {
+  let out = '';
+  let bits = 0;
+  let acc = 0;
+  for (const byte of bytes) {
+    acc = (acc << 8) | byte;
+    bits += 8;
+    while (bits >= 5 && out.length < ID_CHARS) {
+      out += BASE32[(acc >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+    acc &= (1 << bits) - 1;
+    if (out.length === ID_CHARS) break;
+  }
+  return out;
+}

@@ -1,0 +1,88 @@
+import type { Logger } from '../lifecycle/logger.js';
+import type { ImkitMessage, ImkitRest } from './imkit-rest.js';
+
+export interface CatchUpOptions {
+  rest: Pick<ImkitRest, 'rooms' | 'roomMessages'>;
+  token: string;
+  /** The disconnected interval, epoch ms. */
+  gap: { from: number; to: number };
+  logger: Logger;
+  /** Page size for both listings. Default 50 rooms, 20 messages (IMKIT's default). */
+  roomPageSize?: number;
+  messagePageSize?: number;
+  /** Most pages fetched in one catch-up, over all rooms; hitting it is logged. Default 500. */
+  maxPages?: number;
+}
+
+export interface CatchUpResult {
+  /** Chat messages created or updated inside the gap, each once, sorted by `messageTimeMS`. */
+  messages: ImkitMessage[];
+  /** True when `maxPages` stopped the walk, so some messages may be missing. */
+  truncated: boolean;
+  pages: number;
+}
+
+/**
+ * Fetches the chat messages an account missed while disconnected: rooms updated since the gap
+ * started, then each room's messages after that time, paging until a short page. IMKIT documents
+ * the page order inconsistently, so pages are sorted locally and the cursor is the newest time seen.
+ */
+export async function catchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
+  const { rest, token, gap, logger } = opts;
+  const roomLimit = opts.roomPageSize ?? 50;
+  const msgLimit = opts.messagePageSize ?? 20;
+  const maxPages = opts.maxPages ?? 500;
+  let pages = 0;
+  let truncated = false;
+  const spend = (): boolean => {
+    if (pages >= maxPages) {
+      truncated = true;
+      return false;
+    }
+    pages++;
+    return true;
+  };
+
+  const roomIds: string[] = [];
+  for (let skip = 0; spend();) {
+    const page = await rest.rooms(token, { updatedAfter: gap.from, skip, limit: roomLimit });
+    for (const room of page.data)
+      if (typeof room?._id === 'string' && !roomIds.includes(room._id)) roomIds.push(room._id);
+    if (page.data.length < roomLimit) break;
+    skip += page.data.length;
+  }
+
+  const byKey = new Map<string, ImkitMessage>();
+  for (const roomId of roomIds) {
+    let afterTime = gap.from;
+    while (spend()) {
+      const page = await rest.roomMessages(token, roomId, { afterTime, limit: msgLimit });
+      let newest = afterTime;
+      for (const m of page.data) {
+        if (typeof m?._id !== 'string') continue;
+        const time = m.messageTimeMS ?? 0;
+        if (time > newest) newest = time;
+        const changed = m.updatedAtMS ?? time;
+        if (inRange(time, gap) || inRange(changed, gap)) byKey.set(`${m._id}\u0000${changed}`, m);
+      }
+      // A page that does not move the cursor would be fetched forever.
+      if (page.data.length < msgLimit || newest <= afterTime) break;
+      afterTime = newest;
+    }
+  }
+
+  if (truncated) {
+    logger.warn(
+      { pages, maxPages, rooms: roomIds.length },
+      'catch-up stopped at its page cap; some messages may be missing',
+    );
+  }
+  const messages = [...byKey.values()].sort(
+    (a, b) => (a.messageTimeMS ?? 0) - (b.messageTimeMS ?? 0) || (a.updatedAtMS ?? 0) - (b.updatedAtMS ?? 0),
+  );
+  return { messages, truncated, pages };
+}
+
+function inRange(t: number, gap: { from: number; to: number }): boolean {
+  return t >= gap.from && t <= gap.to;
+}

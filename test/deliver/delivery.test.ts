@@ -1,0 +1,164 @@
+import { Webhook } from 'standardwebhooks';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { BridgeConfig } from '../../src/config/schema.js';
+import { DeliveryWorkers } from '../../src/deliver/workers.js';
+import { USER_AGENT } from '../../src/version.js';
+import { WebhookReceiver } from '../support/receiver.js';
+import { testRedis, waitFor } from '../support/redis.js';
+import { SECRET_A, SECRET_B, TestProducer, silentDeps, testConfig } from './fixtures.js';
+
+let redis: Awaited<ReturnType<typeof testRedis>>;
+const cleanups: (() => Promise<void>)[] = [];
+
+beforeAll(async () => {
+  redis = await testRedis();
+});
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+afterAll(async () => {
+  await redis.close();
+});
+
+let n = 0;
+async function setup(webhook: Record<string, unknown>, receiverSecret?: string) {
+  const receiver = await WebhookReceiver.start({ secret: receiverSecret });
+  cleanups.push(() => receiver.close());
+  const config: BridgeConfig = testConfig({ url: redis.url, prefix: `${redis.prefix}-${++n}` }, [
+    { id: 'hook', url: receiver.url, ...webhook },
+  ]);
+  const deps = silentDeps();
+  const workers = new DeliveryWorkers({ config, ...deps });
+  const producer = new TestProducer(config);
+  cleanups.push(async () => {
+    await workers.close(1000);
+    await producer.close();
+  });
+  workers.start();
+  return { receiver, config, workers, producer, metrics: deps.metrics };
+}
+
+async function counter(metrics: ReturnType<typeof silentDeps>['metrics'], outcome: string): Promise<number> {
+  const values = (await metrics.deliveries.get()).values;
+  return values.find((v) => v.labels.outcome === outcome)?.value ?? 0;
+}
+
+describe('webhook request', () => {
+  it('is signed per Standard Webhooks, carries the exact job body and the SPEC headers', async () => {
+    const { receiver, producer } = await setup(
+      { secret: SECRET_A, headers: { 'x-tenant': 'acme', 'webhook-id': 'forged', 'User-Agent': 'forged' } },
+      SECRET_A,
+    );
+    const job = await producer.add('hook');
+    const [req] = await waitFor(() => (receiver.requests.length === 1 ? receiver.requests : undefined), {
+      what: 'one request',
+    });
+    expect(req!.verified).toBe(true);
+    expect(req!.method).toBe('POST');
+    expect(req!.url).toBe('/hook');
+    expect(req!.body).toBe(job.body);
+    expect(req!.headers['content-type']).toBe('application/json');
+    expect(req!.headers['user-agent']).toBe(USER_AGENT);
+    expect(req!.headers['webhook-id']).toBe(job.id);
+    expect(req!.headers['x-tenant']).toBe('acme');
+    const ts = Number(req!.headers['webhook-timestamp']);
+    expect(Math.abs(ts - Date.now() / 1000)).toBeLessThan(5);
+    // The standardwebhooks verifier itself returns the parsed payload of the exact bytes.
+    expect(new Webhook(SECRET_A).verify(req!.body, req!.headers as Record<string, string>)).toEqual(
+      JSON.parse(job.body),
+    );
+  });
+
+  it('signs with every secret during key rotation, so a verifier holding either one accepts', async () => {
+    const { receiver, producer } = await setup({ secret: [SECRET_A, SECRET_B] });
+    await producer.add('hook');
+    const [req] = await waitFor(() => (receiver.requests.length === 1 ? receiver.requests : undefined));
+    const headers = req!.headers as Record<string, string>;
+    expect(headers['webhook-signature']!.split(' ')).toHaveLength(2);
+    expect(() => new Webhook(SECRET_A).verify(req!.body, headers)).not.toThrow();
+    expect(() => new Webhook(SECRET_B).verify(req!.body, headers)).not.toThrow();
+    const stranger = `whsec_${Buffer.alloc(32, 7).toString('base64')}`;
+    expect(() => new Webhook(stranger).verify(req!.body, headers)).toThrow();
+  });
+});
+
+describe('outcomes', () => {
+  it('retries 500s on the schedule with the same webhook-id, then delivers', async () => {
+    const { receiver, producer, metrics } = await setup({ secret: SECRET_A }, SECRET_A);
+    receiver.enqueue({ status: 500 }, { status: 500 });
+    const job = await producer.add('hook');
+    await waitFor(() => receiver.deliveredIds().includes(job.id), { what: 'delivery after 500s' });
+    const reqs = receiver.requestsFor(job.id);
+    expect(reqs.map((r) => r.status)).toEqual([500, 500, 204]);
+    expect(reqs.every((r) => r.verified)).toBe(true);
+    expect(reqs[1]!.at - reqs[0]!.at).toBeGreaterThanOrEqual(90);
+    expect(reqs[2]!.at - reqs[1]!.at).toBeGreaterThanOrEqual(190);
+    expect(await counter(metrics, 'retry')).toBe(2);
+    expect(await counter(metrics, 'delivered')).toBe(1);
+    expect(await producer.queue('hook').getJobCounts('failed', 'waiting', 'delayed', 'active')).toEqual({
+      failed: 0,
+      waiting: 0,
+      delayed: 0,
+      active: 0,
+    });
+  });
+
+  it('honours Retry-After on 429: waits at least that long, more than the schedule asks', async () => {
+    const { receiver, producer } = await setup({ retry: { schedule: ['100ms', '3s'], jitter: 0 } });
+    receiver.enqueue({ status: 429, headers: { 'retry-after': '1' } });
+    const job = await producer.add('hook');
+    await waitFor(() => receiver.deliveredIds().includes(job.id), { what: 'delivery after 429' });
+    const [first, second] = receiver.requestsFor(job.id);
+    expect(second!.at - first!.at).toBeGreaterThanOrEqual(1000);
+    expect(second!.at - first!.at).toBeLessThan(2500);
+  });
+
+  it('caps Retry-After at the longest scheduled wait (HTTP-date form, 503)', async () => {
+    const { receiver, producer } = await setup({ retry: { schedule: ['100ms', '300ms'], jitter: 0 } });
+    receiver.enqueue({ status: 503, headers: { 'retry-after': new Date(Date.now() + 60_000).toUTCString() } });
+    const job = await producer.add('hook');
+    await waitFor(() => receiver.deliveredIds().includes(job.id), { what: 'delivery after 503' });
+    const [first, second] = receiver.requestsFor(job.id);
+    expect(second!.at - first!.at).toBeGreaterThanOrEqual(290);
+    expect(second!.at - first!.at).toBeLessThan(2000);
+  });
+
+  it('retries a receiver that hangs past the timeout', async () => {
+    const { receiver, producer, workers } = await setup({ timeout: '300ms' });
+    receiver.enqueue({ hang: true });
+    const job = await producer.add('hook');
+    await waitFor(() => receiver.deliveredIds().includes(job.id), { what: 'delivery after a timeout' });
+    const [first, second] = receiver.requestsFor(job.id);
+    expect(second!.at - first!.at).toBeGreaterThanOrEqual(300 + 90);
+    expect(workers.status()[0]!.lastError?.message).toBe('timeout after 300 ms');
+  });
+
+  it('cuts off a response whose body trickles in past the timeout, then retries', async () => {
+    const { receiver, producer, workers } = await setup({ timeout: '400ms' });
+    receiver.enqueue({ status: 200, slowBodyMs: 50 });
+    const job = await producer.add('hook');
+    await waitFor(() => receiver.requestsFor(job.id).length === 2, { what: 'retry after slow body' });
+    const [first, second] = receiver.requestsFor(job.id);
+    expect(second!.at - first!.at).toBeGreaterThanOrEqual(400);
+    expect(second!.at - first!.at).toBeLessThan(1500);
+    expect(workers.status()[0]!.lastError?.message).toBe('timeout after 400 ms');
+    await waitFor(() => receiver.deliveredIds().includes(job.id));
+  });
+
+  it('does not follow redirects: a 302 is retried like any non-2xx', async () => {
+    const { receiver, producer, workers } = await setup({});
+    receiver.enqueue({ status: 302, headers: { location: '/elsewhere' } });
+    const job = await producer.add('hook');
+    await waitFor(() => receiver.deliveredIds().includes(job.id), { what: 'delivery after 302' });
+    expect(receiver.requests.map((r) => r.url)).toEqual(['/hook', '/hook']);
+    expect(workers.status()[0]!.lastError?.message).toBe('HTTP 302');
+  });
+
+  it('retries network errors (connection dropped mid-request)', async () => {
+    const { receiver, producer } = await setup({});
+    receiver.enqueue({ destroy: true });
+    const job = await producer.add('hook');
+    await waitFor(() => receiver.deliveredIds().includes(job.id), { what: 'delivery after a dropped socket' });
+    expect(receiver.requestsFor(job.id)).toHaveLength(2);
+  });
+});

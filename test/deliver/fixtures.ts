@@ -1,0 +1,90 @@
+import { randomBytes } from 'node:crypto';
+import { Queue } from 'bullmq';
+import { pino } from 'pino';
+import { BridgeMetrics } from '../../src/admin/metrics.js';
+import { configSchema, type BridgeConfig } from '../../src/config/schema.js';
+import type { DeliveryJobData } from '../../src/queue/job.js';
+import { queueName } from '../../src/queue/names.js';
+
+export const SECRET_A = `whsec_${randomBytes(32).toString('base64')}`;
+export const SECRET_B = `whsec_${randomBytes(32).toString('base64')}`;
+
+/** A validated config (defaults applied) with test-sized durations. */
+export function testConfig(
+  redis: { url: string; prefix: string },
+  webhooks: Record<string, unknown>[],
+  extra: Record<string, unknown> = {},
+): BridgeConfig {
+  return configSchema.parse({
+    redis: { url: redis.url, prefix: redis.prefix },
+    imkit: { url: 'http://127.0.0.1:1' },
+    accounts: [{ id: 'audit-bot', token: 't' }],
+    webhooks: webhooks.map((w) => ({
+      timeout: '2s',
+      concurrency: 4,
+      retry: { schedule: ['100ms', '200ms'], jitter: 0 },
+      ...w,
+    })),
+    shutdownTimeout: '3s',
+    ...extra,
+  }) as BridgeConfig;
+}
+
+export function silentDeps(): { logger: pino.Logger; metrics: BridgeMetrics } {
+  return { logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), metrics: new BridgeMetrics() };
+}
+
+export function eventId(): string {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
+  return `evt_${Array.from(randomBytes(26), (b) => alphabet[b % 32]).join('')}`;
+}
+
+/**
+ * Stands in for the ingest Enqueuer until it lands: adds one job with exactly the producer's
+ * contract (job id, deduplication, removeOnComplete/Fail, attempts, backoff type).
+ */
+export class TestProducer {
+  private readonly queues = new Map<string, Queue<DeliveryJobData>>();
+
+  constructor(private readonly config: BridgeConfig) {}
+
+  async add(webhookId: string, overrides: Partial<DeliveryJobData> = {}): Promise<DeliveryJobData & { jobId: string }> {
+    const webhook = this.config.webhooks.find((w) => w.id === webhookId);
+    if (!webhook) throw new Error(`no webhook ${webhookId}`);
+    const id = overrides.id ?? eventId();
+    const receivedAt = overrides.receivedAt ?? Date.now();
+    const type = overrides.type ?? 'chat message';
+    const account = overrides.account ?? 'audit-bot';
+    const body =
+      overrides.body ??
+      JSON.stringify({ id, type, timestamp: new Date(receivedAt).toISOString(), account, data: { text: 'héllo ✓', n: 1 } });
+    const data: DeliveryJobData = { id, type, account, receivedAt, body };
+    const jobId = `${id}-${randomBytes(4).toString('hex')}`;
+    await this.queue(webhookId).add(type, data, {
+      jobId,
+      deduplication: { id, ttl: this.config.dedupWindow },
+      removeOnComplete: true,
+      removeOnFail: false,
+      attempts: webhook.retry.schedule.length + 1,
+      backoff: { type: 'schedule' },
+    });
+    return { ...data, jobId };
+  }
+
+  queue(webhookId: string): Queue<DeliveryJobData> {
+    let queue = this.queues.get(webhookId);
+    if (!queue) {
+      queue = new Queue<DeliveryJobData>(queueName(webhookId), {
+        connection: { url: this.config.redis.url, maxRetriesPerRequest: null },
+        prefix: this.config.redis.prefix,
+      });
+      queue.on('error', () => {});
+      this.queues.set(webhookId, queue);
+    }
+    return queue;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.queues.values()].map((q) => q.close()));
+  }
+}

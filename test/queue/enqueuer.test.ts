@@ -1,0 +1,413 @@
+import { Queue, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { BridgeMetrics } from '../../src/admin/metrics.js';
+import type { AccountConfig, WebhookConfig } from '../../src/config/schema.js';
+import { createDecoder } from '../../src/decode/decoder.js';
+import { createLogger } from '../../src/lifecycle/logger.js';
+import { Enqueuer, type EnqueuerOptions, type OverflowReport } from '../../src/queue/enqueuer.js';
+import type { DeliveryJobData } from '../../src/queue/job.js';
+import { quarantineKey, queueName, waitListKey } from '../../src/queue/names.js';
+import { createWorkerConnection } from '../../src/queue/redis.js';
+import { requestBody } from '../../src/route/body.js';
+import type { RelayedEvent } from '../../src/route/event.js';
+import { eventId } from '../../src/route/event-id.js';
+import { RedisServer, testRedis, waitFor } from '../support/redis.js';
+
+const logger = createLogger({ level: 'silent' });
+
+function webhook(id: string, schedule = [10, 20, 30]): WebhookConfig {
+  return {
+    id,
+    url: `http://127.0.0.1:9/${id}`,
+    accounts: ['*'],
+    events: ['*'],
+    retry: { schedule, jitter: 0 },
+  } as unknown as WebhookConfig;
+}
+const hooks = [webhook('a'), webhook('b', [5])];
+
+function event(i: number, account = 'bot'): RelayedEvent {
+  const data = {
+    _id: `m${i}`,
+    messageType: 'text',
+    messageTimeMS: 1_700_000_000_000 + i,
+    message: `héllo "${i}" \u2028 😀`,
+  };
+  return {
+    id: eventId(account, 'chat message', data),
+    type: 'chat message',
+    account,
+    receivedAt: 1_764_000_000_000 + i,
+    data,
+  };
+}
+
+const counter = (c: { get(): Promise<{ values: { value: number }[] }> }) =>
+  c.get().then((m) => m.values.reduce((sum, v) => sum + v.value, 0));
+
+/** Job ids in a queue's wait list, oldest first (BullMQ LPUSHes, so the list is newest first). */
+async function waiting(redis: Redis, prefix: string, webhookId: string): Promise<string[]> {
+  return (await redis.lrange(waitListKey(prefix, webhookId), 0, -1)).reverse();
+}
+
+async function jobData(
+  redis: Redis,
+  prefix: string,
+  webhookId: string,
+  jobId: string,
+): Promise<DeliveryJobData> {
+  return JSON.parse(
+    (await redis.hget(`${prefix}:${queueName(webhookId)}:${jobId}`, 'data')) ?? 'null',
+  ) as DeliveryJobData;
+}
+
+describe('Enqueuer on a shared Redis', () => {
+  let redisEnv: Awaited<ReturnType<typeof testRedis>>;
+  let redis: Redis;
+  const open: { close(): Promise<void> }[] = [];
+  let n = 0;
+
+  function make(overrides: Partial<EnqueuerOptions> = {}): {
+    enqueuer: Enqueuer;
+    metrics: BridgeMetrics;
+    prefix: string;
+  } {
+    const metrics = new BridgeMetrics();
+    const prefix = overrides.prefix ?? `${redisEnv.prefix}-${n++}`;
+    const enqueuer = new Enqueuer({
+      redisUrl: redisEnv.url,
+      prefix,
+      webhooks: hooks,
+      dedupWindowMs: 60_000,
+      bufferEvents: 10_000,
+      logger,
+      metrics,
+      ...overrides,
+    });
+    open.push(enqueuer);
+    return { enqueuer, metrics, prefix };
+  }
+
+  beforeAll(async () => {
+    redisEnv = await testRedis();
+    redis = new Redis(redisEnv.url);
+  });
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((o) => o.close()));
+  });
+  afterAll(async () => {
+    redis.disconnect();
+    await redisEnv.close();
+  });
+
+  it('lands each event once per target queue, in order, with the body and job options the delivery side needs', async () => {
+    const { enqueuer, prefix } = make();
+    const events = Array.from({ length: 300 }, (_, i) => event(i));
+    const results = await Promise.all(
+      events.map((e, i) => enqueuer.enqueue(e, i % 3 === 0 ? [hooks[0]!] : hooks)),
+    );
+    expect(results.every((r) => r.fresh)).toBe(true);
+    expect(enqueuer.ready).toBe(true);
+
+    const a = await waiting(redis, prefix, 'a');
+    const b = await waiting(redis, prefix, 'b');
+    expect(a.map((id) => id.split('-')[0])).toEqual(events.map((e) => e.id));
+    expect(b.map((id) => id.split('-')[0])).toEqual(events.filter((_, i) => i % 3 !== 0).map((e) => e.id));
+
+    const data = await jobData(redis, prefix, 'b', b[0]!);
+    expect(data).toEqual({
+      id: events[1]!.id,
+      type: 'chat message',
+      account: 'bot',
+      receivedAt: events[1]!.receivedAt,
+      body: requestBody(events[1]!),
+    });
+    const connection = new Redis(redisEnv.url, { maxRetriesPerRequest: null });
+    const queue = new Queue(queueName('b'), { connection, prefix });
+    const job = await queue.getJob(b[0]!);
+    expect(job?.opts).toMatchObject({
+      attempts: 2,
+      backoff: { type: 'schedule' },
+      removeOnComplete: true,
+      removeOnFail: false,
+    });
+    expect(job?.opts.deduplication).toEqual({ id: events[1]!.id, ttl: 60_000 });
+    await queue.close();
+    await connection.quit();
+  });
+
+  it('two replicas racing on the same events make exactly one job per event per webhook, also after delivery', async () => {
+    const prefix = `${redisEnv.prefix}-race`;
+    const one = make({ prefix });
+    const two = make({ prefix });
+    const events = Array.from({ length: 500 }, (_, i) => event(i));
+    const [r1, r2] = await Promise.all([
+      Promise.all(events.map((e) => one.enqueuer.enqueue(e, hooks))),
+      Promise.all(events.map((e) => two.enqueuer.enqueue(e, hooks))),
+    ]);
+    for (const hook of hooks) {
+      const ids = (await waiting(redis, prefix, hook.id)).map((id) => id.split('-')[0]);
+      expect(ids).toHaveLength(events.length);
+      expect(new Set(ids)).toEqual(new Set(events.map((e) => e.id)));
+    }
+    // Each event is fresh for exactly one replica (per webhook; both webhooks race alike here).
+    const freshCount = events.filter((_, i) => r1[i]!.fresh || r2[i]!.fresh).length;
+    expect(freshCount).toBe(events.length);
+    const dedup =
+      (await counter(one.metrics.eventsDeduplicated)) + (await counter(two.metrics.eventsDeduplicated));
+    expect(dedup).toBe(events.length * hooks.length);
+
+    // Deliver (complete and remove) every job of webhook a, then both replicas see the events again.
+    let completed = 0;
+    const connection = createWorkerConnection(redisEnv.url);
+    const worker = new Worker(queueName('a'), async () => {}, { connection, prefix, concurrency: 50 });
+    worker.on('completed', () => completed++);
+    await waitFor(() => completed === events.length, { what: 'all jobs completed', timeoutMs: 20_000 });
+    await worker.close();
+    connection.disconnect();
+    expect(await redis.llen(waitListKey(prefix, 'a'))).toBe(0);
+    expect(await redis.keys(`${prefix}:${queueName('a')}:evt_*`)).toEqual([]);
+
+    const again = await Promise.all([
+      ...events.map((e) => one.enqueuer.enqueue(e, hooks)),
+      ...events.map((e) => two.enqueuer.enqueue(e, hooks)),
+    ]);
+    expect(again.some((r) => r.fresh)).toBe(false);
+    expect(await redis.llen(waitListKey(prefix, 'a'))).toBe(0);
+    expect(await redis.llen(waitListKey(prefix, 'b'))).toBe(events.length);
+    const dedupAfter =
+      (await counter(one.metrics.eventsDeduplicated)) + (await counter(two.metrics.eventsDeduplicated));
+    expect(dedupAfter).toBe(dedup + 2 * events.length * hooks.length);
+  });
+
+  it('quarantines every malformed payload with its raw bytes and counts it', async () => {
+    const { enqueuer, metrics, prefix } = make();
+    const account = { id: 'bot', encoding: 'base64' } as AccountConfig;
+    const decoder = await createDecoder(account, {
+      maxPayloadBytes: 4096,
+      maxJsonDepth: 16,
+      bufferEvents: 10,
+    });
+    const malformed: unknown[] = [
+      'not base64!',
+      Buffer.from('{"a":').toString('base64'),
+      Buffer.from([0xff, 0xfe]).toString('base64'),
+      'A'.repeat(8192),
+      Buffer.from('['.repeat(100_000)).toString('base64'),
+      [1, 2],
+      7,
+      false,
+      null,
+      undefined,
+      Buffer.from([0, 1, 2, 255]),
+    ];
+    const expectedRaw: Buffer[] = [];
+    await Promise.all(
+      malformed.map((raw, i) => {
+        const result = decoder.decode(raw);
+        if (result.ok) throw new Error(`payload ${i} was accepted`);
+        expectedRaw.push(result.raw);
+        return enqueuer.quarantine({
+          account: 'bot',
+          event: 'chat message',
+          reason: result.reason,
+          raw: result.raw,
+          receivedAt: 1000 + i,
+        });
+      }),
+    );
+    expect(await counter(metrics.decodeFailures)).toBe(malformed.length);
+    const entries = await redis.xrange(quarantineKey(prefix), '-', '+');
+    expect(entries).toHaveLength(malformed.length);
+    entries.forEach(([, flat], i) => {
+      const fields = Object.fromEntries(
+        Array.from({ length: flat.length / 2 }, (_, j) => [flat[2 * j], flat[2 * j + 1]]),
+      );
+      expect(Buffer.from(fields.raw!, 'base64')).toEqual(expectedRaw[i]);
+      expect(fields).toMatchObject({
+        account: 'bot',
+        event: 'chat message',
+        receivedAt: String(1000 + i),
+        size: String(expectedRaw[i]!.length),
+      });
+      expect(fields.reason).toBeTruthy();
+    });
+    // The base64 of Buffer [0,1,2,255] and the JSON of [1,2] are what was kept.
+    expect(expectedRaw[10]).toEqual(Buffer.from([0, 1, 2, 255]));
+    expect(expectedRaw[5]!.toString()).toBe('[1,2]');
+  });
+
+  it('stores the body the caller already serialised instead of serialising again', async () => {
+    const { enqueuer, prefix } = make();
+    const e = event(7);
+    const body = requestBody(e);
+    expect(await enqueuer.enqueue(e, [hooks[0]!], body)).toEqual({ fresh: true });
+    const [jobId] = await waiting(redis, prefix, 'a');
+    const stored = await jobData(redis, prefix, 'a', jobId!);
+    expect(stored.body).toBe(body);
+    expect(JSON.parse(stored.body)).toEqual({
+      id: e.id,
+      type: e.type,
+      timestamp: new Date(e.receivedAt).toISOString(),
+      account: 'bot',
+      data: e.data,
+    });
+  });
+
+  it('is a no-op for events without targets, and resolves dropped after close (twice is safe)', async () => {
+    const { enqueuer } = make();
+    expect(await enqueuer.enqueue(event(1), [])).toEqual({ fresh: false });
+    await enqueuer.close();
+    await enqueuer.close();
+    expect(await enqueuer.enqueue(event(2), hooks)).toEqual({ fresh: false, dropped: true });
+  });
+
+  it('batches: thousands of events take a few dozen round trips per queue (throughput is logged)', async () => {
+    const { enqueuer, prefix } = make({ bufferEvents: 50_000 });
+    const addBulk = vi.spyOn(Queue.prototype, 'addBulk');
+    const total = 10_000;
+    const events = Array.from({ length: total }, (_, i) => event(i, 'perf'));
+    const started = performance.now();
+    const pending: Promise<{ fresh: boolean }>[] = [];
+    // Arrive in bursts of 100 per tick, like a busy socket.
+    for (let i = 0; i < total; i += 100) {
+      for (const e of events.slice(i, i + 100)) pending.push(enqueuer.enqueue(e, hooks));
+      await new Promise((r) => setImmediate(r));
+    }
+    const results = await Promise.all(pending);
+    const seconds = (performance.now() - started) / 1000;
+    const roundTrips = addBulk.mock.calls.length;
+    addBulk.mockRestore();
+    console.log(
+      `enqueue throughput: ${Math.round(total / seconds)} events/s (${total} events x ${hooks.length} webhooks ` +
+        `in ${seconds.toFixed(2)} s, ${roundTrips} addBulk calls)`,
+    );
+    expect(results.every((r) => r.fresh)).toBe(true);
+    expect(await waiting(redis, prefix, 'b')).toHaveLength(total);
+    // At least 100 events per round trip per queue on average; per-event writes would be 10 000.
+    expect(roundTrips).toBeGreaterThanOrEqual(hooks.length);
+    expect(roundTrips).toBeLessThanOrEqual((total / 100) * hooks.length);
+  });
+});
+
+describe('Enqueuer while Redis is down', () => {
+  let server: RedisServer;
+  let redis: Redis;
+  const open: Enqueuer[] = [];
+
+  beforeAll(async () => {
+    server = await RedisServer.start();
+    redis = new Redis(server.url, { maxRetriesPerRequest: null });
+    redis.on('error', () => {});
+  });
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((e) => e.close()));
+  });
+  afterAll(async () => {
+    redis.disconnect();
+    await server.close();
+  });
+
+  it('buffers in order while Redis is stopped, reports not ready, and flushes everything when it returns', async () => {
+    const metrics = new BridgeMetrics();
+    const prefix = 'outage';
+    const enqueuer = new Enqueuer({
+      redisUrl: server.url,
+      prefix,
+      webhooks: hooks,
+      dedupWindowMs: 60_000,
+      bufferEvents: 10_000,
+      logger,
+      metrics,
+    });
+    open.push(enqueuer);
+    const events = Array.from({ length: 600 }, (_, i) => event(i));
+    const landed: Promise<unknown>[] = [];
+    const quarantined = enqueuer.quarantine({
+      account: 'bot',
+      event: 'x',
+      reason: 'invalid JSON',
+      raw: Buffer.from('{'),
+      receivedAt: 1,
+    });
+    for (const e of events.slice(0, 200)) landed.push(enqueuer.enqueue(e, hooks));
+    await Promise.all(landed);
+    await quarantined;
+
+    await server.stop();
+    let stopped = true;
+    // Events keep arriving while Redis is away, a few per tick.
+    const arrivals = (async () => {
+      for (let i = 200; i < 600; i += 10) {
+        for (const e of events.slice(i, i + 10)) landed.push(enqueuer.enqueue(e, hooks));
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+    await waitFor(() => !enqueuer.ready, { what: 'ready to turn false' });
+    await waitFor(async () => (await metrics.ingestBuffered.get()).values[0]!.value > 0, {
+      what: 'buffered gauge',
+    });
+    await arrivals;
+    expect(enqueuer.buffered).toBeGreaterThan(0);
+    const downFor = server.startProcess().then(() => (stopped = false));
+    await downFor;
+    expect(stopped).toBe(false);
+    await waitFor(() => enqueuer.ready, { what: 'ready again', timeoutMs: 15_000 });
+    expect(await enqueuer.drain(15_000)).toBe(true);
+    await Promise.all(landed);
+    expect((await metrics.ingestBuffered.get()).values[0]!.value).toBe(0);
+
+    for (const hook of hooks) {
+      const ids = (await waiting(redis, prefix, hook.id)).map((id) => id.split('-')[0]);
+      expect(ids).toEqual(events.map((e) => e.id));
+    }
+    expect(await redis.xlen(quarantineKey(prefix))).toBe(1);
+  });
+
+  it('with a tiny buffer, drops the newest events and reports the dropped interval once Redis is back', async () => {
+    const metrics = new BridgeMetrics();
+    const reports: OverflowReport[] = [];
+    const prefix = 'overflow';
+    const enqueuer = new Enqueuer({
+      redisUrl: server.url,
+      prefix,
+      webhooks: hooks,
+      dedupWindowMs: 60_000,
+      bufferEvents: 20,
+      logger,
+      metrics,
+      onOverflow: (r) => reports.push(r),
+    });
+    open.push(enqueuer);
+    await waitFor(() => enqueuer.ready, { what: 'connected' });
+    await server.stop();
+    const first = enqueuer.enqueue(event(-1), hooks);
+    await waitFor(() => !enqueuer.ready, { what: 'not ready' });
+
+    const events = Array.from({ length: 50 }, (_, i) => event(i));
+    const other = Array.from({ length: 5 }, (_, i) => event(100 + i, 'other'));
+    const results = await Promise.all(
+      [...events, ...other].map((e) => {
+        const p = enqueuer.enqueue(e, hooks);
+        return Promise.race([p, new Promise((r) => setTimeout(() => r('pending'), 200))]);
+      }),
+    );
+    // The first 19 (the buffer already holds one) wait for Redis; everything after is dropped.
+    expect(results.filter((r) => r === 'pending')).toHaveLength(19);
+    expect(results.slice(19).every((r) => (r as { dropped?: boolean }).dropped === true)).toBe(true);
+    expect(await counter(metrics.ingestOverflow)).toBe(36);
+    expect(reports).toEqual([]);
+
+    await server.startProcess();
+    await waitFor(() => reports.length === 2, { what: 'overflow reports', timeoutMs: 15_000 });
+    expect(reports).toEqual([
+      { account: 'bot', from: events[19]!.receivedAt, to: events[49]!.receivedAt, dropped: 31 },
+      { account: 'other', from: other[0]!.receivedAt, to: other[4]!.receivedAt, dropped: 5 },
+    ]);
+    expect(await enqueuer.drain(10_000)).toBe(true);
+    expect(await first).toEqual({ fresh: true });
+    const ids = (await waiting(redis, prefix, 'a')).map((id) => id.split('-')[0]);
+    expect(ids).toEqual([event(-1), ...events.slice(0, 19)].map((e) => e.id));
+  });
+});

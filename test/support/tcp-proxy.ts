@@ -1,0 +1,82 @@
+import { createServer, connect, type Server, type Socket, type AddressInfo } from 'node:net';
+
+interface Pair {
+  client: Socket;
+  upstream: Socket;
+  frozen: boolean;
+}
+
+/**
+ * A loopback TCP proxy that can freeze its connections: bytes stop flowing both ways (they are
+ * dropped, as on a dead network path) while both TCP connections stay open and neither side sees a
+ * FIN or RST. That is a half-open connection, which only an application-level watchdog detects.
+ * Connections accepted after `freeze()` flow normally, so a client that reconnects gets through.
+ */
+export class TcpProxy {
+  private readonly pairs = new Set<Pair>();
+  private readonly server: Server;
+  private listeningPort = 0;
+  private closed = false;
+
+  private constructor(targetPort: number, targetHost: string) {
+    this.server = createServer((client) => {
+      const upstream = connect(targetPort, targetHost);
+      const pair: Pair = { client, upstream, frozen: false };
+      this.pairs.add(pair);
+      client.on('data', (chunk) => {
+        if (!pair.frozen) upstream.write(chunk);
+      });
+      upstream.on('data', (chunk) => {
+        if (!pair.frozen) client.write(chunk);
+      });
+      // A frozen pair passes no close either: the far side must keep believing the link is up.
+      const end = (other: Socket) => () => {
+        if (!pair.frozen) other.destroy();
+        if (client.destroyed && upstream.destroyed) this.pairs.delete(pair);
+      };
+      client.on('close', end(upstream));
+      upstream.on('close', end(client));
+      client.on('error', () => {});
+      upstream.on('error', () => {});
+    });
+  }
+
+  static async start(targetPort: number, targetHost = '127.0.0.1'): Promise<TcpProxy> {
+    const proxy = new TcpProxy(targetPort, targetHost);
+    await new Promise<void>((resolve, reject) => {
+      proxy.server.once('error', reject);
+      proxy.server.listen(0, '127.0.0.1', () => resolve());
+    });
+    proxy.listeningPort = (proxy.server.address() as AddressInfo).port;
+    return proxy;
+  }
+
+  get port(): number {
+    return this.listeningPort;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.listeningPort}`;
+  }
+
+  /** Open proxied connections (frozen ones included). */
+  get connections(): number {
+    return [...this.pairs].filter((p) => !p.client.destroyed).length;
+  }
+
+  /** Freezes every connection open now. */
+  freeze(): void {
+    for (const pair of this.pairs) pair.frozen = true;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const { client, upstream } of this.pairs) {
+      client.destroy();
+      upstream.destroy();
+    }
+    this.pairs.clear();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
