@@ -32,12 +32,12 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
 }
 
 export function parseConfig(text: string, env: NodeJS.ProcessEnv, file = 'config'): BridgeConfig {
-  const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (document.errors.length > 0) {
     throw new ConfigError(
       document.errors.map((e) => {
         const line = e.linePos?.[0];
-        return `${file}${line ? `:${line.line}:${line.col}` : ''}: ${e.message.split('\n')[0]}`;
+        return `${file}${line ? `:${line.line}:${line.col}` : ''}: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`;
       }),
     );
   }

@@ -10,6 +10,7 @@ import { retryDelay } from './backoff.js';
 import { CircuitBreaker, type BreakerState } from './breaker.js';
 import { DeliveryAbortedError, DeliveryPermanentError, DeliveryRetryableError } from './errors.js';
 import { WebhookSender } from './http.js';
+import { OrphanSweeper } from './orphans.js';
 
 export interface DeliveryWorkersOptions {
   readonly config: BridgeConfig;
@@ -100,7 +101,9 @@ class WebhookLane {
   private readonly breaker: CircuitBreaker;
   private readonly shutdownController = new AbortController();
   private worker: Worker<DeliveryJobData> | undefined;
-  private inFlight = 0;
+  private readonly inFlightTokens = new Set<string>();
+  private readonly workerIds = new Set<string>();
+  private readonly orphans: OrphanSweeper;
   private lastError: { at: string; message: string } | undefined;
   /** Last time the worker took a job or found the queue empty; the stall check compares against it. */
   private lastProgress = Date.now();
@@ -126,6 +129,12 @@ class WebhookLane {
       },
     );
     this.metrics.breakerOpen.set({ webhook: webhook.id }, 0);
+    this.orphans = new OrphanSweeper(
+      this.connection,
+      this.queue,
+      () => this.workerIds,
+      () => this.inFlightTokens,
+    );
   }
 
   start(): void {
@@ -138,7 +147,7 @@ class WebhookLane {
       webhook: this.webhook.id,
       breaker: this.breaker.state,
       running: this.worker?.isRunning() ?? false,
-      inFlight: this.inFlight,
+      inFlight: this.inFlightTokens.size,
       ...(this.lastError ? { lastError: { ...this.lastError } } : {}),
     };
   }
@@ -153,10 +162,12 @@ class WebhookLane {
     if (!worker || this.stopping || this.recovering) return;
     this.recovering = true;
     try {
+      const recovered = await this.orphans.sweep();
+      if (recovered.length > 0) this.logger.warn({ jobIds: recovered }, 'orphaned jobs moved back to waiting');
       let reason: string | undefined;
       if (!worker.isRunning()) {
         reason = 'worker stopped';
-      } else if (this.inFlight === 0 && Date.now() - this.lastProgress > 2 * intervalMs) {
+      } else if (this.inFlightTokens.size === 0 && Date.now() - this.lastProgress > 2 * intervalMs) {
         if (this.breaker.state !== 'closed') return;
         const [waiting, limitTtl] = await Promise.all([
           this.queue.getWaitingCount(),
@@ -197,7 +208,7 @@ class WebhookLane {
     const policy = { schedule: this.webhook.retry.schedule, jitter: this.webhook.retry.jitter };
     const worker = new Worker<DeliveryJobData>(
       queueName(this.webhook.id),
-      (job, _token, signal) => this.process(job, signal),
+      (job, token, signal) => this.process(job, token, signal),
       {
         connection: this.connection,
         prefix: this.config.redis.prefix,
@@ -213,6 +224,7 @@ class WebhookLane {
         settings: { backoffStrategy: (attemptsMade, _type, err) => retryDelay(policy, attemptsMade, err) },
       },
     );
+    this.workerIds.add(worker.id);
     worker.on('error', (err) => this.logger.warn({ err: err.message }, 'delivery worker error'));
     worker.on('active', () => (this.lastProgress = Date.now()));
     worker.on('drained', () => (this.lastProgress = Date.now()));
@@ -220,7 +232,11 @@ class WebhookLane {
     return worker;
   }
 
-  private async process(job: Job<DeliveryJobData>, signal: AbortSignal | undefined): Promise<void> {
+  private async process(
+    job: Job<DeliveryJobData>,
+    token: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
     const admission = this.breaker.admit();
     if (!admission.allowed) {
       // Back to waiting without using an attempt; the queue-wide limit keeps every replica off the webhook.
@@ -229,7 +245,8 @@ class WebhookLane {
     }
     const { probe } = admission;
     const webhook = this.webhook.id;
-    this.inFlight += 1;
+    const tracked = token ?? '';
+    this.inFlightTokens.add(tracked);
     const started = performance.now();
     try {
       const abort = signal ? AbortSignal.any([signal, this.shutdownController.signal]) : this.shutdownController.signal;
@@ -269,7 +286,7 @@ class WebhookLane {
       if (this.breaker.state === 'open') await this.queue.rateLimit(this.webhook.breaker.cooldown);
       throw err;
     } finally {
-      this.inFlight -= 1;
+      this.inFlightTokens.delete(tracked);
       this.lastProgress = Date.now();
     }
   }

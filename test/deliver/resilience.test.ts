@@ -51,7 +51,8 @@ describe('Redis restart', () => {
     } catch (e) {
       const missing = ids.filter((id) => !receiver.deliveredIds().includes(id));
       const q = producer.queue('hook');
-      const client = await q.client;
+      const { Redis } = await import('ioredis');
+      const client = new Redis(config.redis.url);
       for (const id of missing) {
         const keys = await client.keys(`resilience:webhook-hook:${id}*`);
         console.log('MISSING', id, ids.indexOf(id), keys, receiver.requestsFor(id).map((r) => r.status));

@@ -47,6 +47,11 @@ const VALUE_SETS: Record<string, Record<string, unknown>> = {
   'serviceMonitor on': { metrics: { serviceMonitor: { enabled: true, labels: { release: 'kube-prometheus' } } } },
   'existing secret': { secrets: { existingSecret: 'bridge-secrets' } },
   'hpa on': { autoscaling: { hpa: { enabled: true, minReplicas: 3 } } },
+  'token files': {
+    config: { accounts: [{ id: 'audit-bot', tokenFile: '/var/run/secrets/imkit/audit-bot' }] },
+    extraVolumes: [{ name: 'imkit-tokens', secret: { secretName: 'imkit-tokens' } }],
+    extraVolumeMounts: [{ name: 'imkit-tokens', mountPath: '/var/run/secrets/imkit', readOnly: true }],
+  },
 };
 
 let dir: string;
@@ -276,6 +281,8 @@ describe('chart behaviour', () => {
     expect(service.metadata.labels).toMatchObject(spec.selector.matchLabels);
     expect(spec.endpoints).toEqual([expect.objectContaining({ port: 'admin', path: '/metrics' })]);
     expect((service.spec as { ports: { name: string }[] }).ports.map((p) => p.name)).toContain('admin');
+    // An unready pod (an account down) must still be scraped.
+    expect(service.spec).toHaveProperty('publishNotReadyAddresses', true);
   });
 
   test('HPA targets the worker Deployment, which then leaves replicas to the autoscaler', () => {

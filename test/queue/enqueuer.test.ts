@@ -336,23 +336,18 @@ describe('Enqueuer while Redis is down', () => {
     await quarantined;
 
     await server.stop();
-    let stopped = true;
-    // Events keep arriving while Redis is away, a few per tick.
-    const arrivals = (async () => {
-      for (let i = 200; i < 600; i += 10) {
-        for (const e of events.slice(i, i + 10)) landed.push(enqueuer.enqueue(e, hooks));
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    })();
     await waitFor(() => !enqueuer.ready, { what: 'ready to turn false' });
-    await waitFor(async () => (await metrics.ingestBuffered.get()).values[0]!.value > 0, {
-      what: 'buffered gauge',
-    });
-    await arrivals;
-    expect(enqueuer.buffered).toBeGreaterThan(0);
-    const downFor = server.startProcess().then(() => (stopped = false));
-    await downFor;
-    expect(stopped).toBe(false);
+    // Events keep arriving for about two seconds while Redis is away, a few at a time.
+    const readiness: boolean[] = [];
+    for (let i = 200; i < 600; i += 10) {
+      for (const e of events.slice(i, i + 10)) landed.push(enqueuer.enqueue(e, hooks));
+      await new Promise((r) => setTimeout(r, 50));
+      readiness.push(enqueuer.ready);
+    }
+    expect(readiness.every((r) => !r)).toBe(true);
+    expect(enqueuer.buffered).toBe(400);
+    expect((await metrics.ingestBuffered.get()).values[0]!.value).toBe(400);
+    await server.startProcess();
     await waitFor(() => enqueuer.ready, { what: 'ready again', timeoutMs: 15_000 });
     expect(await enqueuer.drain(15_000)).toBe(true);
     await Promise.all(landed);
@@ -363,6 +358,43 @@ describe('Enqueuer while Redis is down', () => {
       expect(ids).toEqual(events.map((e) => e.id));
     }
     expect(await redis.xlen(quarantineKey(prefix))).toBe(1);
+  });
+
+  it('starts while Redis is down and lands everything once it comes up', async () => {
+    await server.stop();
+    const metrics = new BridgeMetrics();
+    const prefix = 'late-start';
+    const enqueuer = new Enqueuer({
+      redisUrl: server.url,
+      prefix,
+      webhooks: hooks,
+      dedupWindowMs: 60_000,
+      bufferEvents: 1000,
+      logger,
+      metrics,
+    });
+    open.push(enqueuer);
+    const events = Array.from({ length: 50 }, (_, i) => event(i));
+    const landed = Promise.all(events.map((e) => enqueuer.enqueue(e, hooks)));
+    const quarantined = enqueuer.quarantine({
+      account: 'bot',
+      event: 'room',
+      reason: 'invalid base64',
+      raw: Buffer.from('%%'),
+      receivedAt: 5,
+    });
+    expect(await enqueuer.drain(300)).toBe(false);
+    expect(enqueuer.ready).toBe(false);
+    expect(enqueuer.buffered).toBe(51);
+    await server.startProcess();
+    expect(await enqueuer.drain(15_000)).toBe(true);
+    expect((await landed).every((r) => r.fresh)).toBe(true);
+    expect(await quarantined).toEqual({ fresh: true });
+    expect((await waiting(redis, prefix, 'a')).map((id) => id.split('-')[0])).toEqual(
+      events.map((e) => e.id),
+    );
+    expect(await redis.xlen(quarantineKey(prefix))).toBe(1);
+    expect(await counter(metrics.decodeFailures)).toBe(1);
   });
 
   it('with a tiny buffer, drops the newest events and reports the dropped interval once Redis is back', async () => {

@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { catchUp } from '../../src/source/catch-up.js';
 import {
@@ -138,5 +140,22 @@ describe('ImkitRest', () => {
     const down = await dead.rooms('t', { updatedAfter: 0, skip: 0, limit: 1 }).catch((e: unknown) => e);
     expect(down).toBeInstanceOf(ImkitUnreachableError);
     expect((down as ImkitUnreachableError).code).toBe('BRIDGE_ERR_IMKIT_UNREACHABLE');
+  });
+
+  it('gives up on a server that never answers after its timeout', async () => {
+    const silent = createServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => silent.close(() => resolve())));
+    cleanups.push(() => silent.closeAllConnections());
+    const rest = new ImkitRest({
+      url: `http://127.0.0.1:${(silent.address() as AddressInfo).port}`,
+      timeoutMs: 300,
+    });
+    cleanups.push(() => rest.close());
+    const started = Date.now();
+    const err = await rest.rooms('t', { updatedAfter: 0, skip: 0, limit: 1 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ImkitUnreachableError);
+    expect((err as Error).message).toBe('GET /rooms no answer in 300 ms');
+    expect(Date.now() - started).toBeLessThan(2_000);
   });
 });
