@@ -1,6 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Copy as CopyInstruction, DockerfileParser, Env, JSONInstruction, type Instruction } from 'dockerfile-ast';
+import {
+  Copy as CopyInstruction,
+  DockerfileParser,
+  Env,
+  JSONInstruction,
+  type Instruction,
+} from 'dockerfile-ast';
 
 export const DOCKERFILE = join(process.cwd(), 'Dockerfile');
 
@@ -30,7 +36,9 @@ export function readStages(text = readFileSync(DOCKERFILE, 'utf8')): Stage[] {
   return froms.map((from, i) => {
     const start = from.getRange().start.line;
     const end = froms[i + 1]?.getRange().start.line ?? Number.POSITIVE_INFINITY;
-    const own = instructions.filter((ins) => ins.getRange().start.line > start && ins.getRange().start.line < end);
+    const own = instructions.filter(
+      (ins) => ins.getRange().start.line > start && ins.getRange().start.line < end,
+    );
     return describeStage(from.getBuildStage() ?? String(i), own);
   });
 }
@@ -42,7 +50,16 @@ export function stage(name: string, stages = readStages()): Stage {
 }
 
 function describeStage(name: string, instructions: Instruction[]): Stage {
-  const result: Stage = { name, workdir: '/', env: {}, user: undefined, copies: [], runs: [], entrypoint: [], cmd: [] };
+  const result: Stage = {
+    name,
+    workdir: '/',
+    env: {},
+    user: undefined,
+    copies: [],
+    runs: [],
+    entrypoint: [],
+    cmd: [],
+  };
   for (const ins of instructions) {
     const args = ins.getArguments().map((a) => a.getValue());
     switch (ins.getKeyword()) {
@@ -51,7 +68,8 @@ function describeStage(name: string, instructions: Instruction[]): Stage {
         break;
       case 'ENV':
         if (!(ins instanceof Env)) throw new Error('ENV not parsed as ENV');
-        for (const property of ins.getProperties()) result.env[property.getName()] = property.getValue() ?? '';
+        for (const property of ins.getProperties())
+          result.env[property.getName()] = property.getValue() ?? '';
         break;
       case 'USER':
         result.user = args[0];

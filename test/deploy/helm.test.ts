@@ -41,10 +41,17 @@ const VALUE_SETS: Record<string, Record<string, unknown>> = {
   default: {},
   'all-in-one': { mode: 'all', secrets: { values: CHART_SECRET_VALUES } },
   'keda on': {
-    config: { redis: { url: 'redis://redis.bridge.svc:6380/0', prefix: 'prod.bridge' }, webhooks: KEDA_WEBHOOKS },
-    autoscaling: { keda: { enabled: true, minReplicas: 1, maxReplicas: 8, redis: { passwordFromEnv: 'REDIS_PASSWORD' } } },
+    config: {
+      redis: { url: 'redis://redis.bridge.svc:6380/0', prefix: 'prod.bridge' },
+      webhooks: KEDA_WEBHOOKS,
+    },
+    autoscaling: {
+      keda: { enabled: true, minReplicas: 1, maxReplicas: 8, redis: { passwordFromEnv: 'REDIS_PASSWORD' } },
+    },
   },
-  'serviceMonitor on': { metrics: { serviceMonitor: { enabled: true, labels: { release: 'kube-prometheus' } } } },
+  'serviceMonitor on': {
+    metrics: { serviceMonitor: { enabled: true, labels: { release: 'kube-prometheus' } } },
+  },
   'existing secret': { secrets: { existingSecret: 'bridge-secrets' } },
   'hpa on': { autoscaling: { hpa: { enabled: true, minReplicas: 3 } } },
   'token files': {
@@ -91,18 +98,25 @@ function podEnv(manifests: readonly Manifest[]): Record<string, string> {
   const secret = manifests.find((m) => m.kind === 'Secret');
   if (!secret) return OPERATOR_SECRET;
   return Object.fromEntries(
-    Object.entries(secret.data ?? {}).map(([key, value]) => [key, Buffer.from(value, 'base64').toString('utf8')]),
+    Object.entries(secret.data ?? {}).map(([key, value]) => [
+      key,
+      Buffer.from(value, 'base64').toString('utf8'),
+    ]),
   );
 }
 
 function configCheck(yamlText: string, env: Record<string, string>): { status: number; output: string } {
   const file = join(dir, `bridge-${Math.random().toString(36).slice(2)}.yaml`);
   writeFileSync(file, yamlText);
-  const result = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'config', 'check', '--config', file], {
-    encoding: 'utf8',
-    env: { PATH: process.env.PATH, ...env },
-    timeout: 30_000,
-  });
+  const result = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', 'src/cli.ts', 'config', 'check', '--config', file],
+    {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH, ...env },
+      timeout: 30_000,
+    },
+  );
   return { status: result.status ?? -1, output: `${result.stdout}${result.stderr}` };
 }
 
@@ -127,8 +141,9 @@ interface PodSpec {
 }
 
 function podOf(deployment: Manifest): { spec: PodSpec; annotations: Record<string, string> } {
-  const template = (deployment.spec as { template: { metadata: { annotations: Record<string, string> }; spec: PodSpec } })
-    .template;
+  const template = (
+    deployment.spec as { template: { metadata: { annotations: Record<string, string> }; spec: PodSpec } }
+  ).template;
   return { spec: template.spec, annotations: template.metadata.annotations };
 }
 
@@ -172,7 +187,10 @@ describe.each(Object.entries(VALUE_SETS))('chart with %s values', (name, values)
       const { spec } = podOf(deployment);
       const [container] = spec.containers;
       expect(spec.containers).toHaveLength(1);
-      expect(spec.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+      expect(spec.securityContext).toMatchObject({
+        runAsNonRoot: true,
+        seccompProfile: { type: 'RuntimeDefault' },
+      });
       expect(container!.securityContext).toMatchObject({
         readOnlyRootFilesystem: true,
         allowPrivilegeEscalation: false,
@@ -183,7 +201,12 @@ describe.each(Object.entries(VALUE_SETS))('chart with %s values', (name, values)
 
       // The image's CMD with a role, reading the file where the image expects its config.
       expect(container!.args.slice(0, 3)).toEqual(runtime.cmd);
-      expect(container!.args.slice(3)).toEqual(['--role', expect.stringMatching(/^(all|ingest|worker)$/), '--config', configPath]);
+      expect(container!.args.slice(3)).toEqual([
+        '--role',
+        expect.stringMatching(/^(all|ingest|worker)$/),
+        '--config',
+        configPath,
+      ]);
       const configMount = container!.volumeMounts.find((m) => m.mountPath === dirname(configPath));
       expect(spec.volumes.find((v) => v.name === configMount?.name)?.configMap?.name).toBe(FULLNAME);
 
@@ -193,9 +216,14 @@ describe.each(Object.entries(VALUE_SETS))('chart with %s values', (name, values)
       expect(container!.livenessProbe?.httpGet).toEqual({ path: '/healthz', port: 'admin' });
       expect(container!.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 'admin' });
 
-      expect(container!.resources.requests).toMatchObject({ cpu: expect.any(String), memory: expect.any(String) });
+      expect(container!.resources.requests).toMatchObject({
+        cpu: expect.any(String),
+        memory: expect.any(String),
+      });
       expect(container!.resources.limits).toMatchObject({ memory: expect.any(String) });
-      expect(spec.terminationGracePeriodSeconds * 1000).toBeGreaterThan(parseDuration(config.shutdownTimeout)!);
+      expect(spec.terminationGracePeriodSeconds * 1000).toBeGreaterThan(
+        parseDuration(config.shutdownTimeout)!,
+      );
     }
   });
 
@@ -205,13 +233,17 @@ describe.each(Object.entries(VALUE_SETS))('chart with %s values', (name, values)
     for (const deployment of deployments(manifests)) {
       const spec = deployment.spec as { replicas?: number };
       const isTarget = [hpa, scaled].some(
-        (a) => (a?.spec as { scaleTargetRef?: { name: string } } | undefined)?.scaleTargetRef?.name === deployment.metadata.name,
+        (a) =>
+          (a?.spec as { scaleTargetRef?: { name: string } } | undefined)?.scaleTargetRef?.name ===
+          deployment.metadata.name,
       );
       const minimum = isTarget
         ? ((hpa?.spec as { minReplicas?: number } | undefined)?.minReplicas ??
           (scaled?.spec as { minReplicaCount: number }).minReplicaCount)
         : spec.replicas!;
-      const pdb = manifests.find((m) => m.kind === 'PodDisruptionBudget' && m.metadata.name === deployment.metadata.name);
+      const pdb = manifests.find(
+        (m) => m.kind === 'PodDisruptionBudget' && m.metadata.name === deployment.metadata.name,
+      );
       expect(pdb !== undefined, `${deployment.metadata.name} (min ${minimum})`).toBe(minimum > 1);
     }
   });
@@ -240,10 +272,15 @@ describe('chart behaviour', () => {
   });
 
   test('an existing Secret is used as env and the chart creates none', () => {
-    const manifests = render({ secrets: { existingSecret: 'bridge-secrets', values: { IGNORED: 'x' } } }, 'existing');
+    const manifests = render(
+      { secrets: { existingSecret: 'bridge-secrets', values: { IGNORED: 'x' } } },
+      'existing',
+    );
     expect(manifests.filter((m) => m.kind === 'Secret')).toEqual([]);
     for (const deployment of deployments(manifests)) {
-      expect(podOf(deployment).spec.containers[0]!.envFrom).toEqual([{ secretRef: { name: 'bridge-secrets' } }]);
+      expect(podOf(deployment).spec.containers[0]!.envFrom).toEqual([
+        { secretRef: { name: 'bridge-secrets' } },
+      ]);
     }
   });
 
@@ -251,9 +288,13 @@ describe('chart behaviour', () => {
     const manifests = render({ secrets: { values: CHART_SECRET_VALUES } }, 'created');
     const secret = findManifest(manifests, 'Secret', FULLNAME);
     expect(podEnv(manifests)).toEqual(CHART_SECRET_VALUES);
-    expect(JSON.stringify(findManifest(manifests, 'ConfigMap', FULLNAME))).not.toContain('token-from-chart-secret');
+    expect(JSON.stringify(findManifest(manifests, 'ConfigMap', FULLNAME))).not.toContain(
+      'token-from-chart-secret',
+    );
     for (const deployment of deployments(manifests)) {
-      expect(podOf(deployment).spec.containers[0]!.envFrom).toEqual([{ secretRef: { name: secret.metadata.name } }]);
+      expect(podOf(deployment).spec.containers[0]!.envFrom).toEqual([
+        { secretRef: { name: secret.metadata.name } },
+      ]);
     }
   });
 
@@ -261,8 +302,13 @@ describe('chart behaviour', () => {
     const annotations = (values: Record<string, unknown>) =>
       deployments(render(values, 'checksum')).map((d) => podOf(d).annotations);
     const base = annotations({ secrets: { values: CHART_SECRET_VALUES } });
-    const newConfig = annotations({ secrets: { values: CHART_SECRET_VALUES }, config: { dedupWindow: '20m' } });
-    const newSecret = annotations({ secrets: { values: { ...CHART_SECRET_VALUES, AUDIT_BOT_TOKEN: 'rotated' } } });
+    const newConfig = annotations({
+      secrets: { values: CHART_SECRET_VALUES },
+      config: { dedupWindow: '20m' },
+    });
+    const newSecret = annotations({
+      secrets: { values: { ...CHART_SECRET_VALUES, AUDIT_BOT_TOKEN: 'rotated' } },
+    });
     base.forEach((a, i) => {
       expect(a['checksum/config']).toMatch(/^[0-9a-f]{64}$/);
       expect(a['checksum/secret']).toMatch(/^[0-9a-f]{64}$/);
@@ -277,7 +323,10 @@ describe('chart behaviour', () => {
     const manifests = render({ metrics: { serviceMonitor: { enabled: true } } }, 'sm');
     const monitor = findManifest(manifests, 'ServiceMonitor', FULLNAME);
     const service = findManifest(manifests, 'Service', FULLNAME);
-    const spec = monitor.spec as { selector: { matchLabels: Record<string, string> }; endpoints: { port: string; path: string }[] };
+    const spec = monitor.spec as {
+      selector: { matchLabels: Record<string, string> };
+      endpoints: { port: string; path: string }[];
+    };
     expect(service.metadata.labels).toMatchObject(spec.selector.matchLabels);
     expect(spec.endpoints).toEqual([expect.objectContaining({ port: 'admin', path: '/metrics' })]);
     expect((service.spec as { ports: { name: string }[] }).ports.map((p) => p.name)).toContain('admin');
@@ -294,13 +343,37 @@ describe('chart behaviour', () => {
   });
 
   test('inconsistent autoscaling settings fail the render with a reason', () => {
-    const both = helm(['template', RELEASE, CHART, '--set', 'autoscaling.keda.enabled=true', '--set', 'autoscaling.hpa.enabled=true']);
+    const both = helm([
+      'template',
+      RELEASE,
+      CHART,
+      '--set',
+      'autoscaling.keda.enabled=true',
+      '--set',
+      'autoscaling.hpa.enabled=true',
+    ]);
     expect(both.status).not.toBe(0);
     expect(both.stderr).toContain('exclusive');
-    const allMode = helm(['template', RELEASE, CHART, '--set', 'mode=all', '--set', 'autoscaling.hpa.enabled=true']);
+    const allMode = helm([
+      'template',
+      RELEASE,
+      CHART,
+      '--set',
+      'mode=all',
+      '--set',
+      'autoscaling.hpa.enabled=true',
+    ]);
     expect(allMode.status).not.toBe(0);
     expect(allMode.stderr).toContain('mode: split');
-    const zero = helm(['template', RELEASE, CHART, '--set', 'autoscaling.keda.enabled=true', '--set', 'autoscaling.keda.minReplicas=0']);
+    const zero = helm([
+      'template',
+      RELEASE,
+      CHART,
+      '--set',
+      'autoscaling.keda.enabled=true',
+      '--set',
+      'autoscaling.keda.minReplicas=0',
+    ]);
     expect(zero.status).not.toBe(0);
   });
 
@@ -331,9 +404,15 @@ describe('KEDA trigger keys', () => {
 
   test('one redis list trigger per webhook, keyed like src/queue/names.ts, scaling the workers', () => {
     const scaled = findManifest(manifests, 'ScaledObject', `${FULLNAME}-worker`);
-    expect(scaled.spec).toMatchObject({ scaleTargetRef: { name: `${FULLNAME}-worker` }, minReplicaCount: 1, maxReplicaCount: 8 });
+    expect(scaled.spec).toMatchObject({
+      scaleTargetRef: { name: `${FULLNAME}-worker` },
+      minReplicaCount: 1,
+      maxReplicaCount: 8,
+    });
     expect(findManifest(manifests, 'Deployment', `${FULLNAME}-worker`).spec).not.toHaveProperty('replicas');
-    expect(triggers.map((t) => t.metadata.listName)).toEqual(KEDA_WEBHOOKS.map((w) => waitListKey('prod.bridge', w.id)));
+    expect(triggers.map((t) => t.metadata.listName)).toEqual(
+      KEDA_WEBHOOKS.map((w) => waitListKey('prod.bridge', w.id)),
+    );
     for (const trigger of triggers) {
       expect(trigger.type).toBe('redis');
       expect(trigger.metadata).toMatchObject({
@@ -363,7 +442,11 @@ describe('KEDA trigger keys', () => {
     const server = await RedisServer.start();
     const redis = new Redis(server.url, { maxRetriesPerRequest: null });
     const queues = KEDA_WEBHOOKS.map(
-      (w) => new Queue(queueName(w.id), { connection: { host: '127.0.0.1', port: server.port }, prefix: 'prod.bridge' }),
+      (w) =>
+        new Queue(queueName(w.id), {
+          connection: { host: '127.0.0.1', port: server.port },
+          prefix: 'prod.bridge',
+        }),
     );
     try {
       await queues[0]!.add('chat message', { id: 'evt_one' });

@@ -36,10 +36,12 @@ function copyInto(target: string, copies: readonly Copy[]): void {
       } else {
         // The build stage is the repository at its WORKDIR after `npm run build`.
         const relative = posix.relative(stage(copy.from, stages).workdir, source);
-        if (relative.startsWith('..')) throw new Error(`COPY --from=${copy.from} ${source} is outside its WORKDIR`);
+        if (relative.startsWith('..'))
+          throw new Error(`COPY --from=${copy.from} ${source} is outside its WORKDIR`);
         from = join(REPO, relative);
       }
-      if (!existsSync(from)) throw new Error(`the runtime stage copies ${source}, which the build does not produce`);
+      if (!existsSync(from))
+        throw new Error(`the runtime stage copies ${source}, which the build does not produce`);
       const destination = copy.destination.endsWith('/')
         ? join(target, copy.destination, posix.basename(source))
         : join(target, copy.destination);
@@ -48,7 +50,11 @@ function copyInto(target: string, copies: readonly Copy[]): void {
   }
 }
 
-function run(command: string, args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv }): Promise<string> {
+function run(
+  command: string,
+  args: string[],
+  options: { cwd: string; env?: NodeJS.ProcessEnv },
+): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'], timeout: 180_000 });
     let output = '';
@@ -56,7 +62,9 @@ function run(command: string, args: string[], options: { cwd: string; env?: Node
     child.stderr.on('data', (d: Buffer) => (output += d.toString()));
     child.once('error', reject);
     child.once('exit', (code) =>
-      code === 0 ? resolve(output) : reject(new Error(`${command} ${args.join(' ')} exited ${code}:\n${output}`)),
+      code === 0
+        ? resolve(output)
+        : reject(new Error(`${command} ${args.join(' ')} exited ${code}:\n${output}`)),
     );
   });
 }
@@ -82,9 +90,10 @@ beforeAll(async () => {
   const fromContext = runtime.copies.filter((c) => c.from === undefined);
   copyInto(appDir, fromContext);
   const started = Date.now();
-  const install = run('npm', runtimeInstallCommand(), { cwd: appDir, env: { ...process.env, ...runtime.env } }).then(
-    () => (installMs = Date.now() - started),
-  );
+  const install = run('npm', runtimeInstallCommand(), {
+    cwd: appDir,
+    env: { ...process.env, ...runtime.env },
+  }).then(() => (installMs = Date.now() - started));
   const build = run('npm', ['run', 'build'], { cwd: REPO });
   await Promise.all([install, build]);
   copyInto(
@@ -120,7 +129,11 @@ describe('runtime image contents', () => {
     );
     const env = { ...imageEnv(file), IMKIT_CLIENT_KEY: 'k', AUDIT_BOT_TOKEN: 't' };
     const [node, ...args] = runtime.cmd;
-    const check = spawnSync(node!, [...args.slice(0, -1), 'config', 'check'], { cwd: appDir, env, encoding: 'utf8' });
+    const check = spawnSync(node!, [...args.slice(0, -1), 'config', 'check'], {
+      cwd: appDir,
+      env,
+      encoding: 'utf8',
+    });
     expect(check.status, check.stderr).toBe(0);
     expect(check.stdout).toContain('audit-bot');
 
@@ -147,7 +160,10 @@ describe('runtime image contents', () => {
         const chunks: Buffer[] = [];
         req.on('data', (c: Buffer) => chunks.push(c));
         req.on('end', () => {
-          received.push({ headers: req.headers as Record<string, string>, body: Buffer.concat(chunks).toString('utf8') });
+          received.push({
+            headers: req.headers as Record<string, string>,
+            body: Buffer.concat(chunks).toString('utf8'),
+          });
           res.writeHead(204).end();
         });
       });
@@ -172,7 +188,12 @@ describe('runtime image contents', () => {
           imkit: { url: sim.url, clientKey: sim.clientKey },
           accounts: [{ id: 'audit-bot', token: '${env:AUDIT_BOT_TOKEN}' }],
           webhooks: [
-            { id: 'audit', url: `http://127.0.0.1:${receiverPort}/hook`, secret: SECRET, retry: { schedule: ['100ms'] } },
+            {
+              id: 'audit',
+              url: `http://127.0.0.1:${receiverPort}/hook`,
+              secret: SECRET,
+              retry: { schedule: ['100ms'] },
+            },
           ],
           shutdownTimeout: '5s',
           log: { level: 'warn' },
@@ -200,9 +221,15 @@ describe('runtime image contents', () => {
         throw new Error(`${err.message}\nbridge output:\n${output}`);
       });
 
-      sim.sendMessage('room-1', 'hello from the image test', { members: ['audit-bot', 'alice'], sender: 'alice' });
+      sim.sendMessage('room-1', 'hello from the image test', {
+        members: ['audit-bot', 'alice'],
+        sender: 'alice',
+      });
       const delivery = await waitFor(() => received[0], { timeoutMs: 10_000, what: 'a webhook delivery' });
-      const event = new Webhook(SECRET).verify(delivery.body, delivery.headers) as { type: string; account: string };
+      const event = new Webhook(SECRET).verify(delivery.body, delivery.headers) as {
+        type: string;
+        account: string;
+      };
       expect(event).toMatchObject({ type: 'chat message', account: 'audit-bot' });
 
       child.kill('SIGTERM');

@@ -266,7 +266,7 @@ describe('Enqueuer on a shared Redis', () => {
   it('batches: thousands of events take a few dozen round trips per queue (throughput is logged)', async () => {
     const { enqueuer, prefix } = make({ bufferEvents: 50_000 });
     const addBulk = vi.spyOn(Queue.prototype, 'addBulk');
-    const total = 10_000;
+    const total = 6_000;
     const events = Array.from({ length: total }, (_, i) => event(i, 'perf'));
     const started = performance.now();
     const pending: Promise<{ fresh: boolean }>[] = [];
