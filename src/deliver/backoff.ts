@@ -12,7 +12,12 @@ export interface RetryPolicy {
  * `Retry-After` may lengthen the wait, never shorten it below the schedule, and never beyond the
  * schedule's longest wait, so one receiver cannot park an event for days.
  */
-export function retryDelay(policy: RetryPolicy, attemptsMade: number, err: unknown, random = Math.random): number {
+export function retryDelay(
+  policy: RetryPolicy,
+  attemptsMade: number,
+  err: unknown,
+  random = Math.random,
+): number {
   const { schedule, jitter } = policy;
   if (schedule.length === 0) return 0;
   const base = schedule[Math.min(Math.max(attemptsMade, 1), schedule.length) - 1] ?? 0;

@@ -90,12 +90,20 @@ export class WebhookSender {
     } catch (err) {
       if (err instanceof DeliveryPermanentError || err instanceof DeliveryRetryableError) throw err;
       if (signal?.aborted) throw new DeliveryAbortedError('delivery aborted', { cause: err });
-      if (deadline.aborted || err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError) {
+      if (
+        deadline.aborted ||
+        err instanceof undiciErrors.HeadersTimeoutError ||
+        err instanceof undiciErrors.BodyTimeoutError
+      ) {
         throw new DeliveryRetryableError(`timeout after ${this.webhook.timeout} ms`, {}, { cause: err });
       }
       const code = (err as { code?: string }).code;
       const message = err instanceof Error ? err.message : String(err);
-      throw new DeliveryRetryableError(`network error: ${code ? `${code} ` : ''}${message}`, {}, { cause: err });
+      throw new DeliveryRetryableError(
+        `network error: ${code ? `${code} ` : ''}${message}`,
+        {},
+        { cause: err },
+      );
     }
   }
 

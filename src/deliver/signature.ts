@@ -19,6 +19,8 @@ export class WebhookSigner {
   /** One `v1,` signature per secret, space-separated, so receivers holding either key accept during rotation. */
   sign(id: string, timestampSeconds: number, body: string): string {
     const content = `${id}.${timestampSeconds}.${body}`;
-    return this.keys.map((key) => `v1,${createHmac('sha256', key).update(content).digest('base64')}`).join(' ');
+    return this.keys
+      .map((key) => `v1,${createHmac('sha256', key).update(content).digest('base64')}`)
+      .join(' ');
   }
 }

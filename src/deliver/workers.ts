@@ -50,7 +50,12 @@ export class DeliveryWorkers {
     this.watchdogIntervalMs = options.watchdogIntervalMs ?? 5000;
     this.lanes = options.config.webhooks.map(
       (webhook) =>
-        new WebhookLane(webhook, options.config, options.logger.child({ webhook: webhook.id }), options.metrics),
+        new WebhookLane(
+          webhook,
+          options.config,
+          options.logger.child({ webhook: webhook.id }),
+          options.metrics,
+        ),
     );
   }
 
@@ -116,9 +121,14 @@ class WebhookLane {
     private readonly logger: Logger,
     private readonly metrics: BridgeMetrics,
   ) {
-    this.connection = createWorkerConnection(config.redis.url, { name: `imkit-bridge-deliver-${webhook.id}` });
+    this.connection = createWorkerConnection(config.redis.url, {
+      name: `imkit-bridge-deliver-${webhook.id}`,
+    });
     this.connection.on('error', (err) => this.logger.debug({ err: err.message }, 'redis connection error'));
-    this.queue = new Queue(queueName(webhook.id), { connection: this.connection, prefix: config.redis.prefix });
+    this.queue = new Queue(queueName(webhook.id), {
+      connection: this.connection,
+      prefix: config.redis.prefix,
+    });
     this.queue.on('error', (err) => this.logger.debug({ err: err.message }, 'queue error'));
     this.sender = new WebhookSender(webhook);
     this.breaker = new CircuitBreaker(
@@ -163,7 +173,8 @@ class WebhookLane {
     this.recovering = true;
     try {
       const recovered = await this.orphans.sweep();
-      if (recovered.length > 0) this.logger.warn({ jobIds: recovered }, 'orphaned jobs moved back to waiting');
+      if (recovered.length > 0)
+        this.logger.warn({ jobIds: recovered }, 'orphaned jobs moved back to waiting');
       let reason: string | undefined;
       if (!worker.isRunning()) {
         reason = 'worker stopped';
@@ -181,7 +192,9 @@ class WebhookLane {
       this.worker = this.createWorker();
       this.lastProgress = Date.now();
       // Nothing is in flight on the old worker, so forcing its close loses no delivery.
-      await worker.close(true).catch((err: unknown) => this.logger.debug({ err: String(err) }, 'old worker close'));
+      await worker
+        .close(true)
+        .catch((err: unknown) => this.logger.debug({ err: String(err) }, 'old worker close'));
     } catch (err) {
       this.logger.debug({ err: err instanceof Error ? err.message : String(err) }, 'watchdog check failed');
     } finally {
@@ -249,7 +262,9 @@ class WebhookLane {
     this.inFlightTokens.add(tracked);
     const started = performance.now();
     try {
-      const abort = signal ? AbortSignal.any([signal, this.shutdownController.signal]) : this.shutdownController.signal;
+      const abort = signal
+        ? AbortSignal.any([signal, this.shutdownController.signal])
+        : this.shutdownController.signal;
       await this.sender.send(job.data, abort);
       this.metrics.deliveryDuration.observe({ webhook }, (performance.now() - started) / 1000);
       this.metrics.deliveries.inc({ webhook, outcome: 'delivered' });
@@ -273,13 +288,22 @@ class WebhookLane {
         // The receiver answered, so it is up: a 410 does not count against the breaker.
         this.breaker.succeeded(probe);
         this.metrics.deliveries.inc({ webhook, outcome: 'dead' });
-        this.logger.warn({ eventId: job.data.id, jobId: job.id, status: 410, response: snippet }, 'dead-lettered');
+        this.logger.warn(
+          { eventId: job.data.id, jobId: job.id, status: 410, response: snippet },
+          'dead-lettered',
+        );
         throw new UnrecoverableError(message);
       }
       const exhausted = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       this.metrics.deliveries.inc({ webhook, outcome: exhausted ? 'dead' : 'retry' });
       this.logger.warn(
-        { eventId: job.data.id, jobId: job.id, attempt: job.attemptsMade + 1, err: message, response: snippet },
+        {
+          eventId: job.data.id,
+          jobId: job.id,
+          attempt: job.attemptsMade + 1,
+          err: message,
+          response: snippet,
+        },
         exhausted ? 'delivery failed; schedule exhausted, dead-lettered' : 'delivery failed; will retry',
       );
       this.breaker.failed(probe);
@@ -294,7 +318,9 @@ class WebhookLane {
 
 async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, ms))));
+  const timeout = new Promise<false>(
+    (resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, ms))),
+  );
   try {
     return await Promise.race([promise.then(() => true as const), timeout]);
   } finally {

@@ -56,7 +56,11 @@ export interface DeadLetterList {
 }
 
 export interface ReplayResult {
-  readonly webhooks: readonly { readonly webhook: string; readonly replayed: number; readonly failed: number }[];
+  readonly webhooks: readonly {
+    readonly webhook: string;
+    readonly replayed: number;
+    readonly failed: number;
+  }[];
   readonly replayed: number;
   readonly failed: number;
 }
@@ -87,7 +91,10 @@ export async function listDeadLetters(
       connection.xlen(key),
       connection.xrevrange(key, '+', '-', 'COUNT', limit),
     ]);
-    return { webhooks, quarantine: { total, entries: raw.map(([streamId, fields]) => toQuarantine(streamId, fields)) } };
+    return {
+      webhooks,
+      quarantine: { total, entries: raw.map(([streamId, fields]) => toQuarantine(streamId, fields)) },
+    };
   });
 }
 
@@ -121,7 +128,10 @@ export async function replayDeadLetters(
  * each page starts after the ones that could not be moved; jobs that fail again during the replay
  * have a newer score and are not picked up twice.
  */
-async function replayFailedSet(connection: Redis, queue: Queue): Promise<{ replayed: number; failed: number }> {
+async function replayFailedSet(
+  connection: Redis,
+  queue: Queue,
+): Promise<{ replayed: number; failed: number }> {
   const until = Date.now();
   const total = { replayed: 0, failed: 0 };
   while (true) {
@@ -133,7 +143,10 @@ async function replayFailedSet(connection: Redis, queue: Queue): Promise<{ repla
   }
 }
 
-async function replayPages(queue: Queue, pages: Iterable<string[]>): Promise<{ replayed: number; failed: number }> {
+async function replayPages(
+  queue: Queue,
+  pages: Iterable<string[]>,
+): Promise<{ replayed: number; failed: number }> {
   let replayed = 0;
   let failed = 0;
   for (const page of pages) {

@@ -5,18 +5,30 @@ export function formatDeadLetters(list: DeadLetterList, options: { json: boolean
   if (options.json) return JSON.stringify(list, null, 2);
   const lines: string[] = [];
   for (const w of list.webhooks) {
-    lines.push(`webhook ${w.webhook}: ${w.total} dead-lettered${w.entries.length < w.total ? ` (showing ${w.entries.length} newest)` : ''}`);
+    lines.push(
+      `webhook ${w.webhook}: ${w.total} dead-lettered${w.entries.length < w.total ? ` (showing ${w.entries.length} newest)` : ''}`,
+    );
     if (w.entries.length > 0) {
       lines.push(
         ...table(
           ['EVENT ID', 'TYPE', 'ACCOUNT', 'ATTEMPTS', 'LAST ERROR', 'FAILED AT', 'AGE'],
-          w.entries.map((e) => [e.id, e.type, e.account, String(e.attempts), e.lastError, e.failedAt, humanAge(e.age)]),
+          w.entries.map((e) => [
+            e.id,
+            e.type,
+            e.account,
+            String(e.attempts),
+            e.lastError,
+            e.failedAt,
+            humanAge(e.age),
+          ]),
         ),
       );
     }
   }
   const q = list.quarantine;
-  lines.push(`quarantine: ${q.total} payload(s) that could not be decoded${q.entries.length < q.total ? ` (showing ${q.entries.length} newest)` : ''}`);
+  lines.push(
+    `quarantine: ${q.total} payload(s) that could not be decoded${q.entries.length < q.total ? ` (showing ${q.entries.length} newest)` : ''}`,
+  );
   if (q.entries.length > 0) {
     lines.push(
       ...table(
@@ -34,7 +46,9 @@ export function formatReplay(result: ReplayResult, options: { json: boolean }): 
   const lines = result.webhooks.map(
     (w) => `webhook ${w.webhook}: replayed ${w.replayed}${w.failed ? `, could not replay ${w.failed}` : ''}`,
   );
-  lines.push(`replayed ${result.replayed} dead letter(s)${result.failed ? `; ${result.failed} could not be replayed` : ''}`);
+  lines.push(
+    `replayed ${result.replayed} dead letter(s)${result.failed ? `; ${result.failed} could not be replayed` : ''}`,
+  );
   return lines.join('\n');
 }
 

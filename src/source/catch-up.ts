@@ -12,6 +12,12 @@ export interface CatchUpOptions {
   messagePageSize?: number;
   /** Most pages fetched in one catch-up, over all rooms; hitting it is logged. Default 500. */
   maxPages?: number;
+  /**
+   * Messages stamped up to this long after `gap.to` are kept too, ms. IMKIT stamps with its own
+   * clock, which may run ahead of ours; the extra ones were also seen live and de-duplicate.
+   * Default 60 000.
+   */
+  clockSkewMs?: number;
 }
 
 export interface CatchUpResult {
@@ -32,6 +38,7 @@ export async function catchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
   const roomLimit = opts.roomPageSize ?? 50;
   const msgLimit = opts.messagePageSize ?? 20;
   const maxPages = opts.maxPages ?? 500;
+  const range = { from: gap.from, to: gap.to + (opts.clockSkewMs ?? 60_000) };
   let pages = 0;
   let truncated = false;
   const spend = (): boolean => {
@@ -58,16 +65,21 @@ export async function catchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
     while (spend()) {
       const page = await rest.roomMessages(token, roomId, { afterTime, limit: msgLimit });
       let newest = afterTime;
+      let fresh = 0;
       for (const m of page.data) {
         if (typeof m?._id !== 'string') continue;
         const time = m.messageTimeMS ?? 0;
         if (time > newest) newest = time;
         const changed = m.updatedAtMS ?? time;
-        if (inRange(time, gap) || inRange(changed, gap)) byKey.set(`${m._id}\u0000${changed}`, m);
+        const key = `${m._id}\u0000${changed}`;
+        if (!byKey.has(key) && (inRange(time, range) || inRange(changed, range))) {
+          byKey.set(key, m);
+          fresh++;
+        }
       }
-      // A page that does not move the cursor would be fetched forever.
-      if (page.data.length < msgLimit || newest <= afterTime) break;
-      afterTime = newest;
+      if (page.data.length < msgLimit || fresh === 0) break;
+      // One millisecond of overlap: messages sharing the boundary time are not skipped, and repeats are dropped above.
+      afterTime = Math.max(afterTime, newest - 1);
     }
   }
 

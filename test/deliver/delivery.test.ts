@@ -115,7 +115,10 @@ describe('outcomes', () => {
 
   it('caps Retry-After at the longest scheduled wait (HTTP-date form, 503)', async () => {
     const { receiver, producer } = await setup({ retry: { schedule: ['100ms', '300ms'], jitter: 0 } });
-    receiver.enqueue({ status: 503, headers: { 'retry-after': new Date(Date.now() + 60_000).toUTCString() } });
+    receiver.enqueue({
+      status: 503,
+      headers: { 'retry-after': new Date(Date.now() + 60_000).toUTCString() },
+    });
     const job = await producer.add('hook');
     await waitFor(() => receiver.deliveredIds().includes(job.id), { what: 'delivery after 503' });
     const [first, second] = receiver.requestsFor(job.id);
@@ -158,7 +161,9 @@ describe('outcomes', () => {
     const { receiver, producer } = await setup({});
     receiver.enqueue({ destroy: true });
     const job = await producer.add('hook');
-    await waitFor(() => receiver.deliveredIds().includes(job.id), { what: 'delivery after a dropped socket' });
+    await waitFor(() => receiver.deliveredIds().includes(job.id), {
+      what: 'delivery after a dropped socket',
+    });
     expect(receiver.requestsFor(job.id)).toHaveLength(2);
   });
 });

@@ -48,7 +48,10 @@ export class TestProducer {
 
   constructor(private readonly config: BridgeConfig) {}
 
-  async add(webhookId: string, overrides: Partial<DeliveryJobData> = {}): Promise<DeliveryJobData & { jobId: string }> {
+  async add(
+    webhookId: string,
+    overrides: Partial<DeliveryJobData> = {},
+  ): Promise<DeliveryJobData & { jobId: string }> {
     const webhook = this.config.webhooks.find((w) => w.id === webhookId);
     if (!webhook) throw new Error(`no webhook ${webhookId}`);
     const id = overrides.id ?? eventId();
@@ -57,7 +60,13 @@ export class TestProducer {
     const account = overrides.account ?? 'audit-bot';
     const body =
       overrides.body ??
-      JSON.stringify({ id, type, timestamp: new Date(receivedAt).toISOString(), account, data: { text: 'héllo ✓', n: 1 } });
+      JSON.stringify({
+        id,
+        type,
+        timestamp: new Date(receivedAt).toISOString(),
+        account,
+        data: { text: 'héllo ✓', n: 1 },
+      });
     const data: DeliveryJobData = { id, type, account, receivedAt, body };
     const jobId = `${id}-${randomBytes(4).toString('hex')}`;
     await this.queue(webhookId).add(type, data, {

@@ -56,7 +56,9 @@ describe('isolation between webhooks', () => {
       healthyIds.push((await producer.add('up')).id);
       await new Promise((r) => setTimeout(r, 30));
     }
-    await waitFor(() => healthyIds.every((id) => healthy.deliveredIds().includes(id)), { what: 'healthy deliveries' });
+    await waitFor(() => healthyIds.every((id) => healthy.deliveredIds().includes(id)), {
+      what: 'healthy deliveries',
+    });
     // Received -> delivered, per event, while the other webhook is failing.
     const latencies = healthy.requests.map((r) => r.at - Date.parse(JSON.parse(r.body).timestamp));
     expect(Math.max(...latencies)).toBeLessThan(250);
@@ -92,7 +94,11 @@ describe('circuit breaker', () => {
     const breakerGauge = async () => (await metrics.breakerOpen.get()).values[0]?.value;
     workers.start();
 
-    const ids = [(await producer.add('flaky')).id, (await producer.add('flaky')).id, (await producer.add('flaky')).id];
+    const ids = [
+      (await producer.add('flaky')).id,
+      (await producer.add('flaky')).id,
+      (await producer.add('flaky')).id,
+    ];
     await waitFor(() => workers.status()[0]!.breaker === 'open', { what: 'breaker open' });
     const openedAt = Date.now();
     expect(receiver.requests).toHaveLength(3);
@@ -103,12 +109,16 @@ describe('circuit breaker', () => {
     // First probe fails: back to open for another cool-down.
     const probe1 = await waitFor(() => receiver.requests[3], { what: 'first probe', timeoutMs: 3000 });
     expect(probe1.at - receiver.requests[2]!.at).toBeGreaterThanOrEqual(950);
-    await waitFor(() => probe1.status === 500 && workers.status()[0]!.breaker === 'open', { what: 're-open' });
+    await waitFor(() => probe1.status === 500 && workers.status()[0]!.breaker === 'open', {
+      what: 're-open',
+    });
     receiver.respondWith({ status: 204 });
     const probe2 = await waitFor(() => receiver.requests[4], { what: 'second probe', timeoutMs: 3000 });
     expect(probe2.at - probe1.at).toBeGreaterThanOrEqual(950);
 
-    await waitFor(() => ids.every((id) => receiver.deliveredIds().includes(id)), { what: 'all events delivered' });
+    await waitFor(() => ids.every((id) => receiver.deliveredIds().includes(id)), {
+      what: 'all events delivered',
+    });
     expect(workers.status()[0]!.breaker).toBe('closed');
     expect(await breakerGauge()).toBe(0);
     expect(Date.now() - openedAt).toBeGreaterThan(1900);

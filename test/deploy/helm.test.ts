@@ -377,6 +377,21 @@ describe('chart behaviour', () => {
     expect(zero.status).not.toBe(0);
   });
 
+  test('NOTES.txt names the Deployments to check and warns when no Secret feeds ${env:...}', () => {
+    const notes = (args: string[]) => {
+      const result = helm(['install', RELEASE, CHART, '--dry-run=client', '--namespace', 'bridge', ...args]);
+      expect(result.status, result.stderr).toBe(0);
+      return result.stdout.slice(result.stdout.indexOf('NOTES:'));
+    };
+    const split = notes([]);
+    expect(split).toContain(`deploy/${FULLNAME}-worker -- node dist/cli.js dlq list`);
+    expect(split).toContain('WARNING: neither secrets.existingSecret nor secrets.values is set');
+    const all = notes(['--set', 'mode=all', '--set', 'secrets.existingSecret=bridge-secrets']);
+    expect(all).toContain(`deploy/${FULLNAME}-all -- node dist/cli.js dlq list`);
+    expect(all).not.toContain('WARNING');
+    expect(all).toContain('rollout restart');
+  });
+
   test.each([
     ['config.redis.prefx=x', 'prefx'],
     ['ingest.replica=3', 'replica'],

@@ -55,6 +55,7 @@ export class World {
           secret: SECRET,
           timeout: '2s',
           retry: { schedule: ['200ms', '400ms', '800ms', '1s', '1s', '1s', '1s', '1s', '1s', '1s'], jitter: 0.1 },
+          breaker: { failures: 10, cooldown: '1s' },
           ...options.webhook,
         },
       ],

@@ -1,4 +1,10 @@
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { Webhook } from 'standardwebhooks';
 
@@ -136,7 +142,10 @@ export class WebhookReceiver {
     const status = response.status ?? 204;
     res.writeHead(status, response.headers);
     if (response.slowBodyMs) {
-      const timer = setInterval(() => (res.destroyed ? clearInterval(timer) : res.write('.')), response.slowBodyMs);
+      const timer = setInterval(
+        () => (res.destroyed ? clearInterval(timer) : res.write('.')),
+        response.slowBodyMs,
+      );
       res.on('close', () => clearInterval(timer));
       return;
     }

@@ -1,0 +1,139 @@
+import { Redis } from 'ioredis';
+import { eventId } from '../../src/route/event-id.js';
+import { quarantineKey } from '../../src/queue/names.js';
+import type { ReceivedRequest, WebhookReceiver } from '../../test/support/receiver.js';
+import type { Ledger, ExpectedEvent } from './traffic.js';
+import type { SoakWebhook } from './cluster.js';
+
+/** What one webhook's receiver saw, checked against the ledger. */
+export interface WebhookVerdict {
+  readonly webhook: string;
+  /** Distinct events the webhook had to receive. */
+  readonly expected: number;
+  /** Of those, delivered (2xx) at least once. */
+  readonly delivered: number;
+  /** Expected, never delivered, and not a dead letter the faults made permanent. */
+  readonly lost: string[];
+  /** 2xx deliveries beyond the first of an event. */
+  readonly duplicates: number;
+  /** Deliveries whose `webhook-id` or body id differ from the id the event must have. */
+  readonly idMismatches: number;
+  /** 2xx deliveries whose Standard Webhooks signature did not verify. */
+  readonly unverified: number;
+  /** Delivered events the simulator never emitted. */
+  readonly unexpected: string[];
+  /** Events whose last answer from the receiver was 410: the only ones allowed to be dead letters. */
+  readonly expectedDead: string[];
+  /** Emit → first 2xx, ms, over events delivered without a dead-letter detour. */
+  readonly delays: number[];
+}
+
+interface Body {
+  id: string;
+  type: string;
+  account: string;
+  data: unknown;
+}
+
+/** Reads one receiver's requests against the events the webhook must get. */
+export function judgeWebhook(webhook: SoakWebhook, expectedEvents: readonly ExpectedEvent[], receiver: WebhookReceiver): WebhookVerdict {
+  const expected = new Map(expectedEvents.map((e) => [e.id, e]));
+  const firstDelivery = new Map<string, number>();
+  const lastStatus = new Map<string, number | undefined>();
+  let duplicates = 0;
+  let idMismatches = 0;
+  let unverified = 0;
+  const unexpected = new Set<string>();
+  for (const request of receiver.requests) {
+    const trueId = identify(request);
+    if (trueId === undefined) {
+      idMismatches++;
+      continue;
+    }
+    lastStatus.set(trueId, request.status);
+    if (request.status === undefined || request.status >= 300) continue;
+    if (request.headers['webhook-id'] !== trueId) idMismatches++;
+    if (request.verified !== true) unverified++;
+    if (!expected.has(trueId)) unexpected.add(trueId);
+    if (firstDelivery.has(trueId)) duplicates++;
+    else firstDelivery.set(trueId, request.at);
+  }
+  const expectedDead = [...lastStatus].filter(([, status]) => status === 410).map(([id]) => id);
+  const dead = new Set(expectedDead);
+  const lost: string[] = [];
+  const delays: number[] = [];
+  let delivered = 0;
+  for (const event of expected.values()) {
+    const at = firstDelivery.get(event.id);
+    if (at !== undefined) {
+      delivered++;
+      if (!dead.has(event.id)) delays.push(at - event.emittedAt);
+    } else if (!dead.has(event.id)) {
+      lost.push(event.id);
+    }
+  }
+  return {
+    webhook: webhook.id,
+    expected: expected.size,
+    delivered,
+    lost,
+    duplicates,
+    idMismatches,
+    unverified,
+    unexpected: [...unexpected],
+    expectedDead,
+    delays,
+  };
+}
+
+/**
+ * The id the event in a request must carry, computed from its content (not from its headers), so a
+ * duplicate is recognised even if it came with another `webhook-id`. Undefined: unreadable body or a
+ * body id that disagrees with the content.
+ */
+function identify(request: ReceivedRequest): string | undefined {
+  let body: Body;
+  try {
+    body = JSON.parse(request.body) as Body;
+  } catch {
+    return undefined;
+  }
+  const id = eventId(body.account, body.type, body.data);
+  return body.id === id ? id : undefined;
+}
+
+/** Markers of malformed payloads found in the quarantine stream, and the stream's length. */
+export async function readQuarantine(
+  redisUrl: string,
+  prefix: string,
+  ledger: Ledger,
+): Promise<{ length: number; found: Set<string> }> {
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 3 });
+  try {
+    const key = quarantineKey(prefix);
+    const length = await redis.xlen(key);
+    const found = new Set<string>();
+    const markers = ledger.malformed.map((m) => m.marker);
+    let cursor = '-';
+    for (;;) {
+      const page = await redis.xrange(key, cursor, '+', 'COUNT', 1000);
+      for (const [, fields] of page) {
+        const raw = fields[fields.indexOf('raw') + 1] ?? '';
+        const once = Buffer.from(raw, 'base64').toString('utf8');
+        // Broken-JSON payloads arrive base64-encoded, so their marker is one decoding further down.
+        const twice = Buffer.from(once, 'base64').toString('utf8');
+        for (const marker of markers) if (once.includes(marker) || twice.includes(marker)) found.add(marker);
+      }
+      if (page.length < 1000) break;
+      cursor = `(${page[page.length - 1]![0]}`;
+    }
+    return { length, found };
+  } finally {
+    redis.disconnect();
+  }
+}
+
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}

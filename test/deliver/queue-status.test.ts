@@ -1,0 +1,48 @@
+import { afterEach, expect, it } from 'vitest';
+import { BridgeMetrics } from '../../src/admin/metrics.js';
+import { QueueStatusReader } from '../../src/deliver/queue-status.js';
+import { RedisServer } from '../support/redis.js';
+import { TestProducer, testConfig } from './fixtures.js';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+it('reads per-webhook counts without any worker and exports them as imkit_bridge_queue_jobs', async () => {
+  const server = await RedisServer.start();
+  cleanups.push(() => server.close());
+  const config = testConfig({ url: server.url, prefix: 'status' }, [
+    { id: 'a', url: 'http://127.0.0.1:1/a' },
+    { id: 'b', url: 'http://127.0.0.1:1/b' },
+  ]);
+  const producer = new TestProducer(config);
+  cleanups.push(() => producer.close());
+  await producer.add('a');
+  await producer.add('a');
+  await producer.add('b');
+  await producer
+    .queue('b')
+    .add('later', { id: 'x', type: 't', account: 'a', receivedAt: 0, body: '{}' }, { delay: 60_000 });
+
+  const metrics = new BridgeMetrics();
+  const reader = new QueueStatusReader({ config, metrics });
+  cleanups.push(() => reader.close());
+  expect(await reader.refreshMetrics()).toEqual([
+    { webhook: 'a', waiting: 2, active: 0, delayed: 0, failed: 0 },
+    { webhook: 'b', waiting: 1, active: 0, delayed: 1, failed: 0 },
+  ]);
+  const text = await metrics.registry.metrics();
+  expect(text).toContain('imkit_bridge_queue_jobs{webhook="a",state="waiting"} 2');
+  expect(text).toContain('imkit_bridge_queue_jobs{webhook="b",state="delayed"} 1');
+  expect(text).toContain('imkit_bridge_queue_jobs{webhook="b",state="failed"} 0');
+
+  // While Redis is down a scrape fails fast instead of hanging the admin server.
+  await server.stop();
+  const started = Date.now();
+  await expect(reader.read()).rejects.toThrow();
+  expect(Date.now() - started).toBeLessThan(6000);
+  await server.startProcess();
+  await reader.close();
+  await reader.close();
+});

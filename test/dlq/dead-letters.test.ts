@@ -1,0 +1,194 @@
+import { UnrecoverableError, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { BridgeConfig } from '../../src/config/schema.js';
+import { DeliveryWorkers } from '../../src/deliver/workers.js';
+import {
+  UnknownWebhookError,
+  formatDeadLetters,
+  formatReplay,
+  listDeadLetters,
+  replayDeadLetters,
+} from '../../src/dlq/dead-letters.js';
+import { quarantineKey, queueName } from '../../src/queue/names.js';
+import { WebhookReceiver } from '../support/receiver.js';
+import { testRedis, waitFor } from '../support/redis.js';
+import { SECRET_A, TestProducer, silentDeps, testConfig } from '../deliver/fixtures.js';
+
+let redis: Awaited<ReturnType<typeof testRedis>>;
+const cleanups: (() => Promise<void>)[] = [];
+beforeAll(async () => {
+  redis = await testRedis();
+});
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+afterAll(async () => {
+  await redis.close();
+});
+
+let n = 0;
+async function setup(webhook: Record<string, unknown> = {}) {
+  const receiver = await WebhookReceiver.start({ secret: SECRET_A });
+  cleanups.push(() => receiver.close());
+  const config: BridgeConfig = testConfig({ url: redis.url, prefix: `${redis.prefix}-${++n}` }, [
+    { id: 'hook', url: receiver.url, secret: SECRET_A, ...webhook },
+    { id: 'other', url: receiver.url, secret: SECRET_A },
+  ]);
+  const deps = silentDeps();
+  const workers = new DeliveryWorkers({ config, ...deps });
+  const producer = new TestProducer(config);
+  cleanups.push(async () => {
+    await workers.close(1000);
+    await producer.close();
+  });
+  workers.start();
+  return { receiver, config, producer, metrics: deps.metrics };
+}
+
+describe('dead letters from delivery', () => {
+  it('410 dead-letters at once; list shows it; replay delivers it with the same webhook-id', async () => {
+    const { receiver, config, producer, metrics } = await setup();
+    receiver.enqueue({ status: 410 });
+    const job = await producer.add('hook');
+    await waitFor(async () => (await producer.queue('hook').getFailedCount()) === 1, { what: 'dead letter' });
+    expect(receiver.requestsFor(job.id)).toHaveLength(1);
+    const dead = (await metrics.deliveries.get()).values.find((v) => v.labels.outcome === 'dead');
+    expect(dead?.value).toBe(1);
+
+    const list = await listDeadLetters(config, { webhook: 'hook' });
+    expect(list.webhooks).toHaveLength(1);
+    const [entry] = list.webhooks[0]!.entries;
+    expect(entry).toMatchObject({
+      webhook: 'hook',
+      id: job.id,
+      jobId: job.jobId,
+      type: 'chat message',
+      account: 'audit-bot',
+      attempts: 1,
+      lastError: 'HTTP 410 Gone',
+    });
+    expect(Date.parse(entry!.failedAt)).toBeGreaterThan(Date.now() - 10_000);
+    expect(entry!.age).toBeGreaterThanOrEqual(0);
+
+    const result = await replayDeadLetters(config, { webhook: 'hook' });
+    expect(result).toEqual({
+      webhooks: [{ webhook: 'hook', replayed: 1, failed: 0 }],
+      replayed: 1,
+      failed: 0,
+    });
+    await waitFor(() => receiver.deliveredIds().includes(job.id), { what: 'replayed delivery' });
+    const reqs = receiver.requestsFor(job.id);
+    expect(reqs.map((r) => r.headers['webhook-id'])).toEqual([job.id, job.id]);
+    expect(reqs.every((r) => r.verified && r.body === job.body)).toBe(true);
+    expect((await listDeadLetters(config)).webhooks.every((w) => w.total === 0)).toBe(true);
+  });
+
+  it('an exhausted schedule dead-letters; replay by event id starts a full schedule again', async () => {
+    const { receiver, config, producer } = await setup();
+    receiver.respondWith({ status: 500 });
+    const job = await producer.add('hook');
+    const bystander = await producer.add('hook');
+    await waitFor(async () => (await producer.queue('hook').getFailedCount()) === 2, {
+      what: 'two dead letters',
+    });
+    expect(receiver.requestsFor(job.id)).toHaveLength(3); // first try + schedule [100ms, 200ms]
+
+    const list = await listDeadLetters(config);
+    const hook = list.webhooks.find((w) => w.webhook === 'hook')!;
+    expect(hook.total).toBe(2);
+    expect(hook.entries.find((e) => e.id === job.id)).toMatchObject({ attempts: 3, lastError: 'HTTP 500' });
+    expect(list.webhooks.find((w) => w.webhook === 'other')!.total).toBe(0);
+
+    // Two more failures, then success: only a reset attempt count gets that far.
+    receiver.enqueue({ status: 500 }, { status: 500 }, { status: 204 });
+    const result = await replayDeadLetters(config, { id: job.id });
+    expect(result.replayed).toBe(1);
+    await waitFor(() => receiver.deliveredIds().includes(job.id), { what: 'replayed delivery' });
+    expect(receiver.requestsFor(job.id)).toHaveLength(6);
+    const after = await listDeadLetters(config, { webhook: 'hook' });
+    expect(after.webhooks[0]!.entries.map((e) => e.id)).toEqual([bystander.id]);
+  });
+
+  it('rejects an unknown webhook id', async () => {
+    const { config } = await setup();
+    await expect(listDeadLetters(config, { webhook: 'nope' })).rejects.toBeInstanceOf(UnknownWebhookError);
+    await expect(replayDeadLetters(config, { webhook: 'nope' })).rejects.toMatchObject({
+      code: 'BRIDGE_ERR_DLQ_UNKNOWN_WEBHOOK',
+    });
+  });
+});
+
+describe('large dead-letter sets and quarantine', () => {
+  it('lists with exact totals but bounded entries, and replays all of them page by page', async () => {
+    const config = testConfig({ url: redis.url, prefix: `${redis.prefix}-${++n}` }, [
+      { id: 'bulk', url: 'http://127.0.0.1:1/hook' },
+    ]);
+    const producer = new TestProducer(config);
+    const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
+    const total = 1200;
+    for (let i = 0; i < total; i += 200) {
+      await Promise.all(Array.from({ length: 200 }, () => producer.add('bulk')));
+    }
+    // Dead-letter them the way a 410 does.
+    const worker = new Worker(
+      queueName('bulk'),
+      async () => {
+        throw new UnrecoverableError('HTTP 410 Gone');
+      },
+      { connection, prefix: config.redis.prefix, concurrency: 100 },
+    );
+    cleanups.push(async () => {
+      await producer.close();
+      connection.disconnect();
+    });
+    await waitFor(async () => (await producer.queue('bulk').getFailedCount()) === total, {
+      what: 'bulk dead letters',
+    });
+    await worker.close();
+    await connection.xadd(
+      quarantineKey(config.redis.prefix),
+      '*',
+      ...[
+        'account',
+        'audit-bot',
+        'event',
+        'chat message',
+        'reason',
+        'invalid base64',
+        'raw',
+        'AAE=',
+        'receivedAt',
+        '1795600000000',
+        'size',
+        '2',
+      ],
+    );
+
+    const list = await listDeadLetters(config, { limit: 1000 });
+    expect(list.webhooks[0]!.total).toBe(total);
+    expect(list.webhooks[0]!.entries).toHaveLength(1000);
+    expect(new Set(list.webhooks[0]!.entries.map((e) => e.jobId)).size).toBe(1000);
+    expect(list.quarantine.total).toBe(1);
+    expect(list.quarantine.entries[0]).toMatchObject({
+      account: 'audit-bot',
+      event: 'chat message',
+      reason: 'invalid base64',
+      size: 2,
+      receivedAt: new Date(1795600000000).toISOString(),
+    });
+
+    const text = formatDeadLetters(list, { json: false });
+    expect(text).toContain('webhook bulk: 1200 dead-lettered (showing 1000 newest)');
+    expect(text).toContain('quarantine: 1 payload(s)');
+    expect(text).toMatch(new RegExp(`invalid base64\\s+2\\s+${new Date(1795600000000).toISOString()}`));
+    expect(JSON.parse(formatDeadLetters(list, { json: true }))).toEqual(JSON.parse(JSON.stringify(list)));
+
+    const result = await replayDeadLetters(config, { webhook: 'bulk' });
+    expect(result.replayed).toBe(total);
+    expect(formatReplay(result, { json: false })).toContain('replayed 1200 dead letter(s)');
+    expect(JSON.parse(formatReplay(result, { json: true }))).toEqual(result);
+    const counts = await producer.queue('bulk').getJobCounts('failed', 'waiting');
+    expect(counts).toEqual({ failed: 0, waiting: total });
+  });
+});

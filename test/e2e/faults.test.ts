@@ -1,0 +1,132 @@
+import { afterEach, beforeEach, expect, test } from 'vitest';
+import { waitFor } from '../support/redis.js';
+import { BOT, World } from './world.js';
+
+let world: World;
+beforeEach(async () => {
+  world = await World.start();
+});
+afterEach(async () => world.close());
+
+function emitTyping(count: number, tag: string): string[] {
+  const rooms: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const room = `${tag}-${i}`;
+    world.sim.emit(BOT, 'typing', { room, message: 'typing' });
+    rooms.push(room);
+  }
+  return rooms;
+}
+
+function deliveredRooms(): Set<string> {
+  return new Set(world.deliveredOfType('typing').map((b) => (b.data as { room: string }).room));
+}
+
+async function metric(bridge: { get(path: string): Promise<{ body: string }> }, pattern: RegExp): Promise<number> {
+  const match = pattern.exec((await bridge.get('/metrics')).body);
+  return match ? Number(match[1]) : 0;
+}
+
+test('two ingest replicas on one account: every event is delivered exactly once', async () => {
+  const config = world.config();
+  const [a, b] = [await world.bridge(config, 'ingest'), await world.bridge(config, 'ingest')];
+  await world.bridge(config, 'worker');
+  await world.connected(2);
+  await Promise.all([a.waitReady(), b.waitReady()]);
+
+  const chats = Array.from({ length: 40 }, (_, i) =>
+    world.sim.sendMessage('r1', `message ${i}`, { members: [BOT, 'alice'], sender: 'alice' }),
+  );
+  await world.waitDelivered(40, 'chat message');
+  // Both replicas saw every event: whichever came second was de-duplicated, 40 times in all.
+  const dedupPattern = /^imkit_bridge_events_deduplicated_total (\d+)/m;
+  await waitFor(async () => (await metric(a, dedupPattern)) + (await metric(b, dedupPattern)) === 40, {
+    what: '40 de-duplicated events across both replicas',
+  });
+  const requests = world.receiver.requests.filter((r) => JSON.parse(r.body).type === 'chat message');
+  expect(requests).toHaveLength(40);
+  expect(new Set(world.deliveredOfType('chat message').map((b) => (b.data as { _id: string })._id))).toEqual(
+    new Set(chats.map((c) => c._id)),
+  );
+});
+
+test('kill -9 with events queued and the webhook down: after a restart every event is delivered', async () => {
+  await world.receiver.close();
+  const config = world.config();
+  const first = await world.bridge(config);
+  await world.connected();
+  const rooms = emitTyping(30, 'k9');
+  await waitFor(
+    async () => {
+      const status = JSON.parse((await first.get('/status')).body) as {
+        webhooks: { waiting: number; active: number; delayed: number }[];
+      };
+      const w = status.webhooks[0]!;
+      const failing = await metric(first, /imkit_bridge_deliveries_total\{webhook="audit",outcome="retry"\} (\d+)/);
+      return w.waiting + w.active + w.delayed === 30 && failing > 0;
+    },
+    { what: 'all 30 events queued and deliveries failing' },
+  );
+  await first.kill9();
+
+  await world.receiver.listen();
+  await world.bridge(config);
+  await waitFor(() => rooms.every((r) => deliveredRooms().has(r)), { timeoutMs: 30_000, what: 'all 30 delivered' });
+  const ids = world.receiver.requests.map((r) => r.headers['webhook-id']);
+  // Redeliveries after the crash carry the event id they had before it.
+  expect(new Set(ids).size).toBe(30);
+});
+
+test('SIGTERM with slow in-flight deliveries exits 0 within the bound, and a restart delivers the rest', async () => {
+  world.receiver.respondWith({ status: 204, delayMs: 8_000 });
+  const config = world.config({ top: { shutdownTimeout: '1s' } });
+  const bridge = await world.bridge(config);
+  await world.connected();
+  const rooms = emitTyping(5, 'term');
+  await waitFor(() => world.receiver.requests.length >= 5, { what: 'deliveries in flight' });
+
+  const took = await bridge.stop('SIGTERM');
+  expect(bridge.exitCode).toBe(0);
+  expect(took).toBeLessThan(6_000);
+
+  world.receiver.respondWith({ status: 204 });
+  await world.bridge(config);
+  await waitFor(() => rooms.every((r) => deliveredRooms().has(r)), { timeoutMs: 30_000, what: 'all 5 delivered after restart' });
+});
+
+test('Redis stopped for a few seconds while events arrive: all of them are delivered afterwards', async () => {
+  const bridge = await world.bridge(world.config());
+  await world.connected();
+  await bridge.waitReady();
+
+  await world.redis.stop();
+  const rooms = emitTyping(50, 'redis-down');
+  await waitFor(async () => (await bridge.get('/readyz')).status === 503, { what: 'not ready while Redis is down' });
+  await world.redis.startProcess();
+
+  await waitFor(() => rooms.every((r) => deliveredRooms().has(r)), { timeoutMs: 30_000, what: 'all 50 delivered' });
+  await bridge.waitReady();
+  expect(world.receiver.requests.filter((r) => JSON.parse(r.body).type === 'typing')).toHaveLength(50);
+});
+
+test('catch-up after a gap: messages sent while disconnected arrive once each, with a bridge.gap report', async () => {
+  const config = world.config({ webhook: { events: ['*', 'bridge.*'] } });
+  await world.bridge(config);
+  await world.connected();
+  const before = world.sim.sendMessage('r1', 'before the gap', { members: [BOT, 'alice'], sender: 'alice' });
+  await world.waitDelivered(1, 'chat message');
+
+  await world.sim.down({ abrupt: true });
+  const missed = Array.from({ length: 25 }, (_, i) =>
+    world.sim.storeMessage('r1', `missed ${i}`, { members: [BOT, 'alice'], sender: 'alice' }),
+  );
+  await world.sim.up();
+
+  const gap = await waitFor(() => world.deliveredOfType('bridge.gap')[0], { timeoutMs: 30_000, what: 'bridge.gap' });
+  expect(gap.data).toMatchObject({ account: BOT, catchUp: true, recovered: 25, complete: true });
+  const chats = await world.waitDelivered(26, 'chat message');
+  expect(chats.map((c) => (c.data as { _id: string })._id).sort()).toEqual([before, ...missed].map((m) => m._id).sort());
+  const chatRequests = world.receiver.requests.filter((r) => JSON.parse(r.body).type === 'chat message');
+  expect(chatRequests).toHaveLength(26);
+  expect(world.deliveredOfType('bridge.disconnected').length).toBeGreaterThanOrEqual(1);
+});
