@@ -76,24 +76,39 @@ const seen = new Set<string>();
 let unverified = 0;
 let duplicates = 0;
 
+/** The few payload fields the demo prints; IMKIT payloads carry more. */
+interface DemoData {
+  _id?: string;
+  message?: unknown;
+  messageType?: string;
+  editedAt?: string;
+  sender?: { _id?: string } | string;
+  memberID?: string;
+  messageID?: string;
+  room?: string;
+}
+
+function senderOf(d: DemoData): string {
+  return typeof d.sender === 'string' ? d.sender : (d.sender?._id ?? 'someone');
+}
+
 function describe(request: ReceivedRequest): string {
   const body = JSON.parse(request.body) as {
     id: string;
     type: string;
-    account: string;
     timestamp: string;
-    data: any;
+    data: DemoData | null;
   };
-  const d = body.data ?? {};
+  const d: DemoData = body.data ?? {};
   let what = '';
   if (body.type === 'chat message') {
     const text = typeof d.message === 'string' ? d.message : JSON.stringify(d.message);
     what =
       d.messageType === 'recall'
-        ? `${d.sender?._id} recalled ${d._id}`
-        : `${d.sender?._id}: ${JSON.stringify(text)}${d.editedAt ? ' (edited)' : ''}`;
+        ? `${senderOf(d)} recalled ${d._id}`
+        : `${senderOf(d)}: ${JSON.stringify(text)}${d.editedAt ? ' (edited)' : ''}`;
   } else if (body.type === 'lastRead') what = `${d.memberID} read up to ${d.messageID}`;
-  else if (body.type === 'typing') what = `${d.sender ?? 'someone'} is typing in ${d.room}`;
+  else if (body.type === 'typing') what = `${senderOf(d)} is typing in ${d.room}`;
   else if (body.type === 'bridge.connected') what = `session live`;
   else what = JSON.stringify(d).slice(0, 60);
   const latency = request.at - Date.parse(body.timestamp);

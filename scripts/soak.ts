@@ -9,6 +9,7 @@
  *   --rate R        events per second (default 30)
  *   --workers N     worker processes (default 2)
  *   --keep          keep the run directory (configs, process logs, report.json) even on success
+ *   --no-faults     the same traffic with no faults: a baseline for delays
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -47,6 +48,7 @@ function options() {
       rate: { type: 'string', default: '30' },
       workers: { type: 'string', default: '2' },
       keep: { type: 'boolean', default: false },
+      'no-faults': { type: 'boolean', default: false },
     },
   });
   const minutes = Number(values.minutes);
@@ -56,7 +58,7 @@ function options() {
   if (!(minutes > 0) || !Number.isInteger(seed) || !(rate > 0) || !Number.isInteger(workers) || workers < 1) {
     throw new Error('usage: soak [--minutes M>0] [--seed INT] [--rate R>0] [--workers N>=1] [--keep]');
   }
-  return { durationMs: Math.round(minutes * 60_000), seed, rate, workers, keep: values.keep };
+  return { durationMs: Math.round(minutes * 60_000), seed, rate, workers, keep: values.keep, faults: !values['no-faults'] };
 }
 
 const t0 = Date.now();
@@ -69,7 +71,7 @@ async function main(): Promise<number> {
   if (!hasRedisServer()) throw new Error('the soak needs redis-server on PATH (apt-get install redis-server)');
   const dir = mkdtempSync(join(tmpdir(), 'imkit-bridge-soak-'));
   const rng = new Rng(opts.seed);
-  const plan = planFaults(rng.fork(), {
+  const planned = planFaults(rng.fork(), {
     startMs: Math.max(3_000, opts.durationMs * 0.1),
     endMs: opts.durationMs * 0.7,
     replicas: 2,
@@ -77,6 +79,7 @@ async function main(): Promise<number> {
     webhooks: WEBHOOKS.map((w) => w.id),
     accounts: ACCOUNTS.map((a) => a.id),
   });
+  const plan = opts.faults ? planned : [];
   say(`soak seed ${opts.seed}, ${opts.durationMs / 1000} s at ${opts.rate} events/s, run dir ${dir}`);
   say(`planned faults:\n${plan.map((f) => `    +${(f.at / 1000).toFixed(1)}s ${f.kind} on ${f.target} (${f.durationMs} ms${f.abrupt ? ', SIGKILL' : ''})`).join('\n')}`);
 

@@ -62,7 +62,7 @@ async function main(argv: string[]): Promise<number> {
       const config = loadConfig(configPath);
       const { runDaemon } = await import('./lifecycle/daemon.js');
       // Exit explicitly: a stopped daemon must not linger on a forgotten handle.
-      process.exit(await runDaemon(config, role as Role));
+      return process.exit(await runDaemon(config, role as Role));
     }
     case 'dlq list': {
       const config = loadConfig(configPath);

@@ -35,6 +35,11 @@ export class CircuitBreaker {
     return { allowed: true, probe: true };
   }
 
+  /** ms until an open breaker lets a probe through; 0 unless open. */
+  remainingMs(): number {
+    return this.state === 'open' ? Math.max(1, this.openUntil - this.now()) : 0;
+  }
+
   /** `probe` must be what `admit()` returned, so only the probe's outcome decides the half-open state. */
   succeeded(probe: boolean): void {
     if (probe) this.probeInFlight = false;

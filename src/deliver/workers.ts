@@ -253,7 +253,7 @@ class WebhookLane {
     const admission = this.breaker.admit();
     if (!admission.allowed) {
       // Back to waiting without using an attempt; the queue-wide limit keeps every replica off the webhook.
-      await this.queue.rateLimit(admission.waitMs);
+      await this.pauseQueue(admission.waitMs);
       throw Worker.RateLimitError();
     }
     const { probe } = admission;
@@ -270,7 +270,12 @@ class WebhookLane {
       this.metrics.deliveries.inc({ webhook, outcome: 'delivered' });
       this.metrics.eventLatency.observe({ webhook }, Math.max(0, Date.now() - job.data.receivedAt) / 1000);
       this.breaker.succeeded(probe);
-      if (probe) await this.queue.removeRateLimitKey();
+      // The event is delivered: failing to lift the pause early must not fail the job.
+      if (probe) {
+        await this.queue
+          .removeRateLimitKey()
+          .catch((e: unknown) => this.logger.debug({ err: String(e) }, 'could not lift the breaker pause'));
+      }
     } catch (err) {
       if (err instanceof DeliveryAbortedError) {
         this.breaker.released(probe);
@@ -307,11 +312,21 @@ class WebhookLane {
         exhausted ? 'delivery failed; schedule exhausted, dead-lettered' : 'delivery failed; will retry',
       );
       this.breaker.failed(probe);
-      if (this.breaker.state === 'open') await this.queue.rateLimit(this.webhook.breaker.cooldown);
+      const remaining = this.breaker.remainingMs();
+      if (remaining > 0) await this.pauseQueue(remaining);
       throw err;
     } finally {
       this.inFlightTokens.delete(tracked);
       this.lastProgress = Date.now();
+    }
+  }
+
+  /** A pause that cannot be set (Redis away) is only logged: the breaker still holds this process's jobs back. */
+  private async pauseQueue(ms: number): Promise<void> {
+    try {
+      await this.queue.rateLimit(ms);
+    } catch (err) {
+      this.logger.debug({ err: String(err) }, 'could not pause the queue for the breaker');
     }
   }
 }

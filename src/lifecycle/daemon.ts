@@ -33,17 +33,14 @@ export class Daemon implements AdminSource {
     const queues = new QueueStatusReader({ config, metrics });
     const ingest = role === 'worker' ? undefined : await Ingest.create(config, logger, metrics);
     const workers = role === 'ingest' ? undefined : new DeliveryWorkers({ config, logger, metrics });
-    let daemon: Daemon | undefined;
-    const admin = new AdminServer(
-      {
-        readiness: () => daemon!.readiness(),
-        status: () => daemon!.status(),
-        refreshMetrics: () => daemon!.refreshMetrics(),
-      },
-      metrics,
-      logger.child({ stage: 'admin' }),
-    );
-    daemon = new Daemon(config, role, logger, metrics, queues, admin, ingest, workers);
+    // The admin server calls back into the daemon, which only exists once the server does.
+    const source: AdminSource = {
+      readiness: () => daemon.readiness(),
+      status: () => daemon.status(),
+      refreshMetrics: () => daemon.refreshMetrics(),
+    };
+    const admin = new AdminServer(source, metrics, logger.child({ stage: 'admin' }));
+    const daemon = new Daemon(config, role, logger, metrics, queues, admin, ingest, workers);
     try {
       daemon.adminPort = await admin.listen(config.server.host, config.server.port);
     } catch (err) {

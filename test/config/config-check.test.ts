@@ -46,7 +46,9 @@ describe('config', () => {
       heartbeatTimeout: 30_000,
       catchUp: true,
     });
-    expect(config.webhooks[0]!.retry.schedule).toEqual([5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000]);
+    expect(config.webhooks[0]!.retry.schedule).toEqual([
+      5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000,
+    ]);
     expect(config.imkit.apiKey).toBe('k');
     expect(config.redis.prefix).toBe('imkit-bridge');
     expect(config.dedupWindow).toBe(600_000);
@@ -114,7 +116,8 @@ describe('imkit-bridge config check', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('audit-bot: static token, encoding base64');
     expect(result.stdout).toContain('audit: https://audit.example.com/imkit, signed (1 secret)');
-    for (const secret of ['tok-secret-value', SECRET, 'query-secret']) expect(result.stdout).not.toContain(secret);
+    for (const secret of ['tok-secret-value', SECRET, 'query-secret'])
+      expect(result.stdout).not.toContain(secret);
   });
 
   test('a broken file exits 1 with one line per problem naming the field and no stack trace', async () => {

@@ -93,14 +93,16 @@ describe('outcomes', () => {
     expect(reqs.every((r) => r.verified)).toBe(true);
     expect(reqs[1]!.at - reqs[0]!.at).toBeGreaterThanOrEqual(90);
     expect(reqs[2]!.at - reqs[1]!.at).toBeGreaterThanOrEqual(190);
+    await waitFor(async () => (await counter(metrics, 'delivered')) === 1, { what: 'delivered metric' });
     expect(await counter(metrics, 'retry')).toBe(2);
-    expect(await counter(metrics, 'delivered')).toBe(1);
-    expect(await producer.queue('hook').getJobCounts('failed', 'waiting', 'delayed', 'active')).toEqual({
-      failed: 0,
-      waiting: 0,
-      delayed: 0,
-      active: 0,
-    });
+    // Completed jobs are removed (removeOnComplete): nothing is left behind in any state.
+    await waitFor(
+      async () => {
+        const counts = await producer.queue('hook').getJobCounts('failed', 'waiting', 'delayed', 'active');
+        return Object.values(counts).every((c) => c === 0);
+      },
+      { what: 'empty queue' },
+    );
   });
 
   it('honours Retry-After on 429: waits at least that long, more than the schedule asks', async () => {

@@ -22,7 +22,10 @@ function deliveredRooms(): Set<string> {
   return new Set(world.deliveredOfType('typing').map((b) => (b.data as { room: string }).room));
 }
 
-async function metric(bridge: { get(path: string): Promise<{ body: string }> }, pattern: RegExp): Promise<number> {
+async function metric(
+  bridge: { get(path: string): Promise<{ body: string }> },
+  pattern: RegExp,
+): Promise<number> {
   const match = pattern.exec((await bridge.get('/metrics')).body);
   return match ? Number(match[1]) : 0;
 }
@@ -62,7 +65,10 @@ test('kill -9 with events queued and the webhook down: after a restart every eve
         webhooks: { waiting: number; active: number; delayed: number }[];
       };
       const w = status.webhooks[0]!;
-      const failing = await metric(first, /imkit_bridge_deliveries_total\{webhook="audit",outcome="retry"\} (\d+)/);
+      const failing = await metric(
+        first,
+        /imkit_bridge_deliveries_total\{webhook="audit",outcome="retry"\} (\d+)/,
+      );
       return w.waiting + w.active + w.delayed === 30 && failing > 0;
     },
     { what: 'all 30 events queued and deliveries failing' },
@@ -71,7 +77,10 @@ test('kill -9 with events queued and the webhook down: after a restart every eve
 
   await world.receiver.listen();
   await world.bridge(config);
-  await waitFor(() => rooms.every((r) => deliveredRooms().has(r)), { timeoutMs: 30_000, what: 'all 30 delivered' });
+  await waitFor(() => rooms.every((r) => deliveredRooms().has(r)), {
+    timeoutMs: 30_000,
+    what: 'all 30 delivered',
+  });
   const ids = world.receiver.requests.map((r) => r.headers['webhook-id']);
   // Redeliveries after the crash carry the event id they had before it.
   expect(new Set(ids).size).toBe(30);
@@ -91,7 +100,10 @@ test('SIGTERM with slow in-flight deliveries exits 0 within the bound, and a res
 
   world.receiver.respondWith({ status: 204 });
   await world.bridge(config);
-  await waitFor(() => rooms.every((r) => deliveredRooms().has(r)), { timeoutMs: 30_000, what: 'all 5 delivered after restart' });
+  await waitFor(() => rooms.every((r) => deliveredRooms().has(r)), {
+    timeoutMs: 30_000,
+    what: 'all 5 delivered after restart',
+  });
 });
 
 test('Redis stopped for a few seconds while events arrive: all of them are delivered afterwards', async () => {
@@ -101,10 +113,15 @@ test('Redis stopped for a few seconds while events arrive: all of them are deliv
 
   await world.redis.stop();
   const rooms = emitTyping(50, 'redis-down');
-  await waitFor(async () => (await bridge.get('/readyz')).status === 503, { what: 'not ready while Redis is down' });
+  await waitFor(async () => (await bridge.get('/readyz')).status === 503, {
+    what: 'not ready while Redis is down',
+  });
   await world.redis.startProcess();
 
-  await waitFor(() => rooms.every((r) => deliveredRooms().has(r)), { timeoutMs: 30_000, what: 'all 50 delivered' });
+  await waitFor(() => rooms.every((r) => deliveredRooms().has(r)), {
+    timeoutMs: 30_000,
+    what: 'all 50 delivered',
+  });
   await bridge.waitReady();
   expect(world.receiver.requests.filter((r) => JSON.parse(r.body).type === 'typing')).toHaveLength(50);
 });
@@ -122,10 +139,15 @@ test('catch-up after a gap: messages sent while disconnected arrive once each, w
   );
   await world.sim.up();
 
-  const gap = await waitFor(() => world.deliveredOfType('bridge.gap')[0], { timeoutMs: 30_000, what: 'bridge.gap' });
+  const gap = await waitFor(() => world.deliveredOfType('bridge.gap')[0], {
+    timeoutMs: 30_000,
+    what: 'bridge.gap',
+  });
   expect(gap.data).toMatchObject({ account: BOT, catchUp: true, recovered: 25, complete: true });
   const chats = await world.waitDelivered(26, 'chat message');
-  expect(chats.map((c) => (c.data as { _id: string })._id).sort()).toEqual([before, ...missed].map((m) => m._id).sort());
+  expect(chats.map((c) => (c.data as { _id: string })._id).sort()).toEqual(
+    [before, ...missed].map((m) => m._id).sort(),
+  );
   const chatRequests = world.receiver.requests.filter((r) => JSON.parse(r.body).type === 'chat message');
   expect(chatRequests).toHaveLength(26);
   expect(world.deliveredOfType('bridge.disconnected').length).toBeGreaterThanOrEqual(1);

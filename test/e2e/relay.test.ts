@@ -32,7 +32,10 @@ describe.each([
     for (const role of roles) await world.bridge(world.config(), role);
     await world.connected();
 
-    const chat = world.sim.sendMessage('r1', 'hello "world" 👋\n\u2028مرحبا', { members: [BOT, 'alice'], sender: 'alice' });
+    const chat = world.sim.sendMessage('r1', 'hello "world" 👋\n\u2028مرحبا', {
+      members: [BOT, 'alice'],
+      sender: 'alice',
+    });
     for (const [event, payload] of EVENT_TABLE) world.sim.emit(BOT, event, payload);
 
     const bodies = await world.waitDelivered(EVENT_TABLE.length + 1);
@@ -49,7 +52,13 @@ describe.each([
 test('malformed payloads are quarantined and shown by dlq list, the process stays healthy and the next event flows', async () => {
   const bridge = await world.bridge(world.config());
   await world.connected();
-  const garbage: unknown[] = ['%%%not base64%%%', Buffer.from('{"broken json').toString('base64'), 42, [1, 2], true];
+  const garbage: unknown[] = [
+    '%%%not base64%%%',
+    Buffer.from('{"broken json').toString('base64'),
+    42,
+    [1, 2],
+    true,
+  ];
   for (const raw of garbage) world.sim.emitRaw(BOT, 'chat message', raw);
   world.sim.emit(BOT, 'lastRead', { roomID: 'r1', memberID: 'alice', messageID: 'after-garbage' });
 
@@ -63,13 +72,16 @@ test('malformed payloads are quarantined and shown by dlq list, the process stay
   });
   expect(metrics).toContain('imkit_bridge_decode_failures_total');
 
-  const dlq = await runCli(['dlq', 'list', '--json', '--config', writeConfig(world.config())], { env: { BOT_TOKEN: 't' } });
+  const dlq = await runCli(['dlq', 'list', '--json', '--config', writeConfig(world.config())], {
+    env: { BOT_TOKEN: 't' },
+  });
   expect(dlq.code).toBe(0);
   const listed = JSON.parse(dlq.stdout) as {
     quarantine: { total: number; entries: { account: string; event: string; reason: string }[] };
   };
   expect(listed.quarantine.total).toBe(5);
-  for (const entry of listed.quarantine.entries) expect(entry).toMatchObject({ account: BOT, event: 'chat message' });
+  for (const entry of listed.quarantine.entries)
+    expect(entry).toMatchObject({ account: BOT, event: 'chat message' });
 });
 
 test('admin endpoints: /readyz says why it is not ready, /status shows the account, /metrics has every series', async () => {
@@ -80,7 +92,9 @@ test('admin endpoints: /readyz says why it is not ready, /status shows the accou
     return res.status === 503 && res.body.includes('account audit-bot: not authenticated') ? res : undefined;
   });
   expect(JSON.parse(notReady.body)).toMatchObject({ ready: false });
-  const status = JSON.parse((await bridge.get('/status')).body) as { accounts: { id: string; state: string; lastError?: string }[] };
+  const status = JSON.parse((await bridge.get('/status')).body) as {
+    accounts: { id: string; state: string; lastError?: string }[];
+  };
   expect(status.accounts[0]).toMatchObject({ id: BOT });
   expect(['backing-off', 'connecting', 'authenticating']).toContain(status.accounts[0]!.state);
   expect(JSON.stringify(status)).not.toContain(world.token);

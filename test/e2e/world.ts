@@ -42,19 +42,36 @@ export class World {
   }
 
   /** A bridge config for this world; `overrides` replace top-level keys, `webhook` merges into the one webhook. */
-  config(options: { webhook?: Record<string, unknown>; account?: Record<string, unknown>; top?: Record<string, unknown> } = {}): Record<string, unknown> {
+  config(
+    options: {
+      webhook?: Record<string, unknown>;
+      account?: Record<string, unknown>;
+      top?: Record<string, unknown>;
+    } = {},
+  ): Record<string, unknown> {
     return {
       redis: { url: this.redis.url, prefix: this.prefix },
       server: { host: '127.0.0.1', port: 0 },
       imkit: { url: this.sim.url, clientKey: this.sim.clientKey, apiKey: this.sim.apiKey },
-      accounts: [{ id: BOT, token: '${env:BOT_TOKEN}', encoding: 'base64', heartbeatTimeout: '3s', ...options.account }],
+      accounts: [
+        {
+          id: BOT,
+          token: '${env:BOT_TOKEN}',
+          encoding: 'base64',
+          heartbeatTimeout: '3s',
+          ...options.account,
+        },
+      ],
       webhooks: [
         {
           id: 'audit',
           url: this.receiver.url,
           secret: SECRET,
           timeout: '2s',
-          retry: { schedule: ['200ms', '400ms', '800ms', '1s', '1s', '1s', '1s', '1s', '1s', '1s'], jitter: 0.1 },
+          retry: {
+            schedule: ['200ms', '400ms', '800ms', '1s', '1s', '1s', '1s', '1s', '1s', '1s'],
+            jitter: 0.1,
+          },
           breaker: { failures: 10, cooldown: '1s' },
           ...options.webhook,
         },

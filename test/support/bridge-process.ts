@@ -72,7 +72,10 @@ export class BridgeProcess {
   }
 
   /** Starts the process and waits until its admin server listens (not until it is ready). */
-  static async start(configFile: string, options: { role?: Role; env?: NodeJS.ProcessEnv } = {}): Promise<BridgeProcess> {
+  static async start(
+    configFile: string,
+    options: { role?: Role; env?: NodeJS.ProcessEnv } = {},
+  ): Promise<BridgeProcess> {
     const bridge = new BridgeProcess(configFile, options.role ?? 'all', options.env ?? {});
     await waitFor(() => bridge.adminPort > 0 || bridge.exitCode !== undefined, {
       timeoutMs: 15_000,
@@ -94,7 +97,10 @@ export class BridgeProcess {
   }
 
   async waitReady(timeoutMs = 15_000): Promise<void> {
-    await waitFor(async () => (await this.get('/readyz')).status === 200, { timeoutMs, what: 'bridge /readyz 200' });
+    await waitFor(async () => (await this.get('/readyz')).status === 200, {
+      timeoutMs,
+      what: 'bridge /readyz 200',
+    });
   }
 
   /** Sends a signal and waits for the exit; returns how long the process took to exit. */

@@ -12,7 +12,9 @@ export async function freePort(): Promise<number> {
     server.on('error', reject);
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      );
     });
   });
 }
@@ -51,13 +53,20 @@ export class RedisServer {
     const child = spawn(
       'redis-server',
       [
-        '--port', String(this.port),
-        '--bind', '127.0.0.1',
-        '--dir', this.dir,
-        '--appendonly', 'yes',
-        '--appendfsync', 'always',
-        '--save', '',
-        '--maxmemory-policy', 'noeviction',
+        '--port',
+        String(this.port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        this.dir,
+        '--appendonly',
+        'yes',
+        '--appendfsync',
+        'always',
+        '--save',
+        '',
+        '--maxmemory-policy',
+        'noeviction',
       ],
       { stdio: 'ignore' },
     );
@@ -92,7 +101,12 @@ export class RedisServer {
   private async waitUntil(up: boolean, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
-      const client = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+      const client = new Redis(this.url, {
+        lazyConnect: true,
+        maxRetriesPerRequest: 0,
+        enableOfflineQueue: false,
+        retryStrategy: () => null,
+      });
       // Refused connections are expected while polling; connect() reports them, so silence the event.
       client.on('error', () => {});
       try {
@@ -106,7 +120,9 @@ export class RedisServer {
       }
       await new Promise((r) => setTimeout(r, 50));
     }
-    throw new Error(`redis-server on port ${this.port} did not ${up ? 'start' : 'stop'} within ${timeoutMs} ms`);
+    throw new Error(
+      `redis-server on port ${this.port} did not ${up ? 'start' : 'stop'} within ${timeoutMs} ms`,
+    );
   }
 }
 
