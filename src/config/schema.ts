@@ -1,19 +1,7 @@
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
 
-const duration = (fallback: string) =>
-  z
-    .union([z.string(), z.number()])
-    .prefault(fallback)
-    .transform((value, ctx) => {
-      const ms = parseDuration(value);
-      if (ms === undefined) {
-        ctx.addIssue({ code: 'custom', message: `not a duration (use 250ms, 5s, 10m, 2h or milliseconds)` });
-        return z.NEVER;
-      }
-      return ms;
-    });
-
+/** `250ms`, `5s`, `10m`, `2h` or milliseconds, parsed to milliseconds. */
 const requiredDuration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   const ms = parseDuration(value);
   if (ms === undefined) {
@@ -22,6 +10,9 @@ const requiredDuration = z.union([z.string(), z.number()]).transform((value, ctx
   }
   return ms;
 });
+
+/** The fallback is given in the file's own notation and parsed like any value. */
+const duration = (fallback: string) => requiredDuration.prefault(fallback);
 
 const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
 const redisUrl = z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' });
