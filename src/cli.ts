@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, resolveConfigPath } from './config/load.js';
+import { UsageError } from './errors.js';
 import { summarizeConfig } from './config/summary.js';
 import type { Role } from './lifecycle/daemon.js';
 import { VERSION } from './version.js';
@@ -20,7 +21,9 @@ export const EXIT_OK = 0;
 export const EXIT_USAGE = 1;
 export const EXIT_FATAL = 2;
 
-class UsageError extends Error {}
+class CommandLineError extends UsageError {
+  readonly code = 'BRIDGE_ERR_USAGE';
+}
 
 const ROLES: readonly Role[] = ['all', 'ingest', 'worker'];
 
@@ -58,7 +61,7 @@ async function main(argv: string[]): Promise<number> {
     case 'run': {
       const role = values.role ?? 'all';
       if (!(ROLES as readonly string[]).includes(role))
-        throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
+        throw new CommandLineError(`--role must be one of ${ROLES.join(', ')}`);
       const config = loadConfig(configPath);
       const { runDaemon } = await import('./lifecycle/daemon.js');
       // Exit explicitly: a stopped daemon must not linger on a forgotten handle.
@@ -79,7 +82,7 @@ async function main(argv: string[]): Promise<number> {
       return EXIT_OK;
     }
     default:
-      throw new UsageError(`unknown command "${command}"`);
+      throw new CommandLineError(`unknown command "${command}"`);
   }
 }
 
@@ -91,8 +94,14 @@ main(process.argv.slice(2)).then(
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.problems.join('\n')}\n`);
       process.exitCode = EXIT_USAGE;
-    } else if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    } else if (
+      err instanceof CommandLineError ||
+      (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
+    ) {
       process.stderr.write(`${(err as Error).message}\n\n${USAGE}\n`);
+      process.exitCode = EXIT_USAGE;
+    } else if (err instanceof UsageError) {
+      process.stderr.write(`${err.message}\n`);
       process.exitCode = EXIT_USAGE;
     } else {
       process.stderr.write(`fatal: ${(err as Error)?.message ?? String(err)}\n`);

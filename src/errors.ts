@@ -10,3 +10,6 @@ export abstract class BridgeError extends Error {
     this.name = new.target.name;
   }
 }
+
+/** A problem the operator fixes in the command line or the config file: the CLI exits 1, not 2. */
+export abstract class UsageError extends BridgeError {}

@@ -129,7 +129,7 @@ export class TrafficGenerator {
       messageType = 'addMember';
     }
     const sender = room.members.includes('alice') ? 'alice' : 'bob';
-    const msg = this.sim.sendMessage(room.id, message, { sender, messageType });
+    const msg = this.sim.sendMessage(room.id, message, { members: room.members, sender, messageType });
     this.noteMessage(msg);
     this.recent.push({ msg, recalled: false });
     if (this.recent.length > 200) this.recent.shift();

@@ -1,13 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { BridgeError } from '../errors.js';
+import { UsageError } from '../errors.js';
 import { substituteEnv, type MissingVariable } from './env.js';
 import { configSchema, type BridgeConfig } from './schema.js';
 
 export const DEFAULT_CONFIG_PATH = 'config/bridge.yaml';
 
-export class ConfigError extends BridgeError {
+export class ConfigError extends UsageError {
   readonly code = 'BRIDGE_ERR_CONFIG';
 
   /** One `path: problem` line per problem, safe to print (never contains values). */

@@ -30,10 +30,15 @@ export class QueueStatusReader {
     this.connection = createProducerConnection(config.redis.url, { name: 'imkit-bridge-status' });
     this.connection.on('error', () => {});
     this.queues = new Map(
-      config.webhooks.map((w) => [
-        w.id,
-        new Queue(queueName(w.id), { connection: this.connection, prefix: config.redis.prefix }),
-      ]),
+      config.webhooks.map((w) => {
+        const queue = new Queue(queueName(w.id), {
+          connection: this.connection,
+          prefix: config.redis.prefix,
+        });
+        // Connection trouble reaches the caller as a rejected read(); the event itself adds nothing.
+        queue.on('error', () => {});
+        return [w.id, queue] as const;
+      }),
     );
   }
 

@@ -38,6 +38,14 @@ const UNLIMITED = { max: 2 ** 31, duration: 1000 } as const;
  * are not the webhook's fault, so allow several before an event can end up dead-lettered that way.
  */
 const MAX_STALLED_COUNT = 10;
+/**
+ * A live worker renews its job locks every half lock; a worker killed with SIGKILL does not, so its
+ * in-flight jobs go back to waiting within lock + stall-check interval (BullMQ's defaults would make
+ * that up to a minute). A live process blocked longer than the lock would see a job redelivered:
+ * a duplicate with the same webhook-id, never a loss.
+ */
+const LOCK_DURATION_MS = 10_000;
+const STALLED_INTERVAL_MS = 5_000;
 
 /** One BullMQ worker per webhook queue, each with its own Redis connection, HTTP pool and breaker. */
 export class DeliveryWorkers {
@@ -230,6 +238,8 @@ class WebhookLane {
           ? { max: this.webhook.rateLimit.max, duration: this.webhook.rateLimit.duration }
           : UNLIMITED,
         maxStalledCount: MAX_STALLED_COUNT,
+        lockDuration: LOCK_DURATION_MS,
+        stalledInterval: STALLED_INTERVAL_MS,
         // BullMQ's default waits 15 s before retrying a Redis call that failed (e.g. completing a job
         // across a Redis restart); a short retry keeps deliveries flowing right after Redis returns.
         runRetryDelay: 1000,

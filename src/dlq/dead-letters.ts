@@ -1,7 +1,7 @@
 import { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { BridgeConfig } from '../config/schema.js';
-import { BridgeError } from '../errors.js';
+import { BridgeError, UsageError } from '../errors.js';
 import type { DeliveryJobData } from '../queue/job.js';
 import { quarantineKey, queueName } from '../queue/names.js';
 export { formatDeadLetters, formatReplay } from './format.js';
@@ -12,9 +12,16 @@ const PAGE = 500;
 /** Entries shown per webhook (and from quarantine) unless the caller asks for more; totals are always exact. */
 export const DEFAULT_LIST_LIMIT = 1000;
 
-export class UnknownWebhookError extends BridgeError {
+export class UnknownWebhookError extends UsageError {
   readonly code = 'BRIDGE_ERR_DLQ_UNKNOWN_WEBHOOK';
 }
+
+export class RedisUnavailableError extends BridgeError {
+  readonly code = 'BRIDGE_ERR_DLQ_REDIS_UNAVAILABLE';
+}
+
+/** How long `dlq list|replay` waits for Redis before giving up with a clear error. */
+const CONNECT_TIMEOUT_MS = 5000;
 
 export interface DeadLetterEntry {
   readonly webhook: string;
@@ -197,17 +204,31 @@ async function withQueues<T>(
     throw new UnknownWebhookError(`no webhook has id "${webhook}" (configured: ${ids.join(', ') || 'none'})`);
   }
   const connection = createProducerConnection(config.redis.url, { name: 'imkit-bridge-dlq' });
+  // Connection trouble reaches the caller as a rejected command; the events themselves add nothing.
   connection.on('error', () => {});
-  const queues: [string, Queue<DeliveryJobData>][] = (webhook ? [webhook] : ids).map((id) => [
-    id,
-    new Queue<DeliveryJobData>(queueName(id), { connection, prefix: config.redis.prefix }),
-  ]);
+  const queues = (webhook ? [webhook] : ids).map((id): [string, Queue<DeliveryJobData>] => {
+    const queue = new Queue<DeliveryJobData>(queueName(id), { connection, prefix: config.redis.prefix });
+    queue.on('error', () => {});
+    return [id, queue];
+  });
   try {
-    await Promise.all(queues.map(([, q]) => q.waitUntilReady()));
+    await readyWithin(Promise.all(queues.map(([, q]) => q.waitUntilReady())), CONNECT_TIMEOUT_MS);
     return await fn(connection, queues);
   } finally {
     await Promise.allSettled(queues.map(([, q]) => q.close()));
     connection.disconnect();
+  }
+}
+
+async function readyWithin(ready: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new RedisUnavailableError(`Redis did not answer within ${ms} ms`)), ms);
+  });
+  try {
+    await Promise.race([ready, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

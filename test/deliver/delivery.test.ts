@@ -45,7 +45,7 @@ async function counter(metrics: ReturnType<typeof silentDeps>['metrics'], outcom
 
 describe('webhook request', () => {
   it('is signed per Standard Webhooks, carries the exact job body and the SPEC headers', async () => {
-    const { receiver, producer } = await setup(
+    const { receiver, producer, metrics } = await setup(
       { secret: SECRET_A, headers: { 'x-tenant': 'acme', 'webhook-id': 'forged', 'User-Agent': 'forged' } },
       SECRET_A,
     );
@@ -63,6 +63,19 @@ describe('webhook request', () => {
     expect(req!.headers['x-tenant']).toBe('acme');
     const ts = Number(req!.headers['webhook-timestamp']);
     expect(Math.abs(ts - Date.now() / 1000)).toBeLessThan(5);
+    await waitFor(
+      async () =>
+        (await metrics.eventLatency.get()).values.some(
+          (v) => v.metricName?.endsWith('_count') && v.value === 1,
+        ),
+      {
+        what: 'latency observed',
+      },
+    );
+    const duration = (await metrics.deliveryDuration.get()).values.find((v) =>
+      v.metricName?.endsWith('_count'),
+    );
+    expect(duration?.value).toBe(1);
     // The standardwebhooks verifier itself returns the parsed payload of the exact bytes.
     expect(new Webhook(SECRET_A).verify(req!.body, req!.headers as Record<string, string>)).toEqual(
       JSON.parse(job.body),
@@ -157,6 +170,19 @@ describe('outcomes', () => {
     await waitFor(() => receiver.deliveredIds().includes(job.id), { what: 'delivery after 302' });
     expect(receiver.requests.map((r) => r.url)).toEqual(['/hook', '/hook']);
     expect(workers.status()[0]!.lastError?.message).toBe('HTTP 302');
+  });
+
+  it('rides out a receiver outage (stopped, then listening again on the same port)', async () => {
+    const { receiver, producer, workers } = await setup({
+      retry: { schedule: ['300ms', '300ms', '300ms', '300ms'], jitter: 0 },
+    });
+    await receiver.stop();
+    const job = await producer.add('hook');
+    await waitFor(() => workers.status()[0]!.lastError?.message.includes('ECONNREFUSED'), {
+      what: 'refused attempt',
+    });
+    await receiver.listen();
+    await waitFor(() => receiver.deliveredIds().includes(job.id), { what: 'delivery after the outage' });
   });
 
   it('retries network errors (connection dropped mid-request)', async () => {

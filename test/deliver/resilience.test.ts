@@ -48,11 +48,28 @@ describe('Redis restart', () => {
       what: 'every event delivered after the restart',
       timeoutMs: 20_000,
     });
-    expect(await producer.queue('hook').getJobCounts('waiting', 'active', 'delayed', 'failed')).toEqual({
-      waiting: 0,
-      active: 0,
-      delayed: 0,
-      failed: 0,
+    // Nothing stuck in active or dead-lettered along the way.
+    await waitFor(
+      async () => {
+        const counts = await producer.queue('hook').getJobCounts('waiting', 'active', 'delayed', 'failed');
+        return Object.values(counts).every((c) => c === 0);
+      },
+      { what: 'empty queue after the restart' },
+    );
+  });
+
+  it('an idle worker picks up new events after Redis was down for seconds (bullmq#2466)', async () => {
+    const { server, receiver, config, producer } = await setup();
+    const workers = new DeliveryWorkers({ config, ...silentDeps(), watchdogIntervalMs: 1000 });
+    cleanups.push(() => workers.close(500));
+    workers.start();
+    const warm = await producer.add('hook');
+    await waitFor(() => receiver.deliveredIds().includes(warm.id), { what: 'first delivery' });
+    await server.restart({ downMs: 3000 });
+    const job = await waitFor(() => producer.add('hook'), { what: 'enqueue after restart', timeoutMs: 5000 });
+    await waitFor(() => receiver.deliveredIds().includes(job.id), {
+      what: 'delivery after the outage',
+      timeoutMs: 10_000,
     });
   });
 });
@@ -110,5 +127,22 @@ describe('graceful close', () => {
     });
     // Far sooner than BullMQ's stalled-job recovery (lock 30 s + stalled check 30 s).
     expect(Date.now() - restarted).toBeLessThan(2000);
+  });
+});
+
+describe('watchdog', () => {
+  it('replaces a worker that stopped behind its back', async () => {
+    const { receiver, config, producer } = await setup();
+    const workers = new DeliveryWorkers({ config, ...silentDeps(), watchdogIntervalMs: 300 });
+    cleanups.push(() => workers.close(500));
+    workers.start();
+    await waitFor(() => workers.status()[0]!.running, { what: 'worker running' });
+    // Injected fault: the BullMQ worker ends its run loop without DeliveryWorkers asking for it.
+    const lane = (workers as unknown as { lanes: { worker: { close(): Promise<void> } }[] }).lanes[0]!;
+    await lane.worker.close();
+    expect(workers.status()[0]!.running).toBe(false);
+    const job = await producer.add('hook');
+    await waitFor(() => receiver.deliveredIds().includes(job.id), { what: 'delivery by the replacement' });
+    expect(workers.status()[0]!.running).toBe(true);
   });
 });

@@ -4,6 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { BridgeConfig } from '../../src/config/schema.js';
 import { DeliveryWorkers } from '../../src/deliver/workers.js';
 import {
+  RedisUnavailableError,
   UnknownWebhookError,
   formatDeadLetters,
   formatReplay,
@@ -12,7 +13,7 @@ import {
 } from '../../src/dlq/dead-letters.js';
 import { quarantineKey, queueName } from '../../src/queue/names.js';
 import { WebhookReceiver } from '../support/receiver.js';
-import { testRedis, waitFor } from '../support/redis.js';
+import { freePort, testRedis, waitFor } from '../support/redis.js';
 import { SECRET_A, TestProducer, silentDeps, testConfig } from '../deliver/fixtures.js';
 
 let redis: Awaited<ReturnType<typeof testRedis>>;
@@ -108,6 +109,15 @@ describe('dead letters from delivery', () => {
     expect(receiver.requestsFor(job.id)).toHaveLength(6);
     const after = await listDeadLetters(config, { webhook: 'hook' });
     expect(after.webhooks[0]!.entries.map((e) => e.id)).toEqual([bystander.id]);
+  });
+
+  it('fails with a clear error, not a hang, when Redis is unreachable', async () => {
+    const config = testConfig({ url: `redis://127.0.0.1:${await freePort()}`, prefix: 'x' }, [
+      { id: 'hook', url: 'http://127.0.0.1:1/hook' },
+    ]);
+    const started = Date.now();
+    await expect(listDeadLetters(config)).rejects.toBeInstanceOf(RedisUnavailableError);
+    expect(Date.now() - started).toBeLessThan(7000);
   });
 
   it('rejects an unknown webhook id', async () => {

@@ -119,3 +119,36 @@ test('admin endpoints: /readyz says why it is not ready, /status shows the accou
   }
   for (const record of bridge.records()) expect(JSON.stringify(record)).not.toContain(world.token);
 });
+
+test('a 410 dead-letters at once; dlq list shows it and dlq replay delivers it with the same webhook-id', async () => {
+  world.receiver.enqueue({ status: 410 });
+  const config = world.config();
+  const bridge = await world.bridge(config);
+  await world.connected();
+  world.sim.emit(BOT, 'lastRead', { roomID: 'r1', memberID: 'alice', messageID: 'gone-once' });
+  const deadPattern = /imkit_bridge_deliveries_total\{webhook="audit",outcome="dead"\} 1\b/;
+  await waitFor(async () => deadPattern.test((await bridge.get('/metrics')).body), {
+    what: 'one dead letter',
+  });
+  expect(world.receiver.requests).toHaveLength(1);
+  const eventId = String(world.receiver.requests[0]!.headers['webhook-id']);
+
+  const file = writeConfig(config);
+  const env = { BOT_TOKEN: 't' };
+  const list = await runCli(['dlq', 'list', '--config', file], { env });
+  expect(list.code).toBe(0);
+  expect(list.stdout).toContain(eventId);
+  expect(list.stdout).toContain('410');
+
+  const replay = await runCli(
+    ['dlq', 'replay', '--config', file, '--webhook', 'audit', '--id', eventId, '--json'],
+    { env },
+  );
+  expect(replay.code).toBe(0);
+  expect(JSON.parse(replay.stdout)).toMatchObject({ replayed: 1 });
+  await world.waitDelivered(1, 'lastRead');
+  expect(world.receiver.requests.map((r) => r.headers['webhook-id'])).toEqual([eventId, eventId]);
+
+  const unknown = await runCli(['dlq', 'list', '--config', file, '--webhook', 'ghost'], { env });
+  expect(unknown.code).toBe(1);
+});

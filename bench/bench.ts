@@ -1,0 +1,373 @@
+/**
+ * `npm run bench`: throughput, latency and memory of the bridge against a naive relay, with the same
+ * real parts on loopback (private redis-server with AOF, IMKIT simulator in its own process, a
+ * signature-verifying receiver here). Prints a table, writes JSON to bench/results/.
+ *
+ *   --events N        burst size (default 20000)
+ *   --rate R          fixed-rate phase, events/s (default 500)
+ *   --seconds S       fixed-rate phase length (default 10)
+ *   --idle LIST       account counts for the idle-memory phase (default 100,1000; "" skips it)
+ *   --appendfsync P   Redis AOF fsync policy: always (default, as the soak) or everysec (Redis's default)
+ *   --profile         CPU-profile the bridge (V8 sampling profiler, as --cpu-prof); profiles go to
+ *                     bench/results/profiles-*, a summary of where the time goes is printed
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
+import { BridgeProcess, writeConfig } from '../test/support/bridge-process.js';
+import { WebhookReceiver, type ReceivedRequest } from '../test/support/receiver.js';
+import { RedisServer, hasRedisServer, waitFor } from '../test/support/redis.js';
+import type { NaiveRelaySettings } from './naive-relay.js';
+import { cpuMsOf, memoryOf } from './process-stats.js';
+import { summarizeProfiles } from './profile-summary.js';
+import type { SimCommand, SimReply } from './sim-process.js';
+
+const HERE = import.meta.dirname;
+const RESULTS = resolve(HERE, 'results');
+const SECRET = 'whsec_YmVuY2gtc2VjcmV0LWZvci1pbWtpdC1icmlkZ2UtYmVuY2g=';
+const BURST_ACCOUNT = 'bench-0';
+const WARMUP = 500;
+const TARGETS = { throughputRatio: 0.6, throughputRatioAim: 0.8, p99Ms: 25, idleRssMiB: 400 };
+
+interface RelayUnderTest {
+  readonly name: 'bridge' | 'naive';
+  readonly pid: number;
+  /** Set for the bridge, for readiness checks. */
+  readonly bridge?: BridgeProcess;
+  stop(): Promise<void>;
+}
+
+interface PhaseResult {
+  throughput: { events: number; seconds: number; eventsPerSecond: number; peakRssMiB: number; cpuMsPer1k: number };
+  latency: { rate: number; events: number; p50Ms: number; p99Ms: number; maxMs: number; cpuMsPer1k: number };
+}
+
+function options() {
+  const { values } = parseArgs({
+    options: {
+      events: { type: 'string', default: '20000' },
+      rate: { type: 'string', default: '500' },
+      seconds: { type: 'string', default: '10' },
+      idle: { type: 'string', default: '100,1000' },
+      profile: { type: 'boolean', default: false },
+      appendfsync: { type: 'string', default: 'always' },
+    },
+  });
+  if (values.appendfsync !== 'always' && values.appendfsync !== 'everysec') throw new Error('--appendfsync takes always or everysec');
+  const idle = values.idle === '' ? [] : values.idle.split(',').map(Number);
+  const o = {
+    events: Number(values.events),
+    rate: Number(values.rate),
+    seconds: Number(values.seconds),
+    idle,
+    profile: values.profile,
+    appendfsync: values.appendfsync,
+  };
+  if (![o.events, o.rate, o.seconds, ...idle].every((n) => Number.isInteger(n) && n > 0)) {
+    throw new Error('usage: bench [--events N] [--rate R] [--seconds S] [--idle 100,1000] [--profile]');
+  }
+  return o;
+}
+
+const t0 = Date.now();
+function say(line: string): void {
+  console.log(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(6)}s] ${line}`);
+}
+
+/** The simulator child process and a request/reply helper over IPC. */
+class SimProcess {
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly url: string,
+  ) {}
+
+  static async start(): Promise<SimProcess> {
+    const child = fork(join(HERE, 'sim-process.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const ready = await new Promise<SimReply>((r) => child.once('message', (m) => r(m as SimReply)));
+    if (ready.op !== 'ready') throw new Error('simulator did not start');
+    return new SimProcess(child, ready.url);
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  request<T extends SimReply['op']>(command: SimCommand): Promise<Extract<SimReply, { op: T }>> {
+    return new Promise((r) => {
+      this.child.once('message', (m) => r(m as Extract<SimReply, { op: T }>));
+      this.child.send(command);
+    });
+  }
+
+  async tokens(accounts: string[]): Promise<Record<string, string>> {
+    return (await this.request<'tokens'>({ op: 'tokens', accounts })).tokens;
+  }
+
+  stop(): void {
+    this.child.disconnect();
+  }
+}
+
+function bridgeConfig(redisUrl: string, prefix: string, simUrl: string, tokens: Record<string, string>, webhookUrl: string) {
+  return {
+    redis: { url: redisUrl, prefix },
+    server: { host: '127.0.0.1', port: 0 },
+    imkit: { url: simUrl },
+    accounts: Object.entries(tokens).map(([id, token]) => ({ id, token })),
+    webhooks: [{ id: 'bench', url: webhookUrl, secret: SECRET }],
+    log: { level: 'info' },
+  };
+}
+
+async function startBridge(
+  redis: RedisServer,
+  sim: SimProcess,
+  tokens: Record<string, string>,
+  receiver: WebhookReceiver,
+  profileDir: string | undefined,
+): Promise<RelayUnderTest & { bridge: BridgeProcess }> {
+  const prefix = `bench${Date.now().toString(36)}`;
+  const env = profileDir
+    ? { NODE_OPTIONS: `--import ${join(HERE, 'cpu-profile-hook.mjs')}`, BENCH_CPU_PROF_DIR: profileDir }
+    : {};
+  const bridge = await BridgeProcess.start(writeConfig(bridgeConfig(redis.url, prefix, sim.url, tokens, receiver.url)), { role: 'all', env });
+  return { name: 'bridge', pid: bridge.pid, bridge, stop: async () => void (await bridge.stop('SIGTERM')) };
+}
+
+async function startNaive(sim: SimProcess, tokens: Record<string, string>, receiver: WebhookReceiver): Promise<RelayUnderTest> {
+  const settings: NaiveRelaySettings = {
+    imkitUrl: sim.url,
+    accounts: Object.entries(tokens).map(([id, token]) => ({ id, token })),
+    webhookUrl: receiver.url,
+    secret: SECRET,
+    connections: 16,
+  };
+  const child = fork(join(HERE, 'naive-relay.ts'), [JSON.stringify(settings)], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  await new Promise<void>((r, reject) => {
+    child.once('message', () => r());
+    child.once('exit', (code) => reject(new Error(`naive relay exited with ${code}`)));
+  });
+  const exited = new Promise((r) => child.once('exit', r));
+  return {
+    name: 'naive',
+    pid: child.pid!,
+    stop: async () => {
+      child.disconnect();
+      await exited;
+    },
+  };
+}
+
+/** 2xx answered requests, counted from `from`. */
+function answered(receiver: WebhookReceiver, from: number): ReceivedRequest[] {
+  return receiver.requests.slice(from).filter((r) => r.status !== undefined && r.status < 300);
+}
+
+async function waitForDeliveries(receiver: WebhookReceiver, from: number, count: number, timeoutMs: number): Promise<ReceivedRequest[]> {
+  return waitFor(
+    () => {
+      const got = answered(receiver, from);
+      return got.length >= count ? got : undefined;
+    },
+    { timeoutMs, intervalMs: 10, what: `${count} deliveries` },
+  );
+}
+
+/** Runs warm-up, burst and fixed-rate phases against one relay. */
+async function measure(
+  relay: RelayUnderTest,
+  sim: SimProcess,
+  receiver: WebhookReceiver,
+  o: ReturnType<typeof options>,
+): Promise<PhaseResult> {
+  await waitFor(async () => (await sim.request<'connected'>({ op: 'connected', account: BURST_ACCOUNT })).count > 0, {
+    timeoutMs: 15_000,
+    what: `${relay.name} connected`,
+  });
+  // Warm-up: JIT, connection pools, Redis scripts.
+  let from = receiver.requests.length;
+  await sim.request<'emitted'>({ op: 'burst', account: BURST_ACCOUNT, count: WARMUP, tag: `${relay.name}-warmup` });
+  await waitForDeliveries(receiver, from, WARMUP, 60_000);
+  const verifiedWarmup = answered(receiver, from).every((r) => r.verified === true);
+  if (!verifiedWarmup) throw new Error(`${relay.name}: some warm-up deliveries failed signature verification`);
+
+  say(`${relay.name}: burst of ${o.events} events`);
+  from = receiver.requests.length;
+  let cpu = cpuMsOf(relay.pid);
+  const burst = await sim.request<'emitted'>({ op: 'burst', account: BURST_ACCOUNT, count: o.events, tag: `${relay.name}-burst` });
+  const got = await waitForDeliveries(receiver, from, o.events, 300_000);
+  const lastAt = Math.max(...got.map((r) => r.at));
+  const seconds = (lastAt - burst.firstAt) / 1000;
+  const throughput = {
+    events: o.events,
+    seconds: round(seconds, 2),
+    eventsPerSecond: Math.round(o.events / seconds),
+    peakRssMiB: round(memoryOf(relay.pid).peakMiB, 1),
+    cpuMsPer1k: round(((cpuMsOf(relay.pid) - cpu) / o.events) * 1000, 1),
+  };
+  say(`${relay.name}: ${throughput.eventsPerSecond} events/s; ${o.rate} events/s for ${o.seconds} s`);
+
+  await new Promise((r) => setTimeout(r, 1_000));
+  from = receiver.requests.length;
+  cpu = cpuMsOf(relay.pid);
+  const total = o.rate * o.seconds;
+  await sim.request<'emitted'>({ op: 'rate', account: BURST_ACCOUNT, perSecond: o.rate, seconds: o.seconds, tag: `${relay.name}-rate` });
+  const paced = await waitForDeliveries(receiver, from, total, 120_000);
+  const latencies = paced
+    .map((r) => r.at - (JSON.parse(r.body) as { data: { message: { sentAt: number } } }).data.message.sentAt)
+    .sort((a, b) => a - b);
+  const latency = {
+    rate: o.rate,
+    events: total,
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+    maxMs: latencies[latencies.length - 1] ?? 0,
+    cpuMsPer1k: round(((cpuMsOf(relay.pid) - cpu) / total) * 1000, 1),
+  };
+  return { throughput, latency };
+}
+
+/** RSS of an idle bridge holding `count` live accounts, and how long they took to all be live. */
+async function idleMemory(redis: RedisServer, sim: SimProcess, receiver: WebhookReceiver, count: number) {
+  const ids = Array.from({ length: count }, (_, i) => `idle-${count}-${i}`);
+  const tokens = await sim.tokens(ids);
+  const started = Date.now();
+  const bridge = await startBridge(redis, sim, tokens, receiver, undefined);
+  try {
+    await bridge.bridge.waitReady(120_000);
+    const liveSeconds = (Date.now() - started) / 1000;
+    // Let start-up garbage be collected and timers settle before reading the resident size.
+    await new Promise((r) => setTimeout(r, 5_000));
+    return { accounts: count, allLiveSeconds: round(liveSeconds, 2), rssMiB: round(memoryOf(bridge.pid).rssMiB, 1) };
+  } finally {
+    await bridge.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  const o = options();
+  if (!hasRedisServer()) throw new Error('the benchmark needs redis-server on PATH (apt-get install redis-server)');
+  mkdirSync(RESULTS, { recursive: true });
+  const profileDir = o.profile ? mkdtempSync(join(RESULTS, 'profiles-')) : undefined;
+  const redis = await RedisServer.start();
+  await setAppendFsync(redis.url, o.appendfsync);
+  const sim = await SimProcess.start();
+  say(`redis ${redis.url} (AOF, appendfsync ${o.appendfsync}), simulator pid ${sim.pid} at ${sim.url}`);
+  const results: Record<string, PhaseResult> = {};
+  const idle: Awaited<ReturnType<typeof idleMemory>>[] = [];
+  try {
+    const tokens = await sim.tokens([BURST_ACCOUNT]);
+    for (const name of ['naive', 'bridge'] as const) {
+      const receiver = await WebhookReceiver.start({ secret: SECRET });
+      const relay =
+        name === 'naive' ? await startNaive(sim, tokens, receiver) : await startBridge(redis, sim, tokens, receiver, profileDir);
+      try {
+        await relay.bridge?.waitReady(30_000);
+        results[name] = await measure(relay, sim, receiver, o);
+      } finally {
+        await relay.stop();
+        await receiver.close();
+      }
+    }
+    const receiver = await WebhookReceiver.start({ secret: SECRET });
+    try {
+      for (const count of o.idle) {
+        say(`bridge: idle with ${count} accounts`);
+        idle.push(await idleMemory(redis, sim, receiver, count));
+      }
+    } finally {
+      await receiver.close();
+    }
+  } finally {
+    sim.stop();
+    await redis.close();
+  }
+  const profile = profileDir ? summarizeProfiles(profileDir) : undefined;
+  report(o, results as Record<'bridge' | 'naive', PhaseResult>, idle, profile);
+}
+
+function report(
+  o: ReturnType<typeof options>,
+  r: Record<'bridge' | 'naive', PhaseResult>,
+  idle: { accounts: number; allLiveSeconds: number; rssMiB: number }[],
+  profile: string | undefined,
+): void {
+  const ratio = round(r.bridge.throughput.eventsPerSecond / r.naive.throughput.eventsPerSecond, 2);
+  const latencyRatio = round(r.bridge.latency.p50Ms / Math.max(1, r.naive.latency.p50Ms), 2);
+  const thousand = idle.find((i) => i.accounts === 1000);
+  const targets = {
+    throughputAtLeast60PercentOfNaive: ratio >= TARGETS.throughputRatio,
+    throughputAtLeast80PercentOfNaive: ratio >= TARGETS.throughputRatioAim,
+    p99Under25msAt500PerSecond: o.rate === 500 ? r.bridge.latency.p99Ms < TARGETS.p99Ms : undefined,
+    thousandAccountsUnder400MiB: thousand ? thousand.rssMiB < TARGETS.idleRssMiB : undefined,
+  };
+  const rows = (['bridge', 'naive'] as const).map((name) => ({
+    relay: name,
+    'burst events/s': r[name].throughput.eventsPerSecond,
+    'burst s': r[name].throughput.seconds,
+    'peak RSS MiB': r[name].throughput.peakRssMiB,
+    'CPU ms/1k (burst)': r[name].throughput.cpuMsPer1k,
+    [`p50 ms @${o.rate}/s`]: r[name].latency.p50Ms,
+    [`p99 ms @${o.rate}/s`]: r[name].latency.p99Ms,
+    [`max ms @${o.rate}/s`]: r[name].latency.maxMs,
+  }));
+  console.log('');
+  console.table(rows);
+  if (idle.length > 0) console.table(idle.map((i) => ({ accounts: i.accounts, 'all live after s': i.allLiveSeconds, 'idle RSS MiB': i.rssMiB })));
+  console.log(
+    `bridge/naive: throughput ${ratio} (target >= ${TARGETS.throughputRatio}, aim ${TARGETS.throughputRatioAim}), ` +
+      `p50 latency ${latencyRatio}x, p99 ${r.bridge.latency.p99Ms} ms vs ${r.naive.latency.p99Ms} ms`,
+  );
+  console.log(
+    `targets: ${Object.entries(targets)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => `${k} ${v ? 'MET' : 'NOT MET'}`)
+      .join('; ')}`,
+  );
+  if (profile) console.log(`\n${profile}`);
+  const json = {
+    at: new Date().toISOString(),
+    machine: { cpus: (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency, node: process.version },
+    options: o,
+    results: r,
+    ratios: { throughput: ratio, p50Latency: latencyRatio },
+    idle,
+    targets,
+  };
+  const file = join(RESULTS, `bench-${json.at.replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, `${JSON.stringify(json, null, 2)}\n`);
+  writeFileSync(join(RESULTS, 'latest.json'), `${JSON.stringify(json, null, 2)}\n`);
+  console.log(`results: ${file}`);
+}
+
+async function setAppendFsync(url: string, policy: string): Promise<void> {
+  const client = new Redis(url);
+  try {
+    await client.config('SET', 'appendfsync', policy);
+  } finally {
+    client.disconnect();
+  }
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+function round(n: number, digits: number): number {
+  return Math.round(n * 10 ** digits) / 10 ** digits;
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(`bench error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    process.exit(1);
+  },
+);
