@@ -8,6 +8,7 @@
  *   --seconds S       fixed-rate phase length (default 10)
  *   --idle LIST       account counts for the idle-memory phase (default 100,1000; "" skips it)
  *   --appendfsync P   Redis AOF fsync policy: always (default, as the soak) or everysec (Redis's default)
+ *   --concurrency C   the bridge webhook's `concurrency` (default: the config default, 16)
  *   --profile         CPU-profile the bridge (V8 sampling profiler, as --cpu-prof); profiles go to
  *                     bench/results/profiles-*, a summary of where the time goes is printed
  */
@@ -54,6 +55,7 @@ function options() {
       idle: { type: 'string', default: '100,1000' },
       profile: { type: 'boolean', default: false },
       appendfsync: { type: 'string', default: 'always' },
+      concurrency: { type: 'string' },
     },
   });
   if (values.appendfsync !== 'always' && values.appendfsync !== 'everysec') throw new Error('--appendfsync takes always or everysec');
@@ -65,6 +67,7 @@ function options() {
     idle,
     profile: values.profile,
     appendfsync: values.appendfsync,
+    concurrency: values.concurrency === undefined ? undefined : Number(values.concurrency),
   };
   if (![o.events, o.rate, o.seconds, ...idle].every((n) => Number.isInteger(n) && n > 0)) {
     throw new Error('usage: bench [--events N] [--rate R] [--seconds S] [--idle 100,1000] [--profile]');
@@ -111,13 +114,20 @@ class SimProcess {
   }
 }
 
-function bridgeConfig(redisUrl: string, prefix: string, simUrl: string, tokens: Record<string, string>, webhookUrl: string) {
+function bridgeConfig(
+  redisUrl: string,
+  prefix: string,
+  simUrl: string,
+  tokens: Record<string, string>,
+  webhookUrl: string,
+  concurrency: number | undefined,
+) {
   return {
     redis: { url: redisUrl, prefix },
     server: { host: '127.0.0.1', port: 0 },
     imkit: { url: simUrl },
     accounts: Object.entries(tokens).map(([id, token]) => ({ id, token })),
-    webhooks: [{ id: 'bench', url: webhookUrl, secret: SECRET }],
+    webhooks: [{ id: 'bench', url: webhookUrl, secret: SECRET, ...(concurrency ? { concurrency } : {}) }],
     log: { level: 'info' },
   };
 }
@@ -128,12 +138,13 @@ async function startBridge(
   tokens: Record<string, string>,
   receiver: WebhookReceiver,
   profileDir: string | undefined,
+  concurrency?: number,
 ): Promise<RelayUnderTest & { bridge: BridgeProcess }> {
   const prefix = `bench${Date.now().toString(36)}`;
   const env = profileDir
     ? { NODE_OPTIONS: `--import ${join(HERE, 'cpu-profile-hook.mjs')}`, BENCH_CPU_PROF_DIR: profileDir }
     : {};
-  const bridge = await BridgeProcess.start(writeConfig(bridgeConfig(redis.url, prefix, sim.url, tokens, receiver.url)), { role: 'all', env });
+  const bridge = await BridgeProcess.start(writeConfig(bridgeConfig(redis.url, prefix, sim.url, tokens, receiver.url, concurrency)), { role: 'all', env });
   return { name: 'bridge', pid: bridge.pid, bridge, stop: async () => void (await bridge.stop('SIGTERM')) };
 }
 
@@ -266,7 +277,7 @@ async function main(): Promise<void> {
     for (const name of ['naive', 'bridge'] as const) {
       const receiver = await WebhookReceiver.start({ secret: SECRET });
       const relay =
-        name === 'naive' ? await startNaive(sim, tokens, receiver) : await startBridge(redis, sim, tokens, receiver, profileDir);
+        name === 'naive' ? await startNaive(sim, tokens, receiver) : await startBridge(redis, sim, tokens, receiver, profileDir, o.concurrency);
       try {
         await relay.bridge?.waitReady(30_000);
         results[name] = await measure(relay, sim, receiver, o);

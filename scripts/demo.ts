@@ -26,14 +26,15 @@ if (wanted !== undefined && (!Number.isInteger(wanted) || wanted < 1)) {
   console.error('--events takes a positive whole number');
   process.exit(1);
 }
-if (!process.env.REDIS_URL && !hasRedisServer()) {
+const externalRedis = process.env.REDIS_URL || undefined;
+if (!externalRedis && !hasRedisServer()) {
   console.error('demo needs redis-server on PATH (apt-get install redis-server) or REDIS_URL set');
   process.exit(1);
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'imkit-bridge-demo-'));
-const redis = process.env.REDIS_URL ? undefined : await RedisServer.start();
-const redisUrl = process.env.REDIS_URL ?? redis!.url;
+const redis = externalRedis ? undefined : await RedisServer.start();
+const redisUrl = externalRedis ?? redis!.url;
 const sim = await ImkitSimulator.start({ pingIntervalMs: 10_000 });
 const sink = await WebhookReceiver.start({ secret: SECRET });
 sim.addClient(BOT, 'Audit bot');
