@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** Resident memory of a process now and its peak so far (VmHWM), MiB, from /proc (Linux). */
 export function memoryOf(pid: number): { rssMiB: number; peakMiB: number } {
@@ -15,4 +15,18 @@ export function cpuMsOf(pid: number): number {
   const ticks = Number(fields[11]) + Number(fields[12]);
   // USER_HZ, the unit of those fields, is 100 on every Linux architecture Node runs on.
   return (ticks * 1000) / 100;
+}
+
+/** The pid of the redis-server listening on `port` (its process title is `redis-server 127.0.0.1:<port>`). */
+export function redisPid(port: number): number | undefined {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      if (cmdline.startsWith('redis-server') && cmdline.includes(`:${port}`)) return Number(entry);
+    } catch {
+      // The process ended while the list was read.
+    }
+  }
+  return undefined;
 }

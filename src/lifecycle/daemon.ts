@@ -74,22 +74,34 @@ export class Daemon implements AdminSource {
   async status(): Promise<unknown> {
     const counts = await this.queues.read().catch(() => undefined);
     const delivery = this.workers?.status() ?? [];
+    const ingest = this.ingest?.status();
     return {
       version: VERSION,
       role: this.role,
       startedAt: new Date(this.startedAt).toISOString(),
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       redis: counts ? 'ok' : 'unreachable',
-      ingest: this.ingest
-        ? { buffered: this.ingest.status().buffered, redisReady: this.ingest.redisReady }
-        : undefined,
-      accounts: this.ingest?.status().accounts ?? [],
-      webhooks: this.config.webhooks.map((w) => ({
-        id: w.id,
-        ...(counts?.find((c) => c.webhook === w.id) ?? {}),
-        ...(delivery.find((d) => d.webhook === w.id) ?? {}),
-        webhook: undefined,
-      })),
+      ...(ingest ? { ingest: { buffered: ingest.buffered, redisReady: ingest.redisReady } } : {}),
+      accounts: ingest?.accounts ?? [],
+      webhooks: this.config.webhooks.map((w) => {
+        const queue = counts?.find((c) => c.webhook === w.id);
+        const worker = delivery.find((d) => d.webhook === w.id);
+        return {
+          id: w.id,
+          ...(queue && {
+            waiting: queue.waiting,
+            active: queue.active,
+            delayed: queue.delayed,
+            dead: queue.failed,
+          }),
+          ...(worker && {
+            breaker: worker.breaker,
+            running: worker.running,
+            inFlight: worker.inFlight,
+            lastError: worker.lastError,
+          }),
+        };
+      }),
     };
   }
 
