@@ -1,36 +1,22 @@
 import { Webhook } from 'standardwebhooks';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { BridgeConfig } from '../../src/config/schema.js';
 import { DeliveryWorkers } from '../../src/deliver/workers.js';
 import { USER_AGENT } from '../../src/version.js';
 import { WebhookReceiver } from '../support/receiver.js';
-import { testRedis, waitFor } from '../support/redis.js';
-import { SECRET_A, SECRET_B, TestProducer, silentDeps, testConfig } from './fixtures.js';
+import { waitFor } from '../support/redis.js';
+import { SECRET_A, SECRET_B, TestProducer, silentDeps, testConfig, redisSuite } from './fixtures.js';
 
-let redis: Awaited<ReturnType<typeof testRedis>>;
-const cleanups: (() => Promise<void>)[] = [];
+const redis = redisSuite();
 
-beforeAll(async () => {
-  redis = await testRedis();
-});
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
-});
-afterAll(async () => {
-  await redis.close();
-});
-
-let n = 0;
 async function setup(webhook: Record<string, unknown>, receiverSecret?: string) {
   const receiver = await WebhookReceiver.start({ secret: receiverSecret });
-  cleanups.push(() => receiver.close());
-  const config: BridgeConfig = testConfig({ url: redis.url, prefix: `${redis.prefix}-${++n}` }, [
-    { id: 'hook', url: receiver.url, ...webhook },
-  ]);
+  redis.defer(() => receiver.close());
+  const config: BridgeConfig = testConfig(redis.target(), [{ id: 'hook', url: receiver.url, ...webhook }]);
   const deps = silentDeps();
   const workers = new DeliveryWorkers({ config, ...deps });
   const producer = new TestProducer(config);
-  cleanups.push(async () => {
+  redis.defer(async () => {
     await workers.close(1000);
     await producer.close();
   });

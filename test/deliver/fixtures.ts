@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { pino } from 'pino';
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import { BridgeMetrics } from '../../src/admin/metrics.js';
 import { configSchema, type BridgeConfig } from '../../src/config/schema.js';
 import type { DeliveryJobData } from '../../src/queue/job.js';
 import { queueName } from '../../src/queue/names.js';
+import { testRedis } from '../support/redis.js';
 
 export const SECRET_A = `whsec_${randomBytes(32).toString('base64')}`;
 export const SECRET_B = `whsec_${randomBytes(32).toString('base64')}`;
@@ -96,4 +98,34 @@ export class TestProducer {
   async close(): Promise<void> {
     await Promise.all([...this.queues.values()].map((q) => q.close()));
   }
+}
+
+/**
+ * A suite-wide Redis (from `testRedis`) and per-test cleanups, registered as vitest hooks. Each call
+ * of `target()` gives a fresh key prefix so tests in one suite never see each other's queues.
+ */
+export function redisSuite(): {
+  readonly url: string;
+  target(): { url: string; prefix: string };
+  defer(cleanup: () => Promise<void>): void;
+} {
+  let redis: Awaited<ReturnType<typeof testRedis>> | undefined;
+  let n = 0;
+  const cleanups: (() => Promise<void>)[] = [];
+  beforeAll(async () => {
+    redis = await testRedis();
+  });
+  afterEach(async () => {
+    while (cleanups.length) await cleanups.pop()!();
+  });
+  afterAll(async () => {
+    await redis?.close();
+  });
+  return {
+    get url() {
+      return redis!.url;
+    },
+    target: () => ({ url: redis!.url, prefix: `${redis!.prefix}-${++n}` }),
+    defer: (cleanup) => void cleanups.push(cleanup),
+  };
 }

@@ -1,26 +1,10 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DeliveryWorkers } from '../../src/deliver/workers.js';
 import { WebhookReceiver } from '../support/receiver.js';
-import { freePort, testRedis, waitFor } from '../support/redis.js';
-import { TestProducer, silentDeps, testConfig } from './fixtures.js';
+import { freePort, waitFor } from '../support/redis.js';
+import { TestProducer, silentDeps, testConfig, redisSuite } from './fixtures.js';
 
-let redis: Awaited<ReturnType<typeof testRedis>>;
-const cleanups: (() => Promise<void>)[] = [];
-
-beforeAll(async () => {
-  redis = await testRedis();
-});
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
-});
-afterAll(async () => {
-  await redis.close();
-});
-
-let n = 0;
-function prefix(): string {
-  return `${redis.prefix}-${++n}`;
-}
+const redis = redisSuite();
 
 describe('isolation between webhooks', () => {
   it.each([
@@ -28,23 +12,23 @@ describe('isolation between webhooks', () => {
     ['refusing connections', 'refuse'],
   ])('a %s webhook does not delay another webhook', async (_label, mode) => {
     const healthy = await WebhookReceiver.start();
-    cleanups.push(() => healthy.close());
+    redis.defer(() => healthy.close());
     let downUrl: string;
     if (mode === 'hang') {
       const hanging = await WebhookReceiver.start();
       hanging.respondWith({ hang: true });
-      cleanups.push(() => hanging.close());
+      redis.defer(() => hanging.close());
       downUrl = hanging.url;
     } else {
       downUrl = `http://127.0.0.1:${await freePort()}/hook`;
     }
-    const config = testConfig({ url: redis.url, prefix: prefix() }, [
+    const config = testConfig(redis.target(), [
       { id: 'down', url: downUrl, timeout: '2s', concurrency: 2, retry: { schedule: ['100ms'], jitter: 0 } },
       { id: 'up', url: healthy.url, concurrency: 2 },
     ]);
     const workers = new DeliveryWorkers({ config, ...silentDeps() });
     const producer = new TestProducer(config);
-    cleanups.push(async () => {
+    redis.defer(async () => {
       await workers.close(500);
       await producer.close();
     });
@@ -73,9 +57,9 @@ describe('isolation between webhooks', () => {
 describe('circuit breaker', () => {
   it('opens after N failures, sends nothing during cool-down, probes, re-opens, then closes; no event lost', async () => {
     const receiver = await WebhookReceiver.start();
-    cleanups.push(() => receiver.close());
+    redis.defer(() => receiver.close());
     receiver.respondWith({ status: 500 });
-    const config = testConfig({ url: redis.url, prefix: prefix() }, [
+    const config = testConfig(redis.target(), [
       {
         id: 'flaky',
         url: receiver.url,
@@ -87,7 +71,7 @@ describe('circuit breaker', () => {
     const { logger, metrics } = silentDeps();
     const workers = new DeliveryWorkers({ config, logger, metrics });
     const producer = new TestProducer(config);
-    cleanups.push(async () => {
+    redis.defer(async () => {
       await workers.close(500);
       await producer.close();
     });

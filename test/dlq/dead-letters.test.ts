@@ -1,6 +1,6 @@
 import { UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { BridgeConfig } from '../../src/config/schema.js';
 import { DeliveryWorkers } from '../../src/deliver/workers.js';
 import {
@@ -13,33 +13,22 @@ import {
 } from '../../src/dlq/dead-letters.js';
 import { quarantineKey, queueName } from '../../src/queue/names.js';
 import { WebhookReceiver } from '../support/receiver.js';
-import { freePort, testRedis, waitFor } from '../support/redis.js';
-import { SECRET_A, TestProducer, silentDeps, testConfig } from '../deliver/fixtures.js';
+import { freePort, waitFor } from '../support/redis.js';
+import { SECRET_A, TestProducer, silentDeps, testConfig, redisSuite } from '../deliver/fixtures.js';
 
-let redis: Awaited<ReturnType<typeof testRedis>>;
-const cleanups: (() => Promise<void>)[] = [];
-beforeAll(async () => {
-  redis = await testRedis();
-});
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
-});
-afterAll(async () => {
-  await redis.close();
-});
+const redis = redisSuite();
 
-let n = 0;
 async function setup(webhook: Record<string, unknown> = {}) {
   const receiver = await WebhookReceiver.start({ secret: SECRET_A });
-  cleanups.push(() => receiver.close());
-  const config: BridgeConfig = testConfig({ url: redis.url, prefix: `${redis.prefix}-${++n}` }, [
+  redis.defer(() => receiver.close());
+  const config: BridgeConfig = testConfig(redis.target(), [
     { id: 'hook', url: receiver.url, secret: SECRET_A, ...webhook },
     { id: 'other', url: receiver.url, secret: SECRET_A },
   ]);
   const deps = silentDeps();
   const workers = new DeliveryWorkers({ config, ...deps });
   const producer = new TestProducer(config);
-  cleanups.push(async () => {
+  redis.defer(async () => {
     await workers.close(1000);
     await producer.close();
   });
@@ -131,9 +120,7 @@ describe('dead letters from delivery', () => {
 
 describe('large dead-letter sets and quarantine', () => {
   it('lists with exact totals but bounded entries, and replays all of them page by page', async () => {
-    const config = testConfig({ url: redis.url, prefix: `${redis.prefix}-${++n}` }, [
-      { id: 'bulk', url: 'http://127.0.0.1:1/hook' },
-    ]);
+    const config = testConfig(redis.target(), [{ id: 'bulk', url: 'http://127.0.0.1:1/hook' }]);
     const producer = new TestProducer(config);
     const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
     const total = 1200;
@@ -148,7 +135,7 @@ describe('large dead-letter sets and quarantine', () => {
       },
       { connection, prefix: config.redis.prefix, concurrency: 100 },
     );
-    cleanups.push(async () => {
+    redis.defer(async () => {
       await producer.close();
       connection.disconnect();
     });
