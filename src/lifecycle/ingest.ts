@@ -196,7 +196,7 @@ export class Ingest {
 
   private onLive(relay: AccountRelay, info: { at: number; gap?: { from: number; to: number } }): void {
     const { account } = relay;
-    this.emitLifecycle(account.id, 'bridge.connected', { at: iso(info.at), instance: this.instance });
+    this.emitLifecycle(account.id, 'bridge.connected', { at: iso(info.at) });
     const gap = info.gap;
     if (!gap) return;
     if (!account.catchUp) {
@@ -273,8 +273,9 @@ export class Ingest {
     }
   }
 
+  /** Every replica reports its own session, so lifecycle events name the instance (the pod) too. */
   private emitLifecycle(account: string, type: string, data: Record<string, unknown>): void {
-    void this.relay(account, type, { account, ...data }, Date.now());
+    void this.relay(account, type, { account, instance: this.instance, ...data }, Date.now());
   }
 }
 
