@@ -2,7 +2,9 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, resolveConfigPath } from './config/load.js';
 import { UsageError } from './errors.js';
+import type { BridgeConfig } from './config/schema.js';
 import { summarizeConfig } from './config/summary.js';
+import { loadCodec } from './decode/codec.js';
 import type { Role } from './lifecycle/daemon.js';
 import { VERSION } from './version.js';
 
@@ -55,6 +57,7 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'config check': {
       const config = loadConfig(configPath);
+      await checkCodecs(config);
       process.stdout.write(`${summarizeConfig(config, configPath)}\n`);
       return EXIT_OK;
     }
@@ -84,6 +87,20 @@ async function main(argv: string[]): Promise<number> {
     default:
       throw new CommandLineError(`unknown command "${command}"`);
   }
+}
+
+/** A custom codec is code: `config check` loads it, so a wrong path or a missing key fails here, not at deploy. */
+async function checkCodecs(config: BridgeConfig): Promise<void> {
+  const problems: string[] = [];
+  for (const [i, account] of config.accounts.entries()) {
+    if (account.encoding !== 'custom' || !account.codec) continue;
+    try {
+      await loadCodec(account.codec);
+    } catch (err) {
+      problems.push(`accounts[${i}].codec: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
 }
 
 main(process.argv.slice(2)).then(

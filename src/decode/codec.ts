@@ -1,13 +1,14 @@
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { BridgeError } from '../errors.js';
+import { UsageError } from '../errors.js';
 
 /** A deployment's private transport codec (SPEC `encoding: custom`). */
 export interface Codec {
   decode(raw: unknown): unknown;
 }
 
-export class CodecLoadError extends BridgeError {
+/** The codec named in the config cannot be used: a configuration problem (exit 1), not a runtime one. */
+export class CodecLoadError extends UsageError {
   readonly code = 'BRIDGE_ERR_CODEC_LOAD';
 }
 

@@ -3,6 +3,7 @@ import { BridgeMetrics } from '../admin/metrics.js';
 import type { BridgeConfig } from '../config/schema.js';
 import { QueueStatusReader } from '../deliver/queue-status.js';
 import { DeliveryWorkers } from '../deliver/workers.js';
+import { UsageError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { Ingest } from './ingest.js';
 import { createLogger, type Logger } from './logger.js';
@@ -148,8 +149,7 @@ export async function runDaemon(config: BridgeConfig, role: Role): Promise<numbe
     daemon = await Daemon.start(config, role, logger);
   } catch (err) {
     logger.fatal({ err }, 'cannot start');
-    logger.flush();
-    return 2;
+    return new Promise<number>((resolve) => logger.flush(() => resolve(err instanceof UsageError ? 1 : 2)));
   }
   return new Promise<number>((resolve) => {
     let stopping = false;

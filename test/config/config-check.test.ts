@@ -155,4 +155,29 @@ describe('imkit-bridge config check', () => {
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
   });
+
+  test('a custom codec is loaded by config check: a wrong path or a missing key exits 1 naming the field', async () => {
+    const custom = (codec: string) =>
+      file(
+        VALID.replace(
+          '    token: ${env:AUDIT_BOT_TOKEN}',
+          `    token: t\n    encoding: custom\n    codec: ${codec}`,
+        ),
+      );
+    const env = { AUDIT_SECRET: SECRET, IMKIT_CODEC_KEY: Buffer.alloc(32, 7).toString('base64') };
+
+    const ok = await runCli(['config', 'check', '--config', custom('examples/codecs/aes-gcm.mjs')], { env });
+    expect(ok.stderr).toBe('');
+    expect(ok.code).toBe(0);
+
+    const missing = await runCli(['config', 'check', '--config', custom('./no/such/codec.mjs')], { env });
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/^accounts\[0\]\.codec: cannot load codec/);
+
+    const noKey = await runCli(['config', 'check', '--config', custom('examples/codecs/aes-gcm.mjs')], {
+      env: { ...env, IMKIT_CODEC_KEY: '' },
+    });
+    expect(noKey.code).toBe(1);
+    expect(noKey.stderr).toMatch(/^accounts\[0\]\.codec: /);
+  });
 });
