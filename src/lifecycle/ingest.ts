@@ -19,6 +19,8 @@ import type { Logger } from './logger.js';
  * events already received is removed by de-duplication.
  */
 const CATCH_UP_SLACK_MS = 5_000;
+const CATCH_UP_DRAIN_MS = 10_000;
+const CATCH_UP_SLICE = 500;
 const CHAT_MESSAGE = 'chat message';
 const QUARANTINE_LOG_INTERVAL_MS = 1_000;
 
@@ -220,15 +222,23 @@ export class Ingest {
     const { reason } = extra;
     const { account, log } = relay;
     try {
+      // What was buffered before the gap lands first, so `recovered` counts only what REST added.
+      await this.enqueuer.drain(CATCH_UP_DRAIN_MS);
       const token = await relay.tokens.token();
       const result = await catchUp({ rest: this.rest, token, gap: window, logger: log });
-      const outcomes = await Promise.all(
-        result.messages.map((message) => {
-          this.receivedCounter(relay, CHAT_MESSAGE).inc();
-          return this.relay(account.id, CHAT_MESSAGE, message, Date.now());
-        }),
-      );
-      const recovered = outcomes.filter((o) => o.fresh).length;
+      // Fed in slices that fit the buffer, each landing before the next: a catch-up larger than the
+      // buffer must not overflow it and trigger another catch-up.
+      const slice = Math.max(1, Math.min(CATCH_UP_SLICE, Math.floor(this.config.limits.bufferEvents / 2)));
+      let recovered = 0;
+      for (let i = 0; i < result.messages.length; i += slice) {
+        const outcomes = await Promise.all(
+          result.messages.slice(i, i + slice).map((message) => {
+            this.receivedCounter(relay, CHAT_MESSAGE).inc();
+            return this.relay(account.id, CHAT_MESSAGE, message, Date.now());
+          }),
+        );
+        recovered += outcomes.filter((o) => o.fresh).length;
+      }
       this.metrics.catchUpMessages.inc({ account: account.id }, result.messages.length);
       log.info(
         { fetched: result.messages.length, recovered, truncated: result.truncated, reason },
@@ -262,7 +272,9 @@ export class Ingest {
     const relay = this.accounts.find((r) => r.account.id === report.account);
     const gap = { from: report.from, to: report.to };
     if (relay?.account.catchUp) {
-      void this.recover(relay, gap, gap, { reason: 'buffer-overflow', dropped: report.dropped });
+      // IMKIT stamps a message before the bridge receives it: start the window a little earlier.
+      const window = { from: report.from - CATCH_UP_SLACK_MS, to: report.to };
+      void this.recover(relay, window, gap, { reason: 'buffer-overflow', dropped: report.dropped });
     } else {
       this.emitLifecycle(report.account, 'bridge.gap', {
         ...gapFields(gap),

@@ -152,3 +152,39 @@ test('catch-up after a gap: messages sent while disconnected arrive once each, w
   expect(chatRequests).toHaveLength(26);
   expect(world.deliveredOfType('bridge.disconnected').length).toBeGreaterThanOrEqual(1);
 });
+
+test('ingest buffer overflow while Redis is down: reported as bridge.gap, and catch-up refills the dropped messages', async () => {
+  const config = world.config({
+    webhook: { events: ['*', 'bridge.*'] },
+    top: { limits: { bufferEvents: 10 } },
+  });
+  const bridge = await world.bridge(config);
+  await world.connected();
+  await bridge.waitReady();
+
+  await world.redis.stop();
+  const sent = Array.from({ length: 40 }, (_, i) =>
+    world.sim.sendMessage('r1', `while redis is down ${i}`, { members: [BOT, 'alice'], sender: 'alice' }),
+  );
+  await waitFor(
+    async () => /imkit_bridge_ingest_buffer_overflow_total 30\b/.test((await bridge.get('/metrics')).body),
+    {
+      what: '30 events over the 10-event buffer',
+    },
+  );
+  await world.redis.startProcess();
+
+  const gap = await waitFor(() => world.deliveredOfType('bridge.gap')[0], {
+    timeoutMs: 30_000,
+    what: 'bridge.gap',
+  });
+  expect(gap.data).toMatchObject({
+    account: BOT,
+    reason: 'buffer-overflow',
+    dropped: 30,
+    catchUp: true,
+    recovered: 30,
+  });
+  const chats = await world.waitDelivered(40, 'chat message');
+  expect(new Set(chats.map((c) => (c.data as { _id: string })._id))).toEqual(new Set(sent.map((m) => m._id)));
+});
