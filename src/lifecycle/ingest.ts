@@ -3,6 +3,7 @@ import type { Counter } from 'prom-client';
 import type { BridgeMetrics } from '../admin/metrics.js';
 import type { AccountConfig, BridgeConfig } from '../config/schema.js';
 import { createDecoder, type Decoder } from '../decode/decoder.js';
+import { CHECKPOINT_INTERVAL_MS, SessionCheckpoints } from '../queue/checkpoints.js';
 import { Enqueuer, type OverflowReport } from '../queue/enqueuer.js';
 import type { RelayedEvent } from '../route/event.js';
 import { eventId } from '../route/event-id.js';
@@ -38,6 +39,7 @@ export class Ingest {
   private readonly instance = hostname();
   private readonly router: Router;
   private readonly enqueuer: Enqueuer;
+  private readonly checkpoints: SessionCheckpoints;
   private readonly rest: ImkitRest;
   private readonly accounts: AccountRelay[] = [];
   private closing: Promise<void> | undefined;
@@ -53,6 +55,9 @@ export class Ingest {
       clientKey: config.imkit.clientKey,
       apiKey: config.imkit.apiKey,
     });
+    this.checkpoints = new SessionCheckpoints(config.redis.url, config.redis.prefix, () =>
+      this.accounts.filter((r) => r.session.live).map((r) => r.account.id),
+    );
     this.enqueuer = new Enqueuer({
       redisUrl: config.redis.url,
       prefix: config.redis.prefix,
@@ -79,6 +84,7 @@ export class Ingest {
   }
 
   start(): void {
+    this.checkpoints.start();
     for (const relay of this.accounts) relay.session.start();
   }
 
@@ -101,6 +107,8 @@ export class Ingest {
   /** Sockets first (no new events), then whatever is buffered goes to Redis within the enqueuer's bound. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      // The final checkpoint is written while the sessions are still live.
+      await this.checkpoints.close();
       await Promise.all(this.accounts.map((r) => r.session.close()));
       await this.enqueuer.close();
       await this.rest.close();
@@ -200,7 +208,11 @@ export class Ingest {
     const { account } = relay;
     this.emitLifecycle(account.id, 'bridge.connected', { at: iso(info.at) });
     const gap = info.gap;
-    if (!gap) return;
+    if (!gap) {
+      if (account.catchUp) void this.recoverSinceCheckpoint(relay, info.at);
+      return;
+    }
+    void this.checkpoints.write().catch(() => undefined);
     if (!account.catchUp) {
       this.emitLifecycle(account.id, 'bridge.gap', { ...gapFields(gap), catchUp: false });
       return;
@@ -212,13 +224,31 @@ export class Ingest {
     );
   }
 
+  /**
+   * First connection of this process: whatever nobody received since the account was last live
+   * anywhere (this process before a restart, or a replica) is fetched over REST. Reported as a gap
+   * only when something was missing or the account was unattended for a while: with replicas, a
+   * rolling restart finds a fresh checkpoint and nothing to recover.
+   */
+  private async recoverSinceCheckpoint(relay: AccountRelay, now: number): Promise<void> {
+    const last = await this.checkpoints.lastLive(relay.account.id);
+    await this.checkpoints.write().catch(() => undefined);
+    if (last === undefined || last >= now) return;
+    const gap = { from: last, to: now };
+    await this.recover(relay, { from: last - CATCH_UP_SLACK_MS, to: now }, gap, {
+      reason: 'restart',
+      reportUnless: (recovered) => recovered === 0 && now - last <= 2 * CHECKPOINT_INTERVAL_MS,
+    });
+  }
+
   /** REST catch-up for an interval; every message goes through the same id and dedup path. */
   private async recover(
     relay: AccountRelay,
     window: { from: number; to: number },
     gap: { from: number; to: number },
-    extra: { reason: 'disconnected' | 'buffer-overflow'; dropped?: number } = { reason: 'disconnected' },
+    options: GapOptions = { reason: 'disconnected' },
   ): Promise<void> {
+    const { reportUnless, ...extra } = options;
     const { reason } = extra;
     const { account, log } = relay;
     try {
@@ -244,6 +274,7 @@ export class Ingest {
         { fetched: result.messages.length, recovered, truncated: result.truncated, reason },
         'catch-up done',
       );
+      if (reportUnless?.(recovered)) return;
       this.emitLifecycle(account.id, 'bridge.gap', {
         ...gapFields(gap),
         ...extra,
@@ -289,6 +320,13 @@ export class Ingest {
   private emitLifecycle(account: string, type: string, data: Record<string, unknown>): void {
     void this.relay(account, type, { account, instance: this.instance, ...data }, Date.now());
   }
+}
+
+interface GapOptions {
+  reason: 'disconnected' | 'buffer-overflow' | 'restart';
+  dropped?: number;
+  /** Skip the bridge.gap report when this says nothing worth reporting happened. */
+  reportUnless?: (recovered: number) => boolean;
 }
 
 interface AccountRelay {

@@ -188,3 +188,31 @@ test('ingest buffer overflow while Redis is down: reported as bridge.gap, and ca
   const chats = await world.waitDelivered(40, 'chat message');
   expect(new Set(chats.map((c) => (c.data as { _id: string })._id))).toEqual(new Set(sent.map((m) => m._id)));
 });
+
+test('messages sent while the only ingest process was down (kill -9) are caught up when it starts again', async () => {
+  const config = world.config({ webhook: { events: ['*', 'bridge.gap'] } });
+  const first = await world.bridge(config);
+  await world.connected();
+  const before = world.sim.sendMessage('r1', 'before the crash', {
+    members: [BOT, 'alice'],
+    sender: 'alice',
+  });
+  await world.waitDelivered(1, 'chat message');
+  await first.kill9();
+
+  const missed = Array.from({ length: 12 }, (_, i) =>
+    world.sim.storeMessage('r1', `while no bridge ran ${i}`, { members: [BOT, 'alice'], sender: 'alice' }),
+  );
+  await world.bridge(config);
+
+  const gap = await waitFor(() => world.deliveredOfType('bridge.gap')[0], {
+    timeoutMs: 30_000,
+    what: 'bridge.gap',
+  });
+  expect(gap.data).toMatchObject({ account: BOT, reason: 'restart', catchUp: true, recovered: 12 });
+  const chats = await world.waitDelivered(13, 'chat message');
+  expect(chats.map((c) => (c.data as { _id: string })._id).sort()).toEqual(
+    [before, ...missed].map((m) => m._id).sort(),
+  );
+  expect(world.receiver.requests.filter((r) => JSON.parse(r.body).type === 'chat message')).toHaveLength(13);
+});
