@@ -9,12 +9,13 @@
  *   --idle LIST       account counts for the idle-memory phase (default 100,1000; "" skips it)
  *   --appendfsync P   Redis AOF fsync policy: always (default, as the soak) or everysec (Redis's default)
  *   --concurrency C   the bridge webhook's `concurrency` (default: the config default, 16)
+ *   --rounds K        measure both relays K times, alternating which goes first; report medians
  *   --profile         CPU-profile the bridge (V8 sampling profiler, as --cpu-prof); profiles go to
  *                     bench/results/profiles-*, a summary of where the time goes is printed
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
@@ -22,7 +23,7 @@ import { BridgeProcess, writeConfig } from '../test/support/bridge-process.js';
 import { WebhookReceiver, type ReceivedRequest } from '../test/support/receiver.js';
 import { RedisServer, hasRedisServer, waitFor } from '../test/support/redis.js';
 import type { NaiveRelaySettings } from './naive-relay.js';
-import { cpuMsOf, memoryOf } from './process-stats.js';
+import { cpuMsOf, memoryOf, redisPid } from './process-stats.js';
 import { summarizeProfiles } from './profile-summary.js';
 import type { SimCommand, SimReply } from './sim-process.js';
 
@@ -42,7 +43,14 @@ interface RelayUnderTest {
 }
 
 interface PhaseResult {
-  throughput: { events: number; seconds: number; eventsPerSecond: number; peakRssMiB: number; cpuMsPer1k: number };
+  throughput: {
+    events: number;
+    seconds: number;
+    eventsPerSecond: number;
+    peakRssMiB: number;
+    /** CPU ms per 1,000 events of every process in the path during the burst. */
+    cpuMsPer1kBy: { relay: number; redis: number; simulator: number; receiver: number };
+  };
   latency: { rate: number; events: number; p50Ms: number; p99Ms: number; maxMs: number; cpuMsPer1k: number };
 }
 
@@ -56,9 +64,11 @@ function options() {
       profile: { type: 'boolean', default: false },
       appendfsync: { type: 'string', default: 'always' },
       concurrency: { type: 'string' },
+      rounds: { type: 'string', default: '1' },
     },
   });
-  if (values.appendfsync !== 'always' && values.appendfsync !== 'everysec') throw new Error('--appendfsync takes always or everysec');
+  if (values.appendfsync !== 'always' && values.appendfsync !== 'everysec')
+    throw new Error('--appendfsync takes always or everysec');
   const idle = values.idle === '' ? [] : values.idle.split(',').map(Number);
   const o = {
     events: Number(values.events),
@@ -68,14 +78,17 @@ function options() {
     profile: values.profile,
     appendfsync: values.appendfsync,
     concurrency: values.concurrency === undefined ? undefined : Number(values.concurrency),
+    rounds: Number(values.rounds),
   };
-  if (![o.events, o.rate, o.seconds, ...idle].every((n) => Number.isInteger(n) && n > 0)) {
+  if (![o.events, o.rate, o.seconds, o.rounds, ...idle].every((n) => Number.isInteger(n) && n > 0)) {
     throw new Error('usage: bench [--events N] [--rate R] [--seconds S] [--idle 100,1000] [--profile]');
   }
   return o;
 }
 
 const t0 = Date.now();
+/** Other work on the machine skews every figure; the load average is recorded with them. */
+const loadAtStart = loadavg().map((l) => round(l, 2));
 function say(line: string): void {
   console.log(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(6)}s] ${line}`);
 }
@@ -88,7 +101,10 @@ class SimProcess {
   ) {}
 
   static async start(): Promise<SimProcess> {
-    const child = fork(join(HERE, 'sim-process.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(join(HERE, 'sim-process.ts'), [], {
+      execArgv: ['--import', 'tsx'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     const ready = await new Promise<SimReply>((r) => child.once('message', (m) => r(m as SimReply)));
     if (ready.op !== 'ready') throw new Error('simulator did not start');
     return new SimProcess(child, ready.url);
@@ -144,11 +160,18 @@ async function startBridge(
   const env = profileDir
     ? { NODE_OPTIONS: `--import ${join(HERE, 'cpu-profile-hook.mjs')}`, BENCH_CPU_PROF_DIR: profileDir }
     : {};
-  const bridge = await BridgeProcess.start(writeConfig(bridgeConfig(redis.url, prefix, sim.url, tokens, receiver.url, concurrency)), { role: 'all', env });
+  const bridge = await BridgeProcess.start(
+    writeConfig(bridgeConfig(redis.url, prefix, sim.url, tokens, receiver.url, concurrency)),
+    { role: 'all', env },
+  );
   return { name: 'bridge', pid: bridge.pid, bridge, stop: async () => void (await bridge.stop('SIGTERM')) };
 }
 
-async function startNaive(sim: SimProcess, tokens: Record<string, string>, receiver: WebhookReceiver): Promise<RelayUnderTest> {
+async function startNaive(
+  sim: SimProcess,
+  tokens: Record<string, string>,
+  receiver: WebhookReceiver,
+): Promise<RelayUnderTest> {
   const settings: NaiveRelaySettings = {
     imkitUrl: sim.url,
     accounts: Object.entries(tokens).map(([id, token]) => ({ id, token })),
@@ -180,7 +203,12 @@ function answered(receiver: WebhookReceiver, from: number): ReceivedRequest[] {
   return receiver.requests.slice(from).filter((r) => r.status !== undefined && r.status < 300);
 }
 
-async function waitForDeliveries(receiver: WebhookReceiver, from: number, count: number, timeoutMs: number): Promise<ReceivedRequest[]> {
+async function waitForDeliveries(
+  receiver: WebhookReceiver,
+  from: number,
+  count: number,
+  timeoutMs: number,
+): Promise<ReceivedRequest[]> {
   return waitFor(
     () => {
       const got = answered(receiver, from);
@@ -195,40 +223,74 @@ async function measure(
   relay: RelayUnderTest,
   sim: SimProcess,
   receiver: WebhookReceiver,
+  redisProcess: number | undefined,
   o: ReturnType<typeof options>,
 ): Promise<PhaseResult> {
-  await waitFor(async () => (await sim.request<'connected'>({ op: 'connected', account: BURST_ACCOUNT })).count > 0, {
-    timeoutMs: 15_000,
-    what: `${relay.name} connected`,
+  const cpuNow = () => ({
+    relay: cpuMsOf(relay.pid),
+    redis: redisProcess ? cpuMsOf(redisProcess) : 0,
+    simulator: cpuMsOf(sim.pid),
+    receiver: (process.cpuUsage().user + process.cpuUsage().system) / 1000,
   });
+  await waitFor(
+    async () => (await sim.request<'connected'>({ op: 'connected', account: BURST_ACCOUNT })).count > 0,
+    {
+      timeoutMs: 15_000,
+      what: `${relay.name} connected`,
+    },
+  );
   // Warm-up: JIT, connection pools, Redis scripts.
   let from = receiver.requests.length;
-  await sim.request<'emitted'>({ op: 'burst', account: BURST_ACCOUNT, count: WARMUP, tag: `${relay.name}-warmup` });
+  await sim.request<'emitted'>({
+    op: 'burst',
+    account: BURST_ACCOUNT,
+    count: WARMUP,
+    tag: `${relay.name}-warmup`,
+  });
   await waitForDeliveries(receiver, from, WARMUP, 60_000);
   const verifiedWarmup = answered(receiver, from).every((r) => r.verified === true);
-  if (!verifiedWarmup) throw new Error(`${relay.name}: some warm-up deliveries failed signature verification`);
+  if (!verifiedWarmup)
+    throw new Error(`${relay.name}: some warm-up deliveries failed signature verification`);
 
   say(`${relay.name}: burst of ${o.events} events`);
   from = receiver.requests.length;
-  let cpu = cpuMsOf(relay.pid);
-  const burst = await sim.request<'emitted'>({ op: 'burst', account: BURST_ACCOUNT, count: o.events, tag: `${relay.name}-burst` });
+  const before = cpuNow();
+  const burst = await sim.request<'emitted'>({
+    op: 'burst',
+    account: BURST_ACCOUNT,
+    count: o.events,
+    tag: `${relay.name}-burst`,
+  });
   const got = await waitForDeliveries(receiver, from, o.events, 300_000);
   const lastAt = Math.max(...got.map((r) => r.at));
   const seconds = (lastAt - burst.firstAt) / 1000;
+  const after = cpuNow();
+  const per1k = (k: keyof typeof after) => round(((after[k] - before[k]) / o.events) * 1000, 1);
   const throughput = {
     events: o.events,
     seconds: round(seconds, 2),
     eventsPerSecond: Math.round(o.events / seconds),
     peakRssMiB: round(memoryOf(relay.pid).peakMiB, 1),
-    cpuMsPer1k: round(((cpuMsOf(relay.pid) - cpu) / o.events) * 1000, 1),
+    cpuMsPer1kBy: {
+      relay: per1k('relay'),
+      redis: per1k('redis'),
+      simulator: per1k('simulator'),
+      receiver: per1k('receiver'),
+    },
   };
   say(`${relay.name}: ${throughput.eventsPerSecond} events/s; ${o.rate} events/s for ${o.seconds} s`);
 
   await new Promise((r) => setTimeout(r, 1_000));
   from = receiver.requests.length;
-  cpu = cpuMsOf(relay.pid);
+  const cpu = cpuMsOf(relay.pid);
   const total = o.rate * o.seconds;
-  await sim.request<'emitted'>({ op: 'rate', account: BURST_ACCOUNT, perSecond: o.rate, seconds: o.seconds, tag: `${relay.name}-rate` });
+  await sim.request<'emitted'>({
+    op: 'rate',
+    account: BURST_ACCOUNT,
+    perSecond: o.rate,
+    seconds: o.seconds,
+    tag: `${relay.name}-rate`,
+  });
   const paced = await waitForDeliveries(receiver, from, total, 120_000);
   const latencies = paced
     .map((r) => r.at - (JSON.parse(r.body) as { data: { message: { sentAt: number } } }).data.message.sentAt)
@@ -255,7 +317,11 @@ async function idleMemory(redis: RedisServer, sim: SimProcess, receiver: Webhook
     const liveSeconds = (Date.now() - started) / 1000;
     // Let start-up garbage be collected and timers settle before reading the resident size.
     await new Promise((r) => setTimeout(r, 5_000));
-    return { accounts: count, allLiveSeconds: round(liveSeconds, 2), rssMiB: round(memoryOf(bridge.pid).rssMiB, 1) };
+    return {
+      accounts: count,
+      allLiveSeconds: round(liveSeconds, 2),
+      rssMiB: round(memoryOf(bridge.pid).rssMiB, 1),
+    };
   } finally {
     await bridge.stop();
   }
@@ -263,27 +329,33 @@ async function idleMemory(redis: RedisServer, sim: SimProcess, receiver: Webhook
 
 async function main(): Promise<void> {
   const o = options();
-  if (!hasRedisServer()) throw new Error('the benchmark needs redis-server on PATH (apt-get install redis-server)');
+  if (!hasRedisServer())
+    throw new Error('the benchmark needs redis-server on PATH (apt-get install redis-server)');
   mkdirSync(RESULTS, { recursive: true });
   const profileDir = o.profile ? mkdtempSync(join(RESULTS, 'profiles-')) : undefined;
   const redis = await RedisServer.start();
   await setAppendFsync(redis.url, o.appendfsync);
   const sim = await SimProcess.start();
   say(`redis ${redis.url} (AOF, appendfsync ${o.appendfsync}), simulator pid ${sim.pid} at ${sim.url}`);
-  const results: Record<string, PhaseResult> = {};
+  const rounds: Record<'bridge' | 'naive', PhaseResult[]> = { bridge: [], naive: [] };
   const idle: Awaited<ReturnType<typeof idleMemory>>[] = [];
   try {
     const tokens = await sim.tokens([BURST_ACCOUNT]);
-    for (const name of ['naive', 'bridge'] as const) {
-      const receiver = await WebhookReceiver.start({ secret: SECRET });
-      const relay =
-        name === 'naive' ? await startNaive(sim, tokens, receiver) : await startBridge(redis, sim, tokens, receiver, profileDir, o.concurrency);
-      try {
-        await relay.bridge?.waitReady(30_000);
-        results[name] = await measure(relay, sim, receiver, o);
-      } finally {
-        await relay.stop();
-        await receiver.close();
+    for (let round = 0; round < o.rounds; round++) {
+      // Alternating the order keeps whatever else the machine is doing from favouring one relay.
+      for (const name of round % 2 === 0 ? (['naive', 'bridge'] as const) : (['bridge', 'naive'] as const)) {
+        const receiver = await WebhookReceiver.start({ secret: SECRET });
+        const relay =
+          name === 'naive'
+            ? await startNaive(sim, tokens, receiver)
+            : await startBridge(redis, sim, tokens, receiver, profileDir, o.concurrency);
+        try {
+          await relay.bridge?.waitReady(30_000);
+          rounds[name].push(await measure(relay, sim, receiver, redisPid(redis.port), o));
+        } finally {
+          await relay.stop();
+          await receiver.close();
+        }
       }
     }
     const receiver = await WebhookReceiver.start({ secret: SECRET });
@@ -300,17 +372,37 @@ async function main(): Promise<void> {
     await redis.close();
   }
   const profile = profileDir ? summarizeProfiles(profileDir) : undefined;
-  report(o, results as Record<'bridge' | 'naive', PhaseResult>, idle, profile);
+  report(o, { bridge: medianOf(rounds.bridge), naive: medianOf(rounds.naive) }, rounds, idle, profile);
+}
+
+/** Field-by-field median over rounds (each figure on its own, so one noisy round cannot skew it). */
+function medianOf(results: readonly PhaseResult[]): PhaseResult {
+  const median = (values: number[]) => {
+    const sorted = [...values].sort((a, b) => a - b);
+    const mid = Math.floor(sorted.length / 2);
+    return sorted.length % 2 ? sorted[mid]! : round((sorted[mid - 1]! + sorted[mid]!) / 2, 1);
+  };
+  const merge = <T extends object>(parts: T[]): T =>
+    Object.fromEntries(
+      Object.keys(parts[0]!).map((key) => {
+        const values = parts.map((p) => (p as Record<string, unknown>)[key]);
+        return [key, typeof values[0] === 'number' ? median(values as number[]) : merge(values as object[])];
+      }),
+    ) as T;
+  return merge([...results]);
 }
 
 function report(
   o: ReturnType<typeof options>,
   r: Record<'bridge' | 'naive', PhaseResult>,
+  rounds: Record<'bridge' | 'naive', PhaseResult[]>,
   idle: { accounts: number; allLiveSeconds: number; rssMiB: number }[],
   profile: string | undefined,
 ): void {
   const ratio = round(r.bridge.throughput.eventsPerSecond / r.naive.throughput.eventsPerSecond, 2);
+  // A naive p50 under 1 ms is counted as 1 ms so the ratio stays finite.
   const latencyRatio = round(r.bridge.latency.p50Ms / Math.max(1, r.naive.latency.p50Ms), 2);
+  const p99Ratio = round(r.bridge.latency.p99Ms / Math.max(1, r.naive.latency.p99Ms), 2);
   const thousand = idle.find((i) => i.accounts === 1000);
   const targets = {
     throughputAtLeast60PercentOfNaive: ratio >= TARGETS.throughputRatio,
@@ -323,17 +415,29 @@ function report(
     'burst events/s': r[name].throughput.eventsPerSecond,
     'burst s': r[name].throughput.seconds,
     'peak RSS MiB': r[name].throughput.peakRssMiB,
-    'CPU ms/1k (burst)': r[name].throughput.cpuMsPer1k,
+    'CPU ms/1k relay': r[name].throughput.cpuMsPer1kBy.relay,
+    'CPU ms/1k redis': r[name].throughput.cpuMsPer1kBy.redis,
     [`p50 ms @${o.rate}/s`]: r[name].latency.p50Ms,
     [`p99 ms @${o.rate}/s`]: r[name].latency.p99Ms,
     [`max ms @${o.rate}/s`]: r[name].latency.maxMs,
   }));
-  console.log('');
+  console.log(
+    `\n${o.rounds > 1 ? `median of ${o.rounds} rounds; ` : ''}burst of ${o.events} events, ` +
+      `${o.rate} events/s for ${o.seconds} s; redis appendfsync ${o.appendfsync}; load average at start ${loadAtStart.join(' ')}`,
+  );
   console.table(rows);
-  if (idle.length > 0) console.table(idle.map((i) => ({ accounts: i.accounts, 'all live after s': i.allLiveSeconds, 'idle RSS MiB': i.rssMiB })));
+  if (idle.length > 0)
+    console.table(
+      idle.map((i) => ({
+        accounts: i.accounts,
+        'all live after s': i.allLiveSeconds,
+        'idle RSS MiB': i.rssMiB,
+      })),
+    );
   console.log(
     `bridge/naive: throughput ${ratio} (target >= ${TARGETS.throughputRatio}, aim ${TARGETS.throughputRatioAim}), ` +
-      `p50 latency ${latencyRatio}x, p99 ${r.bridge.latency.p99Ms} ms vs ${r.naive.latency.p99Ms} ms`,
+      `latency p50 ${latencyRatio}x (${r.bridge.latency.p50Ms} vs ${r.naive.latency.p50Ms} ms), ` +
+      `p99 ${p99Ratio}x (${r.bridge.latency.p99Ms} vs ${r.naive.latency.p99Ms} ms)`,
   );
   console.log(
     `targets: ${Object.entries(targets)
@@ -344,10 +448,17 @@ function report(
   if (profile) console.log(`\n${profile}`);
   const json = {
     at: new Date().toISOString(),
-    machine: { cpus: (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency, node: process.version },
+    machine: {
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model,
+      node: process.version,
+      loadAverageAtStart: loadAtStart,
+      loadAverageAtEnd: loadavg().map((l) => round(l, 2)),
+    },
     options: o,
     results: r,
-    ratios: { throughput: ratio, p50Latency: latencyRatio },
+    rounds,
+    ratios: { throughput: ratio, p50Latency: latencyRatio, p99Latency: p99Ratio },
     idle,
     targets,
   };

@@ -61,7 +61,9 @@ for (const account of settings.accounts) {
   socket.on('connect', () => {
     void (async () => {
       await socket.emitWithAck('conf', { encoding: 'base64' });
-      const ack = (await socket.emitWithAck('auth2', account.token, { deviceId: `naive-${account.id}` })) as { RC?: number };
+      const ack = (await socket.emitWithAck('auth2', account.token, { deviceId: `naive-${account.id}` })) as {
+        RC?: number;
+      };
       if (ack?.RC !== 0) throw new Error(`auth2 refused for ${account.id}`);
       if (++live === settings.accounts.length) process.send?.({ op: 'ready' });
     })();

@@ -38,7 +38,10 @@ export function summarizeProfiles(dir: string, top = 20): string {
     [...map]
       .sort((a, b) => b[1] - a[1])
       .slice(0, top)
-      .map(([name, us]) => `  ${((us / total) * 100).toFixed(1).padStart(5)}%  ${(us / 1000).toFixed(0).padStart(7)} ms  ${name}`);
+      .map(
+        ([name, us]) =>
+          `  ${((us / total) * 100).toFixed(1).padStart(5)}%  ${(us / 1000).toFixed(0).padStart(7)} ms  ${name}`,
+      );
   return [
     `CPU profile of the bridge (${(total / 1e6).toFixed(1)} s sampled, profiles in ${dir})`,
     'self time by area:',

@@ -27,10 +27,14 @@ const reply = (message: SimReply) => process.send!(message);
 function emitOne(account: string, tag: string, i: number): number {
   // Wall-clock ms, the same clock the receiver stamps arrivals with.
   const sentAt = Date.now();
-  sim.sendMessage(`bench-room-${account}`, { text: `${FILLER}${tag} #${i}`, sentAt, tag, seq: i }, {
-    members: [account, 'alice'],
-    sender: 'alice',
-  });
+  sim.sendMessage(
+    `bench-room-${account}`,
+    { text: `${FILLER}${tag} #${i}`, sentAt, tag, seq: i },
+    {
+      members: [account, 'alice'],
+      sender: 'alice',
+    },
+  );
   return sentAt;
 }
 

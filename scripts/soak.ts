@@ -34,6 +34,7 @@ const WEBHOOKS: SoakWebhook[] = [
 ];
 const DRAIN_TIMEOUT_MS = 150_000;
 const REPLAY_TIMEOUT_MS = 30_000;
+const GIVE_UP_WHEN_EMPTY_MS = 20_000;
 
 interface DeadLetterListJson {
   webhooks: { webhook: string; total: number; entries: { id: string }[] }[];
@@ -58,7 +59,14 @@ function options() {
   if (!(minutes > 0) || !Number.isInteger(seed) || !(rate > 0) || !Number.isInteger(workers) || workers < 1) {
     throw new Error('usage: soak [--minutes M>0] [--seed INT] [--rate R>0] [--workers N>=1] [--keep]');
   }
-  return { durationMs: Math.round(minutes * 60_000), seed, rate, workers, keep: values.keep, faults: !values['no-faults'] };
+  return {
+    durationMs: Math.round(minutes * 60_000),
+    seed,
+    rate,
+    workers,
+    keep: values.keep,
+    faults: !values['no-faults'],
+  };
 }
 
 const t0 = Date.now();
@@ -68,7 +76,8 @@ function say(line: string): void {
 
 async function main(): Promise<number> {
   const opts = options();
-  if (!hasRedisServer()) throw new Error('the soak needs redis-server on PATH (apt-get install redis-server)');
+  if (!hasRedisServer())
+    throw new Error('the soak needs redis-server on PATH (apt-get install redis-server)');
   const dir = mkdtempSync(join(tmpdir(), 'imkit-bridge-soak-'));
   const rng = new Rng(opts.seed);
   const planned = planFaults(rng.fork(), {
@@ -81,9 +90,17 @@ async function main(): Promise<number> {
   });
   const plan = opts.faults ? planned : [];
   say(`soak seed ${opts.seed}, ${opts.durationMs / 1000} s at ${opts.rate} events/s, run dir ${dir}`);
-  say(`planned faults:\n${plan.map((f) => `    +${(f.at / 1000).toFixed(1)}s ${f.kind} on ${f.target} (${f.durationMs} ms${f.abrupt ? ', SIGKILL' : ''})`).join('\n')}`);
+  say(
+    `planned faults:\n${plan.map((f) => `    +${(f.at / 1000).toFixed(1)}s ${f.kind} on ${f.target} (${f.durationMs} ms${f.abrupt ? ', SIGKILL' : ''})`).join('\n')}`,
+  );
 
-  const cluster = await SoakCluster.start({ accounts: ACCOUNTS, webhooks: WEBHOOKS, replicas: 2, workers: opts.workers, dir });
+  const cluster = await SoakCluster.start({
+    accounts: ACCOUNTS,
+    webhooks: WEBHOOKS,
+    replicas: 2,
+    workers: opts.workers,
+    dir,
+  });
   let ok = false;
   try {
     await waitFor(async () => (await cluster.replicaLive(0)) && (await cluster.replicaLive(1)), {
@@ -91,7 +108,9 @@ async function main(): Promise<number> {
       intervalMs: 100,
       what: 'both ingest replicas live on every account',
     });
-    say(`cluster up: redis ${cluster.redis.url}, simulator ${cluster.sim.url}, 2 ingest + ${opts.workers} worker processes`);
+    say(
+      `cluster up: redis ${cluster.redis.url}, simulator ${cluster.sim.url}, 2 ingest + ${opts.workers} worker processes`,
+    );
     const ledger = new Ledger();
     const traffic = new TrafficGenerator(cluster.sim, ACCOUNTS, rng.fork(), ledger, `s${opts.seed}`);
     const injector = new FaultInjector(cluster, traffic, say);
@@ -103,7 +122,9 @@ async function main(): Promise<number> {
       for (; emitted < due; emitted++) traffic.next();
     }, 20);
     const progress = setInterval(() => {
-      const delivered = WEBHOOKS.map((w) => `${w.id} ${cluster.receivers.get(w.id)!.deliveredIds().length}`).join(', ');
+      const delivered = WEBHOOKS.map(
+        (w) => `${w.id} ${cluster.receivers.get(w.id)!.deliveredIds().length}`,
+      ).join(', ');
       say(`emitted ${ledger.emissions}, 2xx so far: ${delivered}`);
     }, 10_000);
     const faults = injector.run(plan, startedAt);
@@ -111,27 +132,52 @@ async function main(): Promise<number> {
     clearInterval(pump);
     injector.stop();
     await faults;
-    say(`traffic stopped: ${ledger.emissions} emissions, ${ledger.events.size} distinct events, ${ledger.malformed.length} malformed payloads; draining`);
+    say(
+      `traffic stopped: ${ledger.emissions} emissions, ${ledger.events.size} distinct events, ${ledger.malformed.length} malformed payloads; draining`,
+    );
 
     const drainStarted = Date.now();
-    const settled = () => WEBHOOKS.every((w) => judgeWebhook(w, ledger.expectedFor(w), cluster.receivers.get(w.id)!).lost.length === 0);
-    const drained = await waitFor(
-      async () => settled() && (await cluster.ingestBuffered()) === 0 && (await cluster.pendingJobs()) === 0,
+    const settled = () =>
+      WEBHOOKS.every(
+        (w) => judgeWebhook(w, ledger.expectedFor(w), cluster.receivers.get(w.id)!).lost.length === 0,
+      );
+    // Drained: every event accounted for and nothing left in Redis or in ingest memory. Empty queues
+    // that stay empty while events are missing mean those events are gone: no point waiting longer.
+    let emptySince: number | undefined;
+    const outcome = await waitFor(
+      async () => {
+        const empty = (await cluster.ingestBuffered()) === 0 && (await cluster.pendingJobs()) === 0;
+        if (empty && settled()) return 'drained';
+        emptySince = empty ? (emptySince ?? Date.now()) : undefined;
+        return emptySince !== undefined && Date.now() - emptySince > GIVE_UP_WHEN_EMPTY_MS
+          ? 'empty'
+          : undefined;
+      },
       { timeoutMs: DRAIN_TIMEOUT_MS, intervalMs: 500, what: 'queues to drain' },
-    ).then(
-      () => true,
-      () => false,
-    );
+    ).catch(() => 'timeout' as const);
+    const drained = outcome === 'drained';
     clearInterval(progress);
-    say(drained ? `drained in ${((Date.now() - drainStarted) / 1000).toFixed(1)} s` : `NOT drained after ${DRAIN_TIMEOUT_MS / 1000} s`);
+    say(
+      drained
+        ? `drained in ${((Date.now() - drainStarted) / 1000).toFixed(1)} s`
+        : outcome === 'empty'
+          ? `queues empty for ${GIVE_UP_WHEN_EMPTY_MS / 1000} s with events still missing`
+          : `NOT drained after ${DRAIN_TIMEOUT_MS / 1000} s`,
+    );
 
     const first = WEBHOOKS.map((w) => judgeWebhook(w, ledger.expectedFor(w), cluster.receivers.get(w.id)!));
     const list = await dlqList(cluster.cliConfigFile);
     const quarantine = await readQuarantine(cluster.redis.url, cluster.prefix, ledger);
     const deadMatches = first.map((v) => {
-      const listed = new Set(list.webhooks.find((w) => w.webhook === v.webhook)?.entries.map((e) => e.id) ?? []);
+      const listed = new Set(
+        list.webhooks.find((w) => w.webhook === v.webhook)?.entries.map((e) => e.id) ?? [],
+      );
       const wanted = new Set(v.expectedDead);
-      return { webhook: v.webhook, listed: listed.size, exact: listed.size === wanted.size && [...wanted].every((id) => listed.has(id)) };
+      return {
+        webhook: v.webhook,
+        listed: listed.size,
+        exact: listed.size === wanted.size && [...wanted].every((id) => listed.has(id)),
+      };
     });
 
     const deadTotal = first.reduce((n, v) => n + v.expectedDead.length, 0);
@@ -140,7 +186,11 @@ async function main(): Promise<number> {
       const replay = await runCli(['dlq', 'replay', '--config', cluster.cliConfigFile, '--json']);
       replayed = (JSON.parse(replay.stdout) as { replayed: number }).replayed;
       say(`dlq replay: ${replayed} dead letter(s) re-queued`);
-      await waitFor(settled, { timeoutMs: REPLAY_TIMEOUT_MS, intervalMs: 250, what: 'replayed dead letters delivered' }).catch(() => undefined);
+      await waitFor(settled, {
+        timeoutMs: REPLAY_TIMEOUT_MS,
+        intervalMs: 250,
+        what: 'replayed dead letters delivered',
+      }).catch(() => undefined);
     }
     const final = WEBHOOKS.map((w) => judgeWebhook(w, ledger.expectedFor(w), cluster.receivers.get(w.id)!));
 
@@ -155,6 +205,7 @@ async function main(): Promise<number> {
       faults: injector.records.length,
       drained,
       dir,
+      startedAt,
     });
   } finally {
     await cluster.close();
@@ -181,6 +232,7 @@ function report(r: {
   faults: number;
   drained: boolean;
   dir: string;
+  startedAt: number;
 }): boolean {
   const rows = r.final.map((v, i) => {
     const before = r.first[i]!;
@@ -226,14 +278,35 @@ function report(r: {
         `delay p50 ${row.p50DelayMs} ms, p99 ${row.p99DelayMs} ms, longest ${row.maxDelayMs} ms`,
     );
   }
-  if (r.replayed > 0) console.log(`dead letters replayed with dlq replay: ${r.replayed}; delivered afterwards with their original webhook-id`);
+  if (r.replayed > 0)
+    console.log(
+      `dead letters replayed with dlq replay: ${r.replayed}; delivered afterwards with their original webhook-id`,
+    );
   console.log(
     `malformed payloads: ${r.ledger.malformed.length} sent, ${r.ledger.malformed.length - malformedMissing} found in quarantine ` +
       `(${r.quarantine.length} entries: each replica quarantines what it received; dlq list shows ${r.quarantine.listed})`,
   );
-  for (const row of r.final) if (row.lost.length > 0) console.log(`LOST on ${row.webhook}: ${row.lost.slice(0, 20).join(' ')}${row.lost.length > 20 ? ' ...' : ''}`);
-  const failed = Object.entries(checks).filter(([, pass]) => !pass).map(([name]) => name);
-  const summary = { seed: r.opts.seed, durationMs: r.opts.durationMs, emitted: r.ledger.emissions, lost, checks, webhooks: rows };
+  for (const row of r.final) {
+    for (const id of row.lost.slice(0, 20)) {
+      const e = r.ledger.events.get(id)!;
+      const at = new Date(e.emittedAt).toISOString();
+      console.log(
+        `LOST on ${row.webhook}: ${id} ${e.type} of ${e.account}, emitted ${at} (+${((e.emittedAt - r.startedAt) / 1000).toFixed(1)}s) to ${e.sockets} socket(s)`,
+      );
+    }
+    if (row.lost.length > 20) console.log(`LOST on ${row.webhook}: ... ${row.lost.length - 20} more`);
+  }
+  const failed = Object.entries(checks)
+    .filter(([, pass]) => !pass)
+    .map(([name]) => name);
+  const summary = {
+    seed: r.opts.seed,
+    durationMs: r.opts.durationMs,
+    emitted: r.ledger.emissions,
+    lost,
+    checks,
+    webhooks: rows,
+  };
   writeFileSync(join(r.dir, 'report.json'), `${JSON.stringify(summary, null, 2)}\n`);
   console.log(failed.length === 0 ? 'SOAK PASSED' : `SOAK FAILED: ${failed.join(', ')}`);
   console.log(`soak result: ${JSON.stringify({ lost, passed: failed.length === 0, failed })}`);

@@ -65,7 +65,11 @@ export class SoakCluster {
     const [redis, sim] = await Promise.all([
       RedisServer.start(),
       // Fast app-level pings so the bridge's heartbeat watchdog can be short.
-      ImkitSimulator.start({ pingIntervalMs: 1_000, enginePingIntervalMs: 5_000, enginePingTimeoutMs: 5_000 }),
+      ImkitSimulator.start({
+        pingIntervalMs: 1_000,
+        enginePingIntervalMs: 5_000,
+        enginePingTimeoutMs: 5_000,
+      }),
     ]);
     const proxies = await Promise.all(
       Array.from({ length: options.replicas }, () => SocketFaultProxy.start(sim.port)),
@@ -230,7 +234,10 @@ export class SoakCluster {
         timeout: '1s',
         concurrency: 16,
         // Long enough in total (about 45 s) to outlast every transient fault the soak injects.
-        retry: { schedule: ['250ms', '500ms', '1s', '2s', '3s', '4s', '5s', '5s', '5s', '5s', '5s', '5s'], jitter: 0.2 },
+        retry: {
+          schedule: ['250ms', '500ms', '1s', '2s', '3s', '4s', '5s', '5s', '5s', '5s', '5s', '5s'],
+          jitter: 0.2,
+        },
         breaker: { failures: 20, cooldown: '1s' },
       })),
       // Covers the whole run, so catch-up and replica races can never deliver an event twice as new.
@@ -244,7 +251,13 @@ export class SoakCluster {
       this.tokens.push(new Map());
       for (const a of accounts) this.rotateToken(i, a.id);
       const configFile = writeConfig(base(this.proxies[i]!.url, slotDir), slotDir);
-      this.ingestSlots.push({ name: `ingest-${i}`, role: 'ingest', configFile, process: undefined, pastLogs: [] });
+      this.ingestSlots.push({
+        name: `ingest-${i}`,
+        role: 'ingest',
+        configFile,
+        process: undefined,
+        pastLogs: [],
+      });
     }
     for (let i = 0; i < workers; i++) {
       const slotDir = join(dir, `worker-${i}`);
@@ -252,7 +265,13 @@ export class SoakCluster {
       // Workers open no sockets; their token files are only there to satisfy the schema.
       for (const a of accounts) writeFileSync(join(slotDir, `${a.id}.token`), 'unused\n');
       const configFile = writeConfig(base(this.sim.url, slotDir), slotDir);
-      this.workerSlots.push({ name: `worker-${i}`, role: 'worker', configFile, process: undefined, pastLogs: [] });
+      this.workerSlots.push({
+        name: `worker-${i}`,
+        role: 'worker',
+        configFile,
+        process: undefined,
+        pastLogs: [],
+      });
     }
   }
 

@@ -21,7 +21,8 @@ export const WEBHOOK_FAULTS = [
   'webhook-410',
 ] as const;
 
-export type FaultKind = (typeof INGEST_FAULTS)[number] | (typeof INFRA_FAULTS)[number] | (typeof WEBHOOK_FAULTS)[number];
+export type FaultKind =
+  (typeof INGEST_FAULTS)[number] | (typeof INFRA_FAULTS)[number] | (typeof WEBHOOK_FAULTS)[number];
 
 /** One planned fault: when (ms after traffic starts), what, on which target, for how long. */
 export interface PlannedFault {
@@ -48,7 +49,14 @@ type WebhookMode = 'ok' | '500' | '429' | 'hang' | 'reset' | '410';
  */
 export function planFaults(
   rng: Rng,
-  options: { startMs: number; endMs: number; replicas: number; workers: number; webhooks: readonly string[]; accounts: readonly string[] },
+  options: {
+    startMs: number;
+    endMs: number;
+    replicas: number;
+    workers: number;
+    webhooks: readonly string[];
+    accounts: readonly string[];
+  },
 ): PlannedFault[] {
   const lane = (kinds: readonly FaultKind[], lrng: Rng): PlannedFault[] => {
     const span = options.endMs - options.startMs;

@@ -10,6 +10,8 @@ export interface ExpectedEvent {
   readonly type: string;
   /** When the simulator first emitted it (epoch ms). */
   readonly emittedAt: number;
+  /** Authenticated sockets of the account on the simulator at that moment (zombies of dead replicas included). */
+  readonly sockets: number;
 }
 
 /** A payload sent that cannot be decoded; `marker` is findable in the quarantined raw bytes. */
@@ -28,11 +30,11 @@ export class Ledger {
   emissions = 0;
   readonly byType = new Map<string, number>();
 
-  record(account: string, type: string, data: unknown, emittedAt: number): void {
+  record(account: string, type: string, data: unknown, emittedAt: number, sockets: number): void {
     this.emissions++;
     this.byType.set(type, (this.byType.get(type) ?? 0) + 1);
     const id = eventId(account, type, data);
-    if (!this.events.has(id)) this.events.set(id, { id, account, type, emittedAt });
+    if (!this.events.has(id)) this.events.set(id, { id, account, type, emittedAt, sockets });
   }
 
   /** Events a webhook must receive, by its account and event filters (bridge.* is never emitted here). */
@@ -40,7 +42,8 @@ export class Ledger {
     const anyAccount = webhook.accounts.includes('*');
     const anyType = webhook.events.includes('*');
     return [...this.events.values()].filter(
-      (e) => (anyAccount || webhook.accounts.includes(e.account)) && (anyType || webhook.events.includes(e.type)),
+      (e) =>
+        (anyAccount || webhook.accounts.includes(e.account)) && (anyType || webhook.events.includes(e.type)),
     );
   }
 }
@@ -138,7 +141,10 @@ export class TrafficGenerator {
   private edit(): void {
     const target = this.rng.pick(this.recent);
     if (target.recalled) return this.chatMessage();
-    const msg = this.sim.editMessage(target.msg._id, `${String(target.msg.message).slice(0, 100)} (edited ${this.seq++})`);
+    const msg = this.sim.editMessage(
+      target.msg._id,
+      `${String(target.msg.message).slice(0, 100)} (edited ${this.seq++})`,
+    );
     target.msg = msg;
     this.noteMessage(msg);
   }
@@ -157,7 +163,9 @@ export class TrafficGenerator {
     const at = Date.now();
     const room = this.rooms.find((r) => r.id === msg.room)!;
     for (const account of this.accounts) {
-      if (room.members.includes(account.id)) this.ledger.record(account.id, 'chat message', msg, at);
+      if (room.members.includes(account.id)) {
+        this.ledger.record(account.id, 'chat message', msg, at, this.sim.connectedCount(account.id));
+      }
     }
   }
 
@@ -166,8 +174,8 @@ export class TrafficGenerator {
     const n = this.seq++;
     const room = `dm-${account}`;
     const payload = this.payload(type, n, room);
-    this.sim.emit(account, type, payload);
-    this.ledger.record(account, type, payload, Date.now());
+    const sockets = this.sim.emit(account, type, payload);
+    this.ledger.record(account, type, payload, Date.now(), sockets);
   }
 
   private payload(type: (typeof OTHER_TYPES)[number], n: number, room: string): unknown {
@@ -185,17 +193,35 @@ export class TrafficGenerator {
         return { roomID: room, memberID: 'alice', messageID, seq: n };
       case 'typing':
         // Identical typing events are one event by contract; most carry a distinct sender info.
-        return { room, message: 'typing', sender: 'alice', senderInfo: { _id: 'alice', nickname: `Alice ${n % 7}` } };
+        return {
+          room,
+          message: 'typing',
+          sender: 'alice',
+          senderInfo: { _id: 'alice', nickname: `Alice ${n % 7}` },
+        };
       case 'ai_streaming':
         return { room, sender: 'assistant', text: `token ${n} `, messageId: `ai-${Math.floor(n / 5)}` };
       case 'roomPref':
-        return { room, folder: `f${n % 3}`, hidden: false, muted: n % 2 === 0, sticky: false, tags: [`t${n}`] };
+        return {
+          room,
+          folder: `f${n % 3}`,
+          hidden: false,
+          muted: n % 2 === 0,
+          sticky: false,
+          tags: [`t${n}`],
+        };
       case 'myPrefChange':
         return { key: `pref.${n}`, data: { theme: n % 2 ? 'dark' : 'light', fontSize: 10 + (n % 8) } };
       case 'myPrefDelete':
         return `pref.${n}`;
       case 'invitation':
-        return { _id: `inv-${n}`, room, inviter: 'alice', invitee: 'bot', createdAt: new Date().toISOString() };
+        return {
+          _id: `inv-${n}`,
+          room,
+          inviter: 'alice',
+          invitee: 'bot',
+          createdAt: new Date().toISOString(),
+        };
       case 'cancelInvitation':
         return { room: `${room}-inv-${n}` };
       case 'userDeleteMessages':

@@ -36,7 +36,11 @@ interface Body {
 }
 
 /** Reads one receiver's requests against the events the webhook must get. */
-export function judgeWebhook(webhook: SoakWebhook, expectedEvents: readonly ExpectedEvent[], receiver: WebhookReceiver): WebhookVerdict {
+export function judgeWebhook(
+  webhook: SoakWebhook,
+  expectedEvents: readonly ExpectedEvent[],
+  receiver: WebhookReceiver,
+): WebhookVerdict {
   const expected = new Map(expectedEvents.map((e) => [e.id, e]));
   const firstDelivery = new Map<string, number>();
   const lastStatus = new Map<string, number | undefined>();
