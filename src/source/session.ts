@@ -221,21 +221,24 @@ export class AccountSession {
     }
     extra['IM-Authorization'] = token;
     extra.Authorization = token;
-    let ack: unknown;
-    try {
-      ack = await socket.timeout(ackTimeout).emitWithAck('auth2', token, extra);
-    } catch {
-      if (current()) this.fail('auth_timeout', `no auth2 ack within ${ackTimeout} ms`);
-      return;
-    }
-    if (!current()) return;
-    const refusal = this.refusal(ack);
-    if (refusal !== undefined) {
-      this.opts.tokens.invalidate();
-      this.fail('auth_failed', refusal);
-      return;
-    }
-    this.goLive();
+    // A callback, not emitWithAck: a refusing server sends the ack and then closes the socket, often in
+    // one TCP read. The callback runs while the ack packet is handled, before the disconnect packet;
+    // a promise continuation would run after it, and the failure would look like a plain disconnect
+    // (and the refused token would never be invalidated).
+    socket.timeout(ackTimeout).emit('auth2', token, extra, (err: Error | null, ack: unknown) => {
+      if (!current()) return;
+      if (err) {
+        this.fail('auth_timeout', `no auth2 ack within ${ackTimeout} ms`);
+        return;
+      }
+      const refusal = this.refusal(ack);
+      if (refusal !== undefined) {
+        this.opts.tokens.invalidate();
+        this.fail('auth_failed', refusal);
+        return;
+      }
+      this.goLive();
+    });
   }
 
   /** Why an auth2 ack is not a success, or undefined when it is (`RC === 0`). */
