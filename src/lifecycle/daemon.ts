@@ -63,6 +63,7 @@ export class Daemon implements AdminSource {
   }
 
   async readiness(): Promise<Readiness> {
+    if (this.closing) return { ready: false, reasons: ['stopping'] };
     const reasons: string[] = [];
     if (!(await this.redisAnswers())) reasons.push('redis: not answering');
     if (this.ingest) {
