@@ -184,13 +184,16 @@ export class SoakCluster {
   /** Events held in ingest memory, not yet in Redis, over every running replica. */
   async ingestBuffered(): Promise<number> {
     let total = 0;
-    for (const slot of this.ingestSlots) {
-      const bridge = slot.process;
-      if (!bridge || bridge.exitCode !== undefined) continue;
-      const res = await bridge.get('/status');
-      total += (JSON.parse(res.body) as { ingest?: { buffered: number } }).ingest?.buffered ?? 0;
-    }
+    for (let i = 0; i < this.ingestSlots.length; i++) total += (await this.bufferedIn(i)) ?? 0;
     return total;
+  }
+
+  /** Events replica `i` holds in memory, not yet in Redis; undefined when it is not running. */
+  async bufferedIn(i: number): Promise<number | undefined> {
+    const bridge = this.ingest(i);
+    if (!bridge || bridge.exitCode !== undefined) return undefined;
+    const res = await bridge.get('/status');
+    return (JSON.parse(res.body) as { ingest?: { buffered: number } }).ingest?.buffered ?? 0;
   }
 
   /** Stops everything; writes each process's log into the run directory. */

@@ -117,6 +117,8 @@ export class FaultInjector {
   readonly records: FaultRecord[] = [];
   private readonly modes = new Map<string, WebhookMode>();
   private stopped = false;
+  /** When each ingest replica was last confirmed back with every account (start: now). */
+  private readonly healthySince: number[];
   /** Pending sleeps; stop() ends them early so every lane undoes its fault and returns. */
   private readonly sleeps = new Map<NodeJS.Timeout, () => void>();
 
@@ -125,6 +127,7 @@ export class FaultInjector {
     private readonly traffic: TrafficGenerator,
     private readonly log: (line: string) => void,
   ) {
+    this.healthySince = Array.from({ length: cluster.replicaCount }, () => Date.now());
     for (const [id, receiver] of cluster.receivers) {
       this.modes.set(id, 'ok');
       receiver.respondWith(() => RESPONSES[this.modes.get(id) ?? 'ok']);
@@ -169,6 +172,9 @@ export class FaultInjector {
       switch (fault.kind) {
         case 'ingest-kill': {
           const i = index(fault.target);
+          const waited = await this.soleHolderFlushed(i);
+          if (waited > 0)
+            record.note = `waited ${waited} ms for events only ${fault.target} held to reach Redis`;
           await c.killIngest(i);
           await this.sleep(fault.durationMs);
           await c.startIngest(i);
@@ -239,6 +245,24 @@ export class FaultInjector {
       intervalMs: 200,
       what: `ingest-${i} live again`,
     });
+    this.healthySince[i] = Date.now();
+  }
+
+  /**
+   * While another replica was down, replica `i` alone received the events; if Redis was down too,
+   * they sit only in its memory. Killing it then would lose them (the in-memory buffer is not
+   * durable, by design), which is a triple fault, not the single crash this fault models. So the
+   * kill waits until `i`'s buffer has been seen empty after every other replica came back: from
+   * then on, whatever `i` holds the others hold too. Returns how long it waited.
+   */
+  private async soleHolderFlushed(i: number): Promise<number> {
+    const started = Date.now();
+    const othersBack = Math.max(...this.healthySince.filter((_, j) => j !== i));
+    await waitFor(
+      async () => this.stopped || (Date.now() > othersBack && (await this.cluster.bufferedIn(i)) === 0),
+      { timeoutMs: 90_000, intervalMs: 100, what: `ingest-${i} to flush what only it received` },
+    );
+    return Date.now() - started;
   }
 
   private sleep(ms: number): Promise<void> {
