@@ -118,6 +118,28 @@ export class World {
     );
   }
 
+  /** Emits `count` typing events to distinct rooms `<tag>-<i>` and returns the room names. */
+  emitTyping(count: number, tag: string): string[] {
+    const rooms: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const room = `${tag}-${i}`;
+      this.sim.emit(BOT, 'typing', { room, message: 'typing' });
+      rooms.push(room);
+    }
+    return rooms;
+  }
+
+  /** Rooms of the typing events delivered so far. */
+  deliveredRooms(): Set<string> {
+    return new Set(this.deliveredOfType('typing').map((b) => (b.data as { room: string }).room));
+  }
+
+  /** The first capture group of `pattern` in a bridge's /metrics, as a number (0 when absent). */
+  async metric(bridge: BridgeProcess, pattern: RegExp): Promise<number> {
+    const match = pattern.exec((await bridge.get('/metrics')).body);
+    return match ? Number(match[1]) : 0;
+  }
+
   async close(): Promise<void> {
     await Promise.all(this.bridges.map((b) => b.stop('SIGKILL')));
     await Promise.all([this.sim.close(), this.receiver.close(), this.redis.close()]);
