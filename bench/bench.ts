@@ -7,7 +7,9 @@
  *   --rate R          fixed-rate phase, events/s (default 500)
  *   --seconds S       fixed-rate phase length (default 10)
  *   --idle LIST       account counts for the idle-memory phase (default 100,1000; "" skips it)
- *   --appendfsync P   Redis AOF fsync policy: always (default, as the soak) or everysec (Redis's default)
+ *   --appendfsync P   Redis AOF fsync policy: everysec (default; Redis's default with AOF on) or always
+ *                     (as the soak; on this machine's disk it adds a fsync to every write and the
+ *                     latency tail with it, see docs/performance.md)
  *   --concurrency C   the bridge webhook's `concurrency` (default: the config default, 16)
  *   --rounds K        measure both relays K times, alternating which goes first; report medians
  *   --profile         CPU-profile the bridge (V8 sampling profiler, as --cpu-prof); profiles go to
@@ -62,7 +64,7 @@ function options() {
       seconds: { type: 'string', default: '10' },
       idle: { type: 'string', default: '100,1000' },
       profile: { type: 'boolean', default: false },
-      appendfsync: { type: 'string', default: 'always' },
+      appendfsync: { type: 'string', default: 'everysec' },
       concurrency: { type: 'string' },
       rounds: { type: 'string', default: '1' },
     },
@@ -252,6 +254,32 @@ async function measure(
   if (!verifiedWarmup)
     throw new Error(`${relay.name}: some warm-up deliveries failed signature verification`);
 
+  // Steady state first: the fixed-rate phase must not measure the burst's aftermath (a grown heap,
+  // an AOF being flushed), so it runs before the burst.
+  say(`${relay.name}: ${o.rate} events/s for ${o.seconds} s`);
+  from = receiver.requests.length;
+  const cpu = cpuMsOf(relay.pid);
+  const total = o.rate * o.seconds;
+  await sim.request<'emitted'>({
+    op: 'rate',
+    account: BURST_ACCOUNT,
+    perSecond: o.rate,
+    seconds: o.seconds,
+    tag: `${relay.name}-rate`,
+  });
+  const paced = await waitForDeliveries(receiver, from, total, 120_000);
+  const latencies = paced
+    .map((r) => r.at - (JSON.parse(r.body) as { data: { message: { sentAt: number } } }).data.message.sentAt)
+    .sort((a, b) => a - b);
+  const latency = {
+    rate: o.rate,
+    events: total,
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+    maxMs: latencies[latencies.length - 1] ?? 0,
+    cpuMsPer1k: round(((cpuMsOf(relay.pid) - cpu) / total) * 1000, 1),
+  };
+
   say(`${relay.name}: burst of ${o.events} events`);
   from = receiver.requests.length;
   const before = cpuNow();
@@ -278,31 +306,8 @@ async function measure(
       receiver: per1k('receiver'),
     },
   };
-  say(`${relay.name}: ${throughput.eventsPerSecond} events/s; ${o.rate} events/s for ${o.seconds} s`);
+  say(`${relay.name}: ${throughput.eventsPerSecond} events/s`);
 
-  await new Promise((r) => setTimeout(r, 1_000));
-  from = receiver.requests.length;
-  const cpu = cpuMsOf(relay.pid);
-  const total = o.rate * o.seconds;
-  await sim.request<'emitted'>({
-    op: 'rate',
-    account: BURST_ACCOUNT,
-    perSecond: o.rate,
-    seconds: o.seconds,
-    tag: `${relay.name}-rate`,
-  });
-  const paced = await waitForDeliveries(receiver, from, total, 120_000);
-  const latencies = paced
-    .map((r) => r.at - (JSON.parse(r.body) as { data: { message: { sentAt: number } } }).data.message.sentAt)
-    .sort((a, b) => a - b);
-  const latency = {
-    rate: o.rate,
-    events: total,
-    p50Ms: percentile(latencies, 50),
-    p99Ms: percentile(latencies, 99),
-    maxMs: latencies[latencies.length - 1] ?? 0,
-    cpuMsPer1k: round(((cpuMsOf(relay.pid) - cpu) / total) * 1000, 1),
-  };
   return { throughput, latency };
 }
 

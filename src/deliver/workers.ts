@@ -272,10 +272,7 @@ class WebhookLane {
     this.inFlightTokens.add(tracked);
     const started = performance.now();
     try {
-      const abort = signal
-        ? AbortSignal.any([signal, this.shutdownController.signal])
-        : this.shutdownController.signal;
-      await this.sender.send(job.data, abort);
+      await this.sender.send(job.data, signal, this.shutdownController.signal);
       this.metrics.deliveryDuration.observe({ webhook }, (performance.now() - started) / 1000);
       this.metrics.deliveries.inc({ webhook, outcome: 'delivered' });
       this.metrics.eventLatency.observe({ webhook }, Math.max(0, Date.now() - job.data.receivedAt) / 1000);

@@ -14,6 +14,8 @@ export class SessionCheckpoints {
   private readonly connection: Redis;
   private timer: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
+  private writing: Promise<void> | undefined;
+  private followUp: Promise<void> | undefined;
 
   constructor(
     redisUrl: string,
@@ -39,8 +41,27 @@ export class SessionCheckpoints {
     return Number.isFinite(at) ? at : undefined;
   }
 
-  /** Records now for every live account; only ever moves a checkpoint forward. */
-  async write(at = Date.now()): Promise<void> {
+  /**
+   * Records now for every live account; only ever moves a checkpoint forward. Calls made while a
+   * write runs share one follow-up write, which sees every account live by then: each account going
+   * live asks for a write, and writing every account each time was quadratic (1,000 accounts at
+   * start-up: about 500,000 EVALs and over 1 GB of garbage, found by the benchmark).
+   */
+  write(at?: number): Promise<void> {
+    if (!this.writing) {
+      this.writing = this.writeAll(at ?? Date.now()).finally(() => (this.writing = undefined));
+      return this.writing;
+    }
+    this.followUp ??= this.writing
+      .catch(() => undefined)
+      .then(() => {
+        this.followUp = undefined;
+        return this.write();
+      });
+    return this.followUp;
+  }
+
+  private async writeAll(at: number): Promise<void> {
     const accounts = this.liveAccounts();
     if (accounts.length === 0 || !(await this.ready())) return;
     const pipeline = this.connection.pipeline();
