@@ -4,7 +4,7 @@ import { ImkitSimulator } from '../../test/sim/imkit-simulator.js';
 import { BridgeProcess, writeConfig, type Role } from '../../test/support/bridge-process.js';
 import { WebhookReceiver } from '../../test/support/receiver.js';
 import { RedisServer } from '../../test/support/redis.js';
-import { SocketFaultProxy } from './fault-proxy.js';
+import { TcpProxy } from '../../test/support/tcp-proxy.js';
 
 export const SOAK_SECRET = 'whsec_c29hay1zZWNyZXQtZm9yLWlta2l0LWJyaWRnZS1zb2Fr';
 
@@ -57,7 +57,7 @@ export class SoakCluster {
     readonly options: ClusterOptions,
     readonly redis: RedisServer,
     readonly sim: ImkitSimulator,
-    readonly proxies: readonly SocketFaultProxy[],
+    readonly proxies: readonly TcpProxy[],
     readonly prefix: string,
   ) {}
 
@@ -72,7 +72,7 @@ export class SoakCluster {
       }),
     ]);
     const proxies = await Promise.all(
-      Array.from({ length: options.replicas }, () => SocketFaultProxy.start(sim.port)),
+      Array.from({ length: options.replicas }, () => TcpProxy.start(sim.port)),
     );
     const cluster = new SoakCluster(options, redis, sim, proxies, `soak${process.pid}`);
     try {

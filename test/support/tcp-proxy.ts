@@ -11,6 +11,7 @@ interface Pair {
  * dropped, as on a dead network path) while both TCP connections stay open and neither side sees a
  * FIN or RST. That is a half-open connection, which only an application-level watchdog detects.
  * Connections accepted after `freeze()` flow normally, so a client that reconnects gets through.
+ * The soak puts one in front of each ingest replica so socket faults hit one replica at a time.
  */
 export class TcpProxy {
   private readonly pairs = new Set<Pair>();
@@ -69,14 +70,20 @@ export class TcpProxy {
     for (const pair of this.pairs) pair.frozen = true;
   }
 
+  /** Resets every connection open now (frozen ones too), as a dropped network path would. */
+  drop(): void {
+    for (const pair of this.pairs) {
+      pair.frozen = false;
+      pair.client.resetAndDestroy();
+      pair.upstream.resetAndDestroy();
+    }
+    this.pairs.clear();
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const { client, upstream } of this.pairs) {
-      client.destroy();
-      upstream.destroy();
-    }
-    this.pairs.clear();
+    this.drop();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 }
