@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { INFRA_FAULTS, INGEST_FAULTS, WEBHOOK_FAULTS } from '../../scripts/soak/faults.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const TSX = resolve(ROOT, 'node_modules/.bin/tsx');
@@ -30,21 +31,7 @@ describe('chaos soak', () => {
     expect(result.lost, output).toBe(0);
     expect(result.failed, output).toEqual([]);
     // Every fault kind of the plan really ran (the plan includes each kind at least once).
-    for (const kind of [
-      'ingest-kill',
-      'worker-kill',
-      'redis-restart',
-      'socket-half-open',
-      'socket-drop',
-      'token-expiry',
-      'malformed-stretch',
-      'webhook-500',
-      'webhook-429',
-      'webhook-timeout',
-      'webhook-refused',
-      'webhook-reset',
-      'webhook-410',
-    ]) {
+    for (const kind of [...INGEST_FAULTS, ...INFRA_FAULTS, ...WEBHOOK_FAULTS]) {
       expect(output, `fault ${kind} was not injected`).toMatch(new RegExp(`\\] fault ${kind} on `));
     }
     expect(output).not.toMatch(/injection error/);
