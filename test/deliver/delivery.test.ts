@@ -1,11 +1,11 @@
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
 import type { BridgeConfig } from '../../src/config/schema.js';
-import { DeliveryWorkers } from '../../src/deliver/workers.js';
 import { USER_AGENT } from '../../src/version.js';
 import { WebhookReceiver } from '../support/receiver.js';
 import { waitFor } from '../support/redis.js';
-import { SECRET_A, SECRET_B, TestProducer, silentDeps, testConfig, redisSuite } from './fixtures.js';
+import type { BridgeMetrics } from '../../src/admin/metrics.js';
+import { SECRET_A, SECRET_B, redisSuite, startDelivery, testConfig } from './fixtures.js';
 
 const redis = redisSuite();
 
@@ -13,18 +13,10 @@ async function setup(webhook: Record<string, unknown>, receiverSecret?: string) 
   const receiver = await WebhookReceiver.start({ secret: receiverSecret });
   redis.defer(() => receiver.close());
   const config: BridgeConfig = testConfig(redis.target(), [{ id: 'hook', url: receiver.url, ...webhook }]);
-  const deps = silentDeps();
-  const workers = new DeliveryWorkers({ config, ...deps });
-  const producer = new TestProducer(config);
-  redis.defer(async () => {
-    await workers.close(1000);
-    await producer.close();
-  });
-  workers.start();
-  return { receiver, config, workers, producer, metrics: deps.metrics };
+  return { receiver, config, ...startDelivery(config, redis) };
 }
 
-async function counter(metrics: ReturnType<typeof silentDeps>['metrics'], outcome: string): Promise<number> {
+async function counter(metrics: BridgeMetrics, outcome: string): Promise<number> {
   const values = (await metrics.deliveries.get()).values;
   return values.find((v) => v.labels.outcome === outcome)?.value ?? 0;
 }

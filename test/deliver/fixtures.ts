@@ -3,6 +3,7 @@ import { Queue } from 'bullmq';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import { BridgeMetrics } from '../../src/admin/metrics.js';
+import { DeliveryWorkers } from '../../src/deliver/workers.js';
 import { configSchema, type BridgeConfig } from '../../src/config/schema.js';
 import type { DeliveryJobData } from '../../src/queue/job.js';
 import { queueName } from '../../src/queue/names.js';
@@ -128,4 +129,20 @@ export function redisSuite(): {
     target: () => ({ url: redis!.url, prefix: `${redis!.prefix}-${++n}` }),
     defer: (cleanup) => void cleanups.push(cleanup),
   };
+}
+
+/** Delivery workers and a producer for `config`, both closed after the test. */
+export function startDelivery(
+  config: BridgeConfig,
+  suite: ReturnType<typeof redisSuite>,
+): { workers: DeliveryWorkers; producer: TestProducer; metrics: BridgeMetrics } {
+  const deps = silentDeps();
+  const workers = new DeliveryWorkers({ config, ...deps });
+  const producer = new TestProducer(config);
+  suite.defer(async () => {
+    await workers.close(1000);
+    await producer.close();
+  });
+  workers.start();
+  return { workers, producer, metrics: deps.metrics };
 }

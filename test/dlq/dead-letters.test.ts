@@ -2,7 +2,6 @@ import { UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import type { BridgeConfig } from '../../src/config/schema.js';
-import { DeliveryWorkers } from '../../src/deliver/workers.js';
 import {
   RedisUnavailableError,
   UnknownWebhookError,
@@ -14,7 +13,7 @@ import {
 import { quarantineKey, queueName } from '../../src/queue/names.js';
 import { WebhookReceiver } from '../support/receiver.js';
 import { freePort, waitFor } from '../support/redis.js';
-import { SECRET_A, TestProducer, silentDeps, testConfig, redisSuite } from '../deliver/fixtures.js';
+import { SECRET_A, TestProducer, redisSuite, startDelivery, testConfig } from '../deliver/fixtures.js';
 
 const redis = redisSuite();
 
@@ -25,15 +24,8 @@ async function setup(webhook: Record<string, unknown> = {}) {
     { id: 'hook', url: receiver.url, secret: SECRET_A, ...webhook },
     { id: 'other', url: receiver.url, secret: SECRET_A },
   ]);
-  const deps = silentDeps();
-  const workers = new DeliveryWorkers({ config, ...deps });
-  const producer = new TestProducer(config);
-  redis.defer(async () => {
-    await workers.close(1000);
-    await producer.close();
-  });
-  workers.start();
-  return { receiver, config, producer, metrics: deps.metrics };
+  const { producer, metrics } = startDelivery(config, redis);
+  return { receiver, config, producer, metrics };
 }
 
 describe('dead letters from delivery', () => {
