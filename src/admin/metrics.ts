@@ -90,6 +90,13 @@ export class BridgeMetrics {
     registers: [this.registry],
   });
 
+  readonly oldestWaiting = new Gauge({
+    name: 'imkit_bridge_queue_oldest_waiting_seconds',
+    help: 'Age of the oldest event waiting in each webhook queue (0 when none waits): a stuck queue grows it.',
+    labelNames: ['webhook'] as const,
+    registers: [this.registry],
+  });
+
   readonly breakerOpen = new Gauge({
     name: 'imkit_bridge_breaker_open',
     help: '1 while the webhook circuit breaker is open or half-open, else 0.',

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import { createProducerConnection } from '../queue/redis.js';
 import type { BridgeMetrics } from '../admin/metrics.js';
 import type { BridgeConfig } from '../config/schema.js';
+import type { DeliveryJobData } from '../queue/job.js';
 import { queueName } from '../queue/names.js';
 
 export interface WebhookQueueCounts {
@@ -12,6 +13,8 @@ export interface WebhookQueueCounts {
   readonly delayed: number;
   /** The dead-letter queue. */
   readonly failed: number;
+  /** Age of the oldest waiting event (since the bridge received it); 0 when nothing waits. */
+  readonly oldestWaitingSeconds: number;
 }
 
 const STATES = ['waiting', 'active', 'delayed', 'failed'] as const;
@@ -22,7 +25,7 @@ const STATES = ['waiting', 'active', 'delayed', 'failed'] as const;
  */
 export class QueueStatusReader {
   private readonly connection: Redis;
-  private readonly queues: ReadonlyMap<string, Queue>;
+  private readonly queues: ReadonlyMap<string, Queue<DeliveryJobData>>;
   private closed = false;
 
   constructor(private readonly options: { config: BridgeConfig; metrics?: BridgeMetrics }) {
@@ -31,7 +34,7 @@ export class QueueStatusReader {
     this.connection.on('error', () => {});
     this.queues = new Map(
       config.webhooks.map((w) => {
-        const queue = new Queue(queueName(w.id), {
+        const queue = new Queue<DeliveryJobData>(queueName(w.id), {
           connection: this.connection,
           prefix: config.redis.prefix,
         });
@@ -46,12 +49,14 @@ export class QueueStatusReader {
     return Promise.all(
       [...this.queues].map(async ([webhook, queue]) => {
         const counts = await queue.getJobCounts(...STATES);
+        const waiting = counts.waiting ?? 0;
         return {
           webhook,
-          waiting: counts.waiting ?? 0,
+          waiting,
           active: counts.active ?? 0,
           delayed: counts.delayed ?? 0,
           failed: counts.failed ?? 0,
+          oldestWaitingSeconds: waiting > 0 ? await oldestWaitingAge(queue) : 0,
         };
       }),
     );
@@ -63,6 +68,7 @@ export class QueueStatusReader {
     const gauge = this.options.metrics?.queueJobs;
     for (const counts of all) {
       for (const state of STATES) gauge?.set({ webhook: counts.webhook, state }, counts[state]);
+      this.options.metrics?.oldestWaiting.set({ webhook: counts.webhook }, counts.oldestWaitingSeconds);
     }
     return all;
   }
@@ -73,4 +79,15 @@ export class QueueStatusReader {
     await Promise.allSettled([...this.queues.values()].map((q) => q.close()));
     this.connection.disconnect();
   }
+}
+
+/**
+ * A backlog that does not move is what an operator must see (workers down, breaker stuck): the
+ * waiting list is FIFO, so its oldest job is one ranged read.
+ */
+async function oldestWaitingAge(queue: Queue<DeliveryJobData>): Promise<number> {
+  const [oldest] = await queue.getJobs(['wait'], 0, 0, true);
+  if (!oldest) return 0;
+  const since = oldest.data?.receivedAt ?? oldest.timestamp;
+  return Math.max(0, (Date.now() - since) / 1000);
 }

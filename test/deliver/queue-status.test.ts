@@ -18,6 +18,10 @@ it('reads per-webhook counts without any worker and exports them as imkit_bridge
   ]);
   const producer = new TestProducer(config);
   cleanups.push(() => producer.close());
+  const received = Date.now() - 120_000;
+  await producer
+    .queue('a')
+    .add('old', { id: 'old', type: 't', account: 'a', receivedAt: received, body: '{}' });
   await producer.add('a');
   await producer.add('a');
   await producer.add('b');
@@ -28,12 +32,18 @@ it('reads per-webhook counts without any worker and exports them as imkit_bridge
   const metrics = new BridgeMetrics();
   const reader = new QueueStatusReader({ config, metrics });
   cleanups.push(() => reader.close());
-  expect(await reader.refreshMetrics()).toEqual([
-    { webhook: 'a', waiting: 2, active: 0, delayed: 0, failed: 0 },
+  const counts = await reader.refreshMetrics();
+  expect(counts).toMatchObject([
+    { webhook: 'a', waiting: 3, active: 0, delayed: 0, failed: 0 },
     { webhook: 'b', waiting: 1, active: 0, delayed: 1, failed: 0 },
   ]);
+  // The oldest waiting event of 'a' is the one received two minutes ago, not the newest.
+  expect(counts[0]!.oldestWaitingSeconds).toBeGreaterThanOrEqual(120);
+  expect(counts[0]!.oldestWaitingSeconds).toBeLessThan(180);
+  expect(counts[1]!.oldestWaitingSeconds).toBeLessThan(60);
   const text = await metrics.registry.metrics();
-  expect(text).toContain('imkit_bridge_queue_jobs{webhook="a",state="waiting"} 2');
+  expect(text).toContain('imkit_bridge_queue_jobs{webhook="a",state="waiting"} 3');
+  expect(text).toMatch(/imkit_bridge_queue_oldest_waiting_seconds\{webhook="a"\} 1[2-7]\d/);
   expect(text).toContain('imkit_bridge_queue_jobs{webhook="b",state="delayed"} 1');
   expect(text).toContain('imkit_bridge_queue_jobs{webhook="b",state="failed"} 0');
 
