@@ -64,9 +64,11 @@ function decodeBase64(raw: unknown, limits: PayloadLimits): DecodeResult {
   }
   if (raw.length > limits.maxPayloadBytes) return fail('payload too large', raw);
   if (raw.length % 4 !== 0 || !BASE64.test(raw)) return fail('invalid base64', raw);
+  // Non-zero padding bits decode "successfully" in Node; strict means the canonical form only. Those
+  // bits can only sit in the last 4-character quantum, so only it is re-encoded, not the whole payload.
+  const tail = raw.slice(-4);
+  if (Buffer.from(tail, 'base64').toString('base64') !== tail) return fail('invalid base64', raw);
   const bytes = Buffer.from(raw, 'base64');
-  // Non-zero padding bits decode "successfully" in Node; strict means the canonical form only.
-  if (bytes.toString('base64') !== raw) return fail('invalid base64', raw);
   let text: string;
   try {
     text = utf8.decode(bytes);

@@ -98,6 +98,8 @@ describe('base64 decoder', () => {
       ['not base64!', /invalid base64/],
       ['abc', /invalid base64/],
       ['QR==', /invalid base64/], // non-zero padding bits: not canonical
+      ['eyJhIjoidGV4dCJ9eyJhIjoidGV4dCJ9eyJhIjoidGV4dCJ9eQ==', /invalid JSON/], // canonical padding, long payload
+      ['eyJhIjoidGV4dCJ9eyJhIjoidGV4dCJ9eyJhIjoidGV4dCJ9eR==', /invalid base64/], // non-canonical in the last quantum only
       ['eyJh-_==', /invalid base64/], // URL-safe alphabet
       [Buffer.from('{"a":').toString('base64'), /invalid JSON/],
       [Buffer.from('[1,2').toString('base64'), /invalid JSON/],
