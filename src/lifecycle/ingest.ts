@@ -212,7 +212,7 @@ export class Ingest {
       if (account.catchUp) void this.recoverSinceCheckpoint(relay, info.at);
       return;
     }
-    void this.checkpoints.write().catch(() => undefined);
+    void this.checkpoints.markLive(account.id).catch(() => undefined);
     if (!account.catchUp) {
       this.emitLifecycle(account.id, 'bridge.gap', { ...gapFields(gap), catchUp: false });
       return;
@@ -232,7 +232,7 @@ export class Ingest {
    */
   private async recoverSinceCheckpoint(relay: AccountRelay, now: number): Promise<void> {
     const last = await this.checkpoints.lastLive(relay.account.id);
-    await this.checkpoints.write().catch(() => undefined);
+    await this.checkpoints.markLive(relay.account.id).catch(() => undefined);
     if (last === undefined || last >= now) return;
     const gap = { from: last, to: now };
     await this.recover(relay, { from: last - CATCH_UP_SLACK_MS, to: now }, gap, {

@@ -14,8 +14,6 @@ export class SessionCheckpoints {
   private readonly connection: Redis;
   private timer: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
-  private writing: Promise<void> | undefined;
-  private followUp: Promise<void> | undefined;
 
   constructor(
     redisUrl: string,
@@ -29,7 +27,7 @@ export class SessionCheckpoints {
   }
 
   start(): void {
-    this.timer ??= setInterval(() => void this.write().catch(() => undefined), this.intervalMs);
+    this.timer ??= setInterval(() => void this.writeAll().catch(() => undefined), this.intervalMs);
     this.timer.unref();
   }
 
@@ -41,33 +39,19 @@ export class SessionCheckpoints {
     return Number.isFinite(at) ? at : undefined;
   }
 
-  /**
-   * Records now for every live account; only ever moves a checkpoint forward. Calls made while a
-   * write runs share one follow-up write, which sees every account live by then: each account going
-   * live asks for a write, and writing every account each time was quadratic (1,000 accounts at
-   * start-up: about 500,000 EVALs and over 1 GB of garbage, found by the benchmark).
-   */
-  write(at?: number): Promise<void> {
-    if (!this.writing) {
-      this.writing = this.writeAll(at ?? Date.now()).finally(() => (this.writing = undefined));
-      return this.writing;
-    }
-    this.followUp ??= this.writing
-      .catch(() => undefined)
-      .then(() => {
-        this.followUp = undefined;
-        return this.write();
-      });
-    return this.followUp;
+  /** Records now for one account that just went live (the periodic write covers it afterwards). */
+  async markLive(account: string): Promise<void> {
+    if (!(await this.ready())) return;
+    await this.connection.eval(ADVANCE, 1, this.key(account), String(Date.now()));
   }
 
-  private async writeAll(at: number): Promise<void> {
+  /** Records now for every live account, in one round trip; only ever moves a checkpoint forward. */
+  private async writeAll(): Promise<void> {
     const accounts = this.liveAccounts();
     if (accounts.length === 0 || !(await this.ready())) return;
+    const at = String(Date.now());
     const pipeline = this.connection.pipeline();
-    for (const account of accounts) {
-      pipeline.eval(ADVANCE, 1, this.key(account), String(at));
-    }
+    for (const account of accounts) pipeline.eval(ADVANCE, 1, this.key(account), at);
     await pipeline.exec();
   }
 
@@ -75,7 +59,7 @@ export class SessionCheckpoints {
   close(): Promise<void> {
     this.closing ??= (async () => {
       clearInterval(this.timer);
-      await this.write().catch(() => undefined);
+      await this.writeAll().catch(() => undefined);
       this.connection.disconnect();
     })();
     return this.closing;
