@@ -120,16 +120,15 @@ export class Ingest {
     const log = this.logger.child({ account: account.id });
     const decoder = await createDecoder(account, this.config.limits);
     const tokens = createTokenProvider(account, this.rest);
-    const relay: AccountRelay = {
+    const relay: AccountPipeline = {
       account,
       log,
       decoder,
       tokens,
       received: new Map(),
       quarantineLog: { at: 0, suppressed: 0 },
-      session: undefined as unknown as AccountSession,
     };
-    relay.session = new AccountSession({
+    const session = new AccountSession({
       account,
       imkit: this.config.imkit,
       tokens,
@@ -146,11 +145,11 @@ export class Ingest {
           this.emitLifecycle(account.id, 'bridge.disconnected', { at: iso(info.at), reason: info.reason }),
       },
     });
-    return relay;
+    return { ...relay, session };
   }
 
   /** The per-event hot path: one decode, one id, one cached route lookup, one body serialisation. */
-  private onEvent(relay: AccountRelay, name: string, payload: unknown, receivedAt: number): void {
+  private onEvent(relay: AccountPipeline, name: string, payload: unknown, receivedAt: number): void {
     this.receivedCounter(relay, name).inc();
     const decoded = relay.decoder.decode(payload);
     if (!decoded.ok) {
@@ -173,7 +172,7 @@ export class Ingest {
   }
 
   private quarantine(
-    relay: AccountRelay,
+    relay: AccountPipeline,
     event: string,
     reason: string,
     raw: Buffer,
@@ -195,7 +194,7 @@ export class Ingest {
     state.suppressed = 0;
   }
 
-  private receivedCounter(relay: AccountRelay, type: string): Counter.Internal {
+  private receivedCounter(relay: AccountPipeline, type: string): Counter.Internal {
     let counter = relay.received.get(type);
     if (!counter) {
       counter = this.metrics.eventsReceived.labels({ account: relay.account.id, type });
@@ -204,7 +203,7 @@ export class Ingest {
     return counter;
   }
 
-  private onLive(relay: AccountRelay, info: { at: number; gap?: { from: number; to: number } }): void {
+  private onLive(relay: AccountPipeline, info: { at: number; gap?: { from: number; to: number } }): void {
     const { account } = relay;
     this.emitLifecycle(account.id, 'bridge.connected', { at: iso(info.at) });
     const gap = info.gap;
@@ -230,7 +229,7 @@ export class Ingest {
    * only when something was missing or the account was unattended for a while: with replicas, a
    * rolling restart finds a fresh checkpoint and nothing to recover.
    */
-  private async recoverSinceCheckpoint(relay: AccountRelay, now: number): Promise<void> {
+  private async recoverSinceCheckpoint(relay: AccountPipeline, now: number): Promise<void> {
     const last = await this.checkpoints.lastLive(relay.account.id);
     await this.checkpoints.markLive(relay.account.id).catch(() => undefined);
     if (last === undefined || last >= now) return;
@@ -243,7 +242,7 @@ export class Ingest {
 
   /** REST catch-up for an interval; every message goes through the same id and dedup path. */
   private async recover(
-    relay: AccountRelay,
+    relay: AccountPipeline,
     window: { from: number; to: number },
     gap: { from: number; to: number },
     options: GapOptions = { reason: 'disconnected' },
@@ -329,14 +328,18 @@ interface GapOptions {
   reportUnless?: (recovered: number) => boolean;
 }
 
-interface AccountRelay {
+/** What the per-event path needs of an account. */
+interface AccountPipeline {
   readonly account: AccountConfig;
   readonly log: Logger;
   readonly decoder: Decoder;
   readonly tokens: TokenProvider;
   readonly received: Map<string, Counter.Internal>;
   readonly quarantineLog: { at: number; suppressed: number };
-  session: AccountSession;
+}
+
+interface AccountRelay extends AccountPipeline {
+  readonly session: AccountSession;
 }
 
 function iso(ms: number): string {
