@@ -83,6 +83,11 @@ function render(values: Record<string, unknown>, name = 'values'): Manifest[] {
   return parseManifests(result.stdout);
 }
 
+/** `helm template` with `--set` overrides, for renders that are expected to fail. */
+function templateWith(...sets: string[]): ReturnType<typeof helm> {
+  return helm(['template', RELEASE, CHART, ...sets.flatMap((set) => ['--set', set])]);
+}
+
 function deployments(manifests: readonly Manifest[]): Manifest[] {
   return manifests.filter((m) => m.kind === 'Deployment');
 }
@@ -343,37 +348,13 @@ describe('chart behaviour', () => {
   });
 
   test('inconsistent autoscaling settings fail the render with a reason', () => {
-    const both = helm([
-      'template',
-      RELEASE,
-      CHART,
-      '--set',
-      'autoscaling.keda.enabled=true',
-      '--set',
-      'autoscaling.hpa.enabled=true',
-    ]);
+    const both = templateWith('autoscaling.keda.enabled=true', 'autoscaling.hpa.enabled=true');
     expect(both.status).not.toBe(0);
     expect(both.stderr).toContain('exclusive');
-    const allMode = helm([
-      'template',
-      RELEASE,
-      CHART,
-      '--set',
-      'mode=all',
-      '--set',
-      'autoscaling.hpa.enabled=true',
-    ]);
+    const allMode = templateWith('mode=all', 'autoscaling.hpa.enabled=true');
     expect(allMode.status).not.toBe(0);
     expect(allMode.stderr).toContain('mode: split');
-    const zero = helm([
-      'template',
-      RELEASE,
-      CHART,
-      '--set',
-      'autoscaling.keda.enabled=true',
-      '--set',
-      'autoscaling.keda.minReplicas=0',
-    ]);
+    const zero = templateWith('autoscaling.keda.enabled=true', 'autoscaling.keda.minReplicas=0');
     expect(zero.status).not.toBe(0);
   });
 
@@ -398,7 +379,7 @@ describe('chart behaviour', () => {
     ['metrics.serviceMonitor.enable=true', 'enable'],
     ['mode=both', 'mode'],
   ])('the values schema rejects a typo: --set %s', (setting, mention) => {
-    const result = helm(['template', RELEASE, CHART, '--set', setting]);
+    const result = templateWith(setting);
     expect(result.status).not.toBe(0);
     expect(result.stderr).toContain(mention);
     const lint = helm(['lint', CHART, '--set', setting]);
