@@ -1,6 +1,6 @@
 import { Pool, errors as undiciErrors } from 'undici';
 import type { WebhookConfig } from '../config/schema.js';
-import type { DeliveryJobData } from '../queue/job.js';
+import type { DeliveryEvent } from '../queue/job.js';
 import { USER_AGENT } from '../version.js';
 import { parseRetryAfter } from './backoff.js';
 import { DeliveryAbortedError, DeliveryPermanentError, DeliveryRetryableError } from './errors.js';
@@ -57,7 +57,7 @@ export class WebhookSender {
    * Resolves on 2xx; throws DeliveryPermanentError on 410, DeliveryAbortedError when one of `signals`
    * fired, DeliveryRetryableError on anything else.
    */
-  async send(event: DeliveryJobData, ...signals: (AbortSignal | undefined)[]): Promise<DeliveryResult> {
+  async send(event: DeliveryEvent, ...signals: (AbortSignal | undefined)[]): Promise<DeliveryResult> {
     const timestamp = Math.floor(Date.now() / 1000);
     const headers: Record<string, string> = {
       ...this.extraHeaders,

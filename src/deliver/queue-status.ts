@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { createProducerConnection } from '../queue/redis.js';
 import type { BridgeMetrics } from '../admin/metrics.js';
 import type { BridgeConfig } from '../config/schema.js';
-import type { DeliveryJobData } from '../queue/job.js';
+import { eventsOf, type DeliveryJobData } from '../queue/job.js';
 import { queueName } from '../queue/names.js';
 
 export interface WebhookQueueCounts {
@@ -88,6 +88,6 @@ export class QueueStatusReader {
 async function oldestWaitingAge(queue: Queue<DeliveryJobData>): Promise<number> {
   const [oldest] = await queue.getJobs(['wait'], 0, 0, true);
   if (!oldest) return 0;
-  const since = oldest.data?.receivedAt ?? oldest.timestamp;
+  const since = (oldest.data ? eventsOf(oldest.data)[0]?.receivedAt : undefined) ?? oldest.timestamp;
   return Math.max(0, (Date.now() - since) / 1000);
 }

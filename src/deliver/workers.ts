@@ -4,13 +4,22 @@ import { createWorkerConnection } from '../queue/redis.js';
 import type { BridgeMetrics } from '../admin/metrics.js';
 import type { BridgeConfig, WebhookConfig } from '../config/schema.js';
 import type { Logger } from '../lifecycle/logger.js';
-import type { DeliveryJobData } from '../queue/job.js';
+import {
+  eventJobOptions,
+  isBatch,
+  type BatchJobData,
+  type DeliveryEvent,
+  type DeliveryJobData,
+  type EventJobData,
+} from '../queue/job.js';
 import { queueName } from '../queue/names.js';
-import { retryDelay } from './backoff.js';
+import { retryDelay, type RetryPolicy } from './backoff.js';
 import { CircuitBreaker, type BreakerState } from './breaker.js';
+import { DeliveryClaims } from './claims.js';
 import { DeliveryAbortedError, DeliveryPermanentError, DeliveryRetryableError } from './errors.js';
 import { WebhookSender } from './http.js';
 import { OrphanSweeper } from './orphans.js';
+import { Permits } from './permits.js';
 
 export interface DeliveryWorkersOptions {
   readonly config: BridgeConfig;
@@ -46,6 +55,20 @@ const MAX_STALLED_COUNT = 10;
  */
 const LOCK_DURATION_MS = 10_000;
 const STALLED_INTERVAL_MS = 5_000;
+
+/** How one try of one event ended. `held`: the breaker kept it back; `aborted`: shutdown cut it off. */
+type Attempt =
+  | { readonly outcome: 'delivered' }
+  | { readonly outcome: 'failed'; readonly err: Error }
+  | { readonly outcome: 'gone'; readonly err: DeliveryPermanentError }
+  | { readonly outcome: 'held'; readonly waitMs: number }
+  | { readonly outcome: 'aborted' };
+
+interface EventJobSpec {
+  readonly name: string;
+  readonly data: EventJobData;
+  readonly opts: ReturnType<typeof eventJobOptions> & { jobId: string; delay?: number };
+}
 
 /** One BullMQ worker per webhook queue, each with its own Redis connection, HTTP pool and breaker. */
 export class DeliveryWorkers {
@@ -112,6 +135,9 @@ class WebhookLane {
   private readonly queue: Queue<DeliveryJobData>;
   private readonly sender: WebhookSender;
   private readonly breaker: CircuitBreaker;
+  private readonly claims: DeliveryClaims;
+  private readonly permits: Permits;
+  private readonly policy: RetryPolicy;
   private readonly shutdownController = new AbortController();
   private worker: Worker<DeliveryJobData> | undefined;
   private readonly inFlightTokens = new Set<string>();
@@ -139,6 +165,9 @@ class WebhookLane {
     });
     this.queue.on('error', (err) => this.logger.debug({ err: err.message }, 'queue error'));
     this.sender = new WebhookSender(webhook);
+    this.claims = new DeliveryClaims(this.connection, config.redis.prefix, webhook.id, config.dedupWindow);
+    this.permits = new Permits(webhook.concurrency);
+    this.policy = { schedule: webhook.retry.schedule, jitter: webhook.retry.jitter };
     this.breaker = new CircuitBreaker(
       { failures: webhook.breaker.failures, cooldownMs: webhook.breaker.cooldown },
       (state) => {
@@ -226,7 +255,6 @@ class WebhookLane {
   }
 
   private createWorker(): Worker<DeliveryJobData> {
-    const policy = { schedule: this.webhook.retry.schedule, jitter: this.webhook.retry.jitter };
     const worker = new Worker<DeliveryJobData>(
       queueName(this.webhook.id),
       (job, token, signal) => this.process(job, token, signal),
@@ -244,7 +272,10 @@ class WebhookLane {
         // across a Redis restart); a short retry keeps deliveries flowing right after Redis returns.
         runRetryDelay: 1000,
         autorun: false,
-        settings: { backoffStrategy: (attemptsMade, _type, err) => retryDelay(policy, attemptsMade, err) },
+        settings: {
+          backoffStrategy: (attemptsMade, _type, err, job) =>
+            retryDelay(this.policy, attemptsMade + attemptsBefore(job?.data), err),
+        },
       },
     );
     this.workerIds.add(worker.id);
@@ -260,72 +291,194 @@ class WebhookLane {
     token: string | undefined,
     signal: AbortSignal | undefined,
   ): Promise<void> {
-    const admission = this.breaker.admit();
-    if (!admission.allowed) {
-      // Back to waiting without using an attempt; the queue-wide limit keeps every replica off the webhook.
-      await this.pauseQueue(admission.waitMs);
-      throw Worker.RateLimitError();
-    }
-    const { probe } = admission;
-    const webhook = this.webhook.id;
     const tracked = token ?? '';
     this.inFlightTokens.add(tracked);
+    try {
+      const data = job.data;
+      if (isBatch(data)) await this.processBatch(job.id ?? '', data, signal);
+      else await this.processEvent(job as Job<EventJobData>, data, signal);
+    } finally {
+      this.inFlightTokens.delete(tracked);
+      this.lastProgress = Date.now();
+    }
+  }
+
+  /**
+   * Every event this job owns gets one try, in parallel within the webhook's concurrency. The job
+   * completes once each event is delivered or has its own event job (retry, dead letter, or held
+   * back by the breaker or by shutdown); it fails only if those cannot be added, and is then run
+   * again, sending again what it had delivered (duplicates with the same webhook-id, never a loss).
+   */
+  private async processBatch(
+    jobId: string,
+    data: BatchJobData,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    const owned = await this.claims.claim(
+      jobId,
+      data.events.map((event) => event.id),
+    );
+    const mine = data.events.filter((_, i) => owned[i]);
+    if (mine.length < data.events.length)
+      this.metrics.eventsDeduplicated.inc(data.events.length - mine.length);
+    const attempts = await Promise.all(mine.map((event) => this.attempt(event, signal)));
+    const followUps: EventJobSpec[] = [];
+    let holdMs = 0;
+    attempts.forEach((attempt, i) => {
+      const event = mine[i]!;
+      const jobIdFor = `${event.id}-${jobId}`;
+      switch (attempt.outcome) {
+        case 'delivered':
+          return;
+        case 'held':
+          holdMs = Math.max(holdMs, attempt.waitMs);
+          followUps.push(this.eventJob(jobIdFor, event, 0));
+          return;
+        case 'aborted':
+          followUps.push(this.eventJob(jobIdFor, event, 0));
+          return;
+        case 'gone':
+          this.reportFailure(event, 1, 'gone', attempt.err);
+          followUps.push(this.eventJob(jobIdFor, event, 1, { deadLetter: attempt.err.message }));
+          return;
+        case 'failed': {
+          const exhausted = this.webhook.retry.schedule.length === 0;
+          this.reportFailure(event, 1, exhausted ? 'exhausted' : 'retry', attempt.err);
+          followUps.push(
+            exhausted
+              ? this.eventJob(jobIdFor, event, 1, { deadLetter: attempt.err.message })
+              : this.eventJob(jobIdFor, event, 1, { delay: retryDelay(this.policy, 1, attempt.err) }),
+          );
+        }
+      }
+    });
+    if (holdMs > 0) await this.pauseQueue(holdMs);
+    if (followUps.length > 0) await this.queue.addBulk(followUps);
+  }
+
+  /** An event on its own: BullMQ's attempts and the 'schedule' backoff carry it through its retries. */
+  private async processEvent(
+    job: Job<EventJobData>,
+    event: EventJobData,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    // Already reported when its batch got the 410 (or ran out of schedule); only the failed set is left.
+    if (event.deadLetter !== undefined) throw new UnrecoverableError(event.deadLetter);
+    const attempt = await this.attempt(event, signal);
+    const number = attemptsBefore(event) + job.attemptsMade + 1;
+    switch (attempt.outcome) {
+      case 'delivered':
+        return;
+      case 'held':
+        // Back to waiting without using an attempt; the queue-wide limit keeps every replica off the webhook.
+        await this.pauseQueue(attempt.waitMs);
+        throw Worker.RateLimitError();
+      case 'aborted':
+        this.logger.info({ jobId: job.id }, 'delivery interrupted by shutdown; job handed back');
+        throw Worker.RateLimitError();
+      case 'gone':
+        this.reportFailure(event, number, 'gone', attempt.err);
+        throw new UnrecoverableError(attempt.err.message);
+      case 'failed': {
+        // Counted with the batch's try, which BullMQ's own attempt count does not include.
+        const exhausted = number >= this.webhook.retry.schedule.length + 1;
+        this.reportFailure(event, number, exhausted ? 'exhausted' : 'retry', attempt.err);
+        throw exhausted ? new UnrecoverableError(attempt.err.message) : attempt.err;
+      }
+    }
+  }
+
+  /** One try: a permit, the breaker's word, the signed request; metrics for what it returned. */
+  private async attempt(event: DeliveryEvent, signal: AbortSignal | undefined): Promise<Attempt> {
+    await this.permits.acquire();
+    try {
+      const admission = this.breaker.admit();
+      if (!admission.allowed) return { outcome: 'held', waitMs: admission.waitMs };
+      return await this.send(event, admission.probe, signal);
+    } finally {
+      this.permits.release();
+    }
+  }
+
+  private async send(
+    event: DeliveryEvent,
+    probe: boolean,
+    signal: AbortSignal | undefined,
+  ): Promise<Attempt> {
+    const webhook = this.webhook.id;
     const started = performance.now();
     try {
-      await this.sender.send(job.data, signal, this.shutdownController.signal);
+      await this.sender.send(event, signal, this.shutdownController.signal);
       this.metrics.deliveryDuration.observe({ webhook }, (performance.now() - started) / 1000);
       this.metrics.deliveries.inc({ webhook, outcome: 'delivered' });
-      this.metrics.eventLatency.observe({ webhook }, Math.max(0, Date.now() - job.data.receivedAt) / 1000);
+      this.metrics.eventLatency.observe({ webhook }, Math.max(0, Date.now() - event.receivedAt) / 1000);
       this.breaker.succeeded(probe);
-      // The event is delivered: failing to lift the pause early must not fail the job.
+      // The event is delivered: failing to lift the pause early must not fail anything.
       if (probe) {
         await this.queue
           .removeRateLimitKey()
           .catch((e: unknown) => this.logger.debug({ err: String(e) }, 'could not lift the breaker pause'));
       }
-    } catch (err) {
-      if (err instanceof DeliveryAbortedError) {
+      return { outcome: 'delivered' };
+    } catch (caught) {
+      if (caught instanceof DeliveryAbortedError) {
         this.breaker.released(probe);
-        this.logger.info({ jobId: job.id }, 'delivery interrupted by shutdown; job handed back');
-        throw Worker.RateLimitError();
+        return { outcome: 'aborted' };
       }
       this.metrics.deliveryDuration.observe({ webhook }, (performance.now() - started) / 1000);
-      const message = err instanceof Error ? err.message : String(err);
-      this.lastError = { at: new Date().toISOString(), message };
-      const snippet =
-        err instanceof DeliveryRetryableError || err instanceof DeliveryPermanentError
-          ? err.details.responseSnippet
-          : undefined;
+      const err = caught instanceof Error ? caught : new Error(String(caught));
+      this.lastError = { at: new Date().toISOString(), message: err.message };
       if (err instanceof DeliveryPermanentError) {
         // The receiver answered, so it is up: a 410 does not count against the breaker.
         this.breaker.succeeded(probe);
-        this.metrics.deliveries.inc({ webhook, outcome: 'dead' });
-        this.logger.warn(
-          { eventId: job.data.id, jobId: job.id, status: 410, response: snippet },
-          'dead-lettered',
-        );
-        throw new UnrecoverableError(message);
+        return { outcome: 'gone', err };
       }
-      const exhausted = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-      this.metrics.deliveries.inc({ webhook, outcome: exhausted ? 'dead' : 'retry' });
-      this.logger.warn(
-        {
-          eventId: job.data.id,
-          jobId: job.id,
-          attempt: job.attemptsMade + 1,
-          err: message,
-          response: snippet,
-        },
-        exhausted ? 'delivery failed; schedule exhausted, dead-lettered' : 'delivery failed; will retry',
-      );
       this.breaker.failed(probe);
       const remaining = this.breaker.remainingMs();
       if (remaining > 0) await this.pauseQueue(remaining);
-      throw err;
-    } finally {
-      this.inFlightTokens.delete(tracked);
-      this.lastProgress = Date.now();
+      return { outcome: 'failed', err };
     }
+  }
+
+  private reportFailure(
+    event: DeliveryEvent,
+    attempt: number,
+    verdict: 'gone' | 'exhausted' | 'retry',
+    err: Error,
+  ): void {
+    this.metrics.deliveries.inc({
+      webhook: this.webhook.id,
+      outcome: verdict === 'retry' ? 'retry' : 'dead',
+    });
+    const snippet =
+      err instanceof DeliveryRetryableError || err instanceof DeliveryPermanentError
+        ? err.details.responseSnippet
+        : undefined;
+    const fields = { eventId: event.id, attempt, err: err.message, response: snippet };
+    if (verdict === 'gone') this.logger.warn({ ...fields, status: 410 }, 'dead-lettered');
+    else if (verdict === 'exhausted')
+      this.logger.warn(fields, 'delivery failed; schedule exhausted, dead-lettered');
+    else this.logger.warn(fields, 'delivery failed; will retry');
+  }
+
+  private eventJob(
+    jobId: string,
+    event: DeliveryEvent,
+    tried: number,
+    extra: { deadLetter?: string; delay?: number } = {},
+  ): EventJobSpec {
+    const { id, type, account, receivedAt, body } = event;
+    const data: EventJobData = {
+      id,
+      type,
+      account,
+      receivedAt,
+      body,
+      ...(tried > 0 ? { attemptsBefore: tried } : {}),
+      ...(extra.deadLetter !== undefined ? { deadLetter: extra.deadLetter } : {}),
+    };
+    const opts = { ...eventJobOptions(this.webhook), jobId };
+    return { name: type, data, opts: extra.delay ? { ...opts, delay: extra.delay } : opts };
   }
 
   /** A pause that cannot be set (Redis away) is only logged: the breaker still holds this process's jobs back. */
@@ -348,4 +501,8 @@ async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+function attemptsBefore(data: DeliveryJobData | undefined): number {
+  return data && !isBatch(data) ? (data.attemptsBefore ?? 0) : 0;
 }

@@ -2,7 +2,7 @@ import { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { BridgeConfig } from '../config/schema.js';
 import { BridgeError, UsageError } from '../errors.js';
-import type { DeliveryJobData } from '../queue/job.js';
+import { attemptsOf, isBatch, type DeliveryJobData, type EventJobData } from '../queue/job.js';
 import { quarantineKey, queueName } from '../queue/names.js';
 export { formatDeadLetters, formatReplay } from './format.js';
 import { createProducerConnection } from '../queue/redis.js';
@@ -87,7 +87,7 @@ export async function listDeadLetters(
         for (let start = 0; start < Math.min(total, limit); start += PAGE) {
           const end = Math.min(start + PAGE, limit) - 1;
           const jobs = await queue.getJobs(['failed'], start, end, false);
-          for (const job of jobs) if (job) entries.push(toEntry(webhook, job, now));
+          for (const job of jobs) if (job) entries.push(...toEntries(webhook, job, now));
           if (jobs.length < end - start + 1) break;
         }
         return { webhook, total, entries };
@@ -161,6 +161,14 @@ async function replayPages(
       page.map(async (jobId) => {
         const job = await Job.fromId<DeliveryJobData>(queue, jobId);
         if (!job) throw new Error(`job ${jobId} vanished`);
+        // A fresh start: no earlier tries counted, and a job born dead must now really be sent.
+        if (
+          !isBatch(job.data) &&
+          (job.data.attemptsBefore !== undefined || job.data.deadLetter !== undefined)
+        ) {
+          const { attemptsBefore: _tried, deadLetter: _dead, ...event } = job.data;
+          await job.updateData(event);
+        }
         await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
       }),
     );
@@ -232,19 +240,39 @@ async function readyWithin(ready: Promise<unknown>, ms: number): Promise<void> {
   }
 }
 
-function toEntry(webhook: string, job: Job<DeliveryJobData>, now: number): DeadLetterEntry {
+/**
+ * A dead letter is normally one event job. A batch job lands here only if it could not record its
+ * outcome time after time (stalled past BullMQ's limit); its events are listed one by one.
+ */
+function toEntries(webhook: string, job: Job<DeliveryJobData>, now: number): DeadLetterEntry[] {
   const failedAt = job.finishedOn ?? job.timestamp;
-  return {
+  const common = {
     webhook,
-    id: job.data.id,
     jobId: job.id ?? '',
-    type: job.data.type,
-    account: job.data.account,
-    attempts: job.attemptsMade,
     lastError: job.failedReason ?? '',
     failedAt: new Date(failedAt).toISOString(),
     age: Math.max(0, now - failedAt),
   };
+  const data = job.data;
+  if (isBatch(data)) {
+    return data.events.map((event) => ({
+      ...common,
+      id: event.id,
+      type: event.type,
+      account: event.account,
+      attempts: job.attemptsMade,
+    }));
+  }
+  const event: EventJobData = data;
+  return [
+    {
+      ...common,
+      id: event.id,
+      type: event.type,
+      account: event.account,
+      attempts: attemptsOf(event, job.attemptsMade),
+    },
+  ];
 }
 
 function toQuarantine(streamId: string, fields: string[]): QuarantineEntry {

@@ -1,13 +1,19 @@
 import { randomBytes } from 'node:crypto';
-import { Queue, type JobsOptions } from 'bullmq';
+import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { BridgeMetrics } from '../admin/metrics.js';
 import type { WebhookConfig } from '../config/schema.js';
 import type { Logger } from '../lifecycle/logger.js';
 import { requestBody } from '../route/body.js';
 import type { RelayedEvent } from '../route/event.js';
-import type { DeliveryJobData } from './job.js';
-import { queueName, quarantineKey } from './names.js';
+import {
+  MAX_BATCH_BODY_LENGTH,
+  MAX_BATCH_EVENTS,
+  batchJob,
+  type DeliveryEvent,
+  type DeliveryJobData,
+} from './job.js';
+import { queueName, quarantineKey, seenKey } from './names.js';
 import { reconnectDelay, createProducerConnection } from './redis.js';
 
 export interface EnqueuerOptions {
@@ -36,7 +42,8 @@ export interface OverflowReport {
 }
 
 /**
- * `fresh`: at least one webhook queue took the event as new (not de-duplicated).
+ * `fresh`: no replica landed this event id before, inside `dedupWindow` (what catch-up counts as
+ * recovered; delivery de-duplicates on its own, see docs/architecture.md).
  * `dropped`: it never reached Redis (buffer overflow, or still buffered when close() gave up).
  */
 export interface EnqueueResult {
@@ -56,9 +63,14 @@ interface JobEntry {
   readonly kind: 'job';
   readonly account: string;
   readonly receivedAt: number;
-  readonly data: DeliveryJobData;
-  /** Targets not yet acknowledged by Redis; the job id is fixed so a retry cannot double-add. */
-  readonly todo: Map<string, { readonly webhook: WebhookConfig; readonly jobId: string }>;
+  readonly event: DeliveryEvent;
+  /**
+   * Targets whose queue has not confirmed the event. A reply lost in transit means the event is
+   * added again in another batch job; delivery's claim makes that one delivery.
+   */
+  readonly todo: Map<string, WebhookConfig>;
+  /** The seen-marker write was answered; `fresh` is its answer. */
+  marked: boolean;
   fresh: boolean;
   readonly resolve: (result: EnqueueResult) => void;
 }
@@ -101,7 +113,7 @@ export class Enqueuer {
   private readonly landedWaiters = new Set<() => void>();
   private closed = false;
   private closing: Promise<void> | undefined;
-  /** Job id suffixes: random per instance plus a counter, unique across replicas without per-event entropy. */
+  /** Batch job ids: random per instance plus a counter, unique across replicas without per-job entropy. */
   private readonly instance = randomBytes(5).toString('hex');
   private sequence = 0;
 
@@ -133,22 +145,19 @@ export class Enqueuer {
     if (targets.length === 0) return Promise.resolve({ fresh: false });
     return new Promise((resolve) => {
       if (!this.admit(event.account, event.receivedAt, resolve)) return;
-      const data: DeliveryJobData = {
-        id: event.id,
-        type: event.type,
-        account: event.account,
-        receivedAt: event.receivedAt,
-        body: body ?? requestBody(event),
-      };
-      const todo: JobEntry['todo'] = new Map();
-      const suffix = `${this.instance}${(this.sequence++).toString(36)}`;
-      for (const webhook of targets) todo.set(webhook.id, { webhook, jobId: `${event.id}-${suffix}` });
       this.push({
         kind: 'job',
         account: event.account,
         receivedAt: event.receivedAt,
-        data,
-        todo,
+        event: {
+          id: event.id,
+          type: event.type,
+          account: event.account,
+          receivedAt: event.receivedAt,
+          body: body ?? requestBody(event),
+        },
+        todo: new Map(targets.map((webhook) => [webhook.id, webhook])),
+        marked: false,
         fresh: false,
         resolve,
       });
@@ -338,47 +347,63 @@ export class Enqueuer {
   }
 
   /**
-   * One round trip per webhook queue (addBulk pipelines in order) plus one pipeline for quarantine.
-   * Parts that succeed are recorded on the entries, so a retry after a partial failure sends only
-   * what Redis has not confirmed; a reply lost in transit is retried with the same job id.
+   * One round trip per webhook queue (its events in batch jobs, in order), one for the seen markers
+   * and one for quarantine, in parallel. Parts that succeed are recorded on the entries, so a retry
+   * after a partial failure sends only what Redis has not confirmed.
    */
   private async write(batch: readonly Entry[]): Promise<void> {
-    const perQueue = new Map<
-      string,
-      { webhook: WebhookConfig; items: { entry: JobEntry; jobId: string }[] }
-    >();
+    const perQueue = new Map<string, { webhook: WebhookConfig; entries: JobEntry[] }>();
+    const unmarked: JobEntry[] = [];
     const quarantined: QuarantineEntry[] = [];
     for (const entry of batch) {
       if (entry.kind === 'quarantine') {
         if (!entry.written) quarantined.push(entry);
         continue;
       }
-      for (const [webhookId, { webhook, jobId }] of entry.todo) {
+      if (!entry.marked) unmarked.push(entry);
+      for (const [webhookId, webhook] of entry.todo) {
         let group = perQueue.get(webhookId);
-        if (!group) perQueue.set(webhookId, (group = { webhook, items: [] }));
-        group.items.push({ entry, jobId });
+        if (!group) perQueue.set(webhookId, (group = { webhook, entries: [] }));
+        group.entries.push(entry);
       }
     }
-    const writes: Promise<void>[] = [...perQueue].map(async ([webhookId, { webhook, items }]) => {
-      const opts = this.jobOptions(webhook);
-      const jobs = await this.queue(webhook).addBulk(
-        items.map(({ entry, jobId }) => ({
-          name: entry.data.type,
-          data: entry.data,
-          opts: { ...opts, jobId, deduplication: { id: entry.data.id, ttl: this.options.dedupWindowMs } },
-        })),
+    const writes: Promise<void>[] = [...perQueue].map(async ([webhookId, { webhook, entries }]) => {
+      const chunks = chunked(entries);
+      await this.queue(webhook).addBulk(
+        chunks.map((chunk) =>
+          batchJob(
+            `b-${this.instance}-${(this.sequence++).toString(36)}`,
+            chunk.map((entry) => entry.event),
+          ),
+        ),
       );
-      jobs.forEach((job, i) => {
-        const { entry, jobId } = items[i]!;
-        entry.todo.delete(webhookId);
-        if (job.id === jobId) entry.fresh = true;
-        else this.options.metrics.eventsDeduplicated.inc();
-      });
+      for (const entry of entries) entry.todo.delete(webhookId);
     });
+    if (unmarked.length > 0) writes.push(this.markSeen(unmarked));
     if (quarantined.length > 0) writes.push(this.writeQuarantine(quarantined));
     const results = await Promise.allSettled(writes);
     const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failure) throw failure.reason;
+  }
+
+  /** SET NX per event id: the first replica to land an event inside the window sees it as fresh. */
+  private async markSeen(entries: JobEntry[]): Promise<void> {
+    const pipeline = this.connection.pipeline();
+    for (const entry of entries) {
+      pipeline.set(seenKey(this.options.prefix, entry.event.id), '1', 'PX', this.options.dedupWindowMs, 'NX');
+    }
+    const results = (await pipeline.exec()) ?? [];
+    let error: unknown;
+    results.forEach(([err, reply], i) => {
+      if (err) {
+        error ??= err;
+        return;
+      }
+      entries[i]!.marked = true;
+      entries[i]!.fresh = reply === 'OK';
+    });
+    if (error || results.length !== entries.length)
+      throw error ?? new Error('seen-marker pipeline incomplete');
   }
 
   private async writeQuarantine(entries: QuarantineEntry[]): Promise<void> {
@@ -393,17 +418,6 @@ export class Enqueuer {
     });
     if (error || results.length !== entries.length)
       throw error ?? new Error('quarantine pipeline incomplete');
-  }
-
-  /** Retry and DLQ behaviour travels with each job; the delivery side registers the 'schedule' backoff. */
-  private jobOptions(webhook: WebhookConfig): JobsOptions {
-    return {
-      attempts: webhook.retry.schedule.length + 1,
-      backoff: { type: 'schedule' },
-      removeOnComplete: true,
-      // The failed set is the dead-letter queue: never expire it.
-      removeOnFail: false,
-    };
   }
 
   private queue(webhook: WebhookConfig): Queue<DeliveryJobData> {
@@ -421,4 +435,23 @@ export class Enqueuer {
     }
     return queue;
   }
+}
+
+/** Consecutive events in jobs within MAX_BATCH_EVENTS and MAX_BATCH_BODY_LENGTH. */
+function chunked(entries: readonly JobEntry[]): JobEntry[][] {
+  const chunks: JobEntry[][] = [];
+  let current: JobEntry[] = [];
+  let bytes = 0;
+  for (const entry of entries) {
+    const size = entry.event.body.length;
+    if (current.length > 0 && (current.length >= MAX_BATCH_EVENTS || bytes + size > MAX_BATCH_BODY_LENGTH)) {
+      chunks.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(entry);
+    bytes += size;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
 }

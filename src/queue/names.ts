@@ -14,3 +14,13 @@ export function waitListKey(prefix: string, webhookId: string): string {
 export function quarantineKey(prefix: string): string {
   return `${prefix}:quarantine`;
 }
+
+/** Marks an event id as landed by some replica (only for counting what catch-up recovered). */
+export function seenKey(prefix: string, eventId: string): string {
+  return `${prefix}:seen:${eventId}`;
+}
+
+/** Which job owns delivering an event to a webhook inside `dedupWindow` (src/deliver/claims.ts). */
+export function claimKey(prefix: string, webhookId: string, eventId: string): string {
+  return `${prefix}:${queueName(webhookId)}:claim:${eventId}`;
+}

@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeAll } from 'vitest';
 import { BridgeMetrics } from '../../src/admin/metrics.js';
 import { DeliveryWorkers } from '../../src/deliver/workers.js';
 import { configSchema, type BridgeConfig } from '../../src/config/schema.js';
-import type { DeliveryJobData } from '../../src/queue/job.js';
+import { batchJob, type DeliveryEvent, type DeliveryJobData } from '../../src/queue/job.js';
 import { queueName } from '../../src/queue/names.js';
 import { testRedis } from '../support/redis.js';
 
@@ -43,8 +43,8 @@ export function eventId(): string {
 }
 
 /**
- * Stands in for the ingest Enqueuer until it lands: adds one job with exactly the producer's
- * contract (job id, deduplication, removeOnComplete/Fail, attempts, backoff type).
+ * Stands in for the ingest Enqueuer: adds one event as the Enqueuer lands it, a batch job built by
+ * the same `batchJob` (job options included), here holding that one event.
  */
 export class TestProducer {
   private readonly queues = new Map<string, Queue<DeliveryJobData>>();
@@ -53,34 +53,37 @@ export class TestProducer {
 
   async add(
     webhookId: string,
-    overrides: Partial<DeliveryJobData> = {},
-  ): Promise<DeliveryJobData & { jobId: string }> {
-    const webhook = this.config.webhooks.find((w) => w.id === webhookId);
-    if (!webhook) throw new Error(`no webhook ${webhookId}`);
-    const id = overrides.id ?? eventId();
-    const receivedAt = overrides.receivedAt ?? Date.now();
-    const type = overrides.type ?? 'chat message';
-    const account = overrides.account ?? 'audit-bot';
-    const body =
-      overrides.body ??
-      JSON.stringify({
-        id,
-        type,
-        timestamp: new Date(receivedAt).toISOString(),
-        account,
-        data: { text: 'héllo ✓', n: 1 },
-      });
-    const data: DeliveryJobData = { id, type, account, receivedAt, body };
-    const jobId = `${id}-${randomBytes(4).toString('hex')}`;
-    await this.queue(webhookId).add(type, data, {
-      jobId,
-      deduplication: { id, ttl: this.config.dedupWindow },
-      removeOnComplete: true,
-      removeOnFail: false,
-      attempts: webhook.retry.schedule.length + 1,
-      backoff: { type: 'schedule' },
+    overrides: Partial<DeliveryEvent> = {},
+  ): Promise<DeliveryEvent & { jobId: string }> {
+    const [added] = await this.addBatch(webhookId, [overrides]);
+    return added!;
+  }
+
+  /** Several events in one batch job, in order, as one ingest flush lands them. */
+  async addBatch(
+    webhookId: string,
+    events: readonly Partial<DeliveryEvent>[],
+  ): Promise<(DeliveryEvent & { jobId: string })[]> {
+    if (!this.config.webhooks.some((w) => w.id === webhookId)) throw new Error(`no webhook ${webhookId}`);
+    const complete = events.map((overrides): DeliveryEvent => {
+      const id = overrides.id ?? eventId();
+      const receivedAt = overrides.receivedAt ?? Date.now();
+      const type = overrides.type ?? 'chat message';
+      const account = overrides.account ?? 'audit-bot';
+      const body =
+        overrides.body ??
+        JSON.stringify({
+          id,
+          type,
+          timestamp: new Date(receivedAt).toISOString(),
+          account,
+          data: { text: 'héllo ✓', n: 1 },
+        });
+      return { id, type, account, receivedAt, body };
     });
-    return { ...data, jobId };
+    const { name, data, opts } = batchJob(`b-test-${randomBytes(6).toString('hex')}`, complete);
+    await this.queue(webhookId).add(name, data, opts);
+    return complete.map((event) => ({ ...event, jobId: opts.jobId }));
   }
 
   queue(webhookId: string): Queue<DeliveryJobData> {

@@ -3,6 +3,7 @@ import { DeliveryWorkers } from '../../src/deliver/workers.js';
 import { WebhookReceiver } from '../support/receiver.js';
 import { RedisServer, waitFor } from '../support/redis.js';
 import { TestProducer, silentDeps, testConfig } from './fixtures.js';
+import { eventsOf } from '../../src/queue/job.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -113,8 +114,13 @@ describe('graceful close', () => {
       delayed: 0,
       failed: 0,
     });
-    // Handing back is not a failed attempt.
-    for (const job of jobs) expect((await queue.getJob(job.jobId))!.attemptsMade).toBe(0);
+    // Handed back as waiting jobs of their own, and that is not a failed attempt.
+    const waiting = await queue.getWaiting(0, -1);
+    expect(waiting.map((j) => eventsOf(j.data)[0]!.id).sort()).toEqual(jobs.map((j) => j.id).sort());
+    for (const job of waiting) {
+      expect(job.attemptsMade).toBe(0);
+      expect(job.data).not.toHaveProperty('attemptsBefore');
+    }
 
     receiver.respondWith({ status: 204 });
     const second = new DeliveryWorkers({ config, ...silentDeps() });

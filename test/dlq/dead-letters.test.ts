@@ -44,7 +44,8 @@ describe('dead letters from delivery', () => {
     expect(entry).toMatchObject({
       webhook: 'hook',
       id: job.id,
-      jobId: job.jobId,
+      // Its own job since the batch's try: `<event id>-<batch job id>`.
+      jobId: `${job.id}-${job.jobId}`,
       type: 'chat message',
       account: 'audit-bot',
       attempts: 1,

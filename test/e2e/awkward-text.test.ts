@@ -1,6 +1,6 @@
 import { Queue } from 'bullmq';
 import { afterEach, beforeEach, expect, test } from 'vitest';
-import type { DeliveryJobData } from '../../src/queue/job.js';
+import { eventsOf, type DeliveryJobData } from '../../src/queue/job.js';
 import { queueName } from '../../src/queue/names.js';
 import { waitFor } from '../support/redis.js';
 import { BOT, World, type WebhookBody } from './world.js';
@@ -47,14 +47,14 @@ test.each(['base64', 'none'] as const)(
       prefix: world.prefix,
     });
     try {
-      const jobs = await waitFor(
+      const events = await waitFor(
         async () => {
-          const waiting = await queue.getWaiting(0, -1);
-          return waiting.length === 301 ? waiting : undefined;
+          const queued = (await queue.getWaiting(0, -1)).flatMap((job) => eventsOf(job.data));
+          return queued.length === 301 ? queued : undefined;
         },
-        { timeoutMs: 20_000, what: '301 jobs in the queue' },
+        { timeoutMs: 20_000, what: '301 events in the queue' },
       );
-      const bodies = jobs.map((j) => JSON.parse(j.data.body) as WebhookBody);
+      const bodies = events.map((e) => JSON.parse(e.body) as WebhookBody);
       const data = bodies.filter((b) => b.type !== 'myPrefDelete').map((b) => b.data);
       expect(new Set(data.map((d) => JSON.stringify(d)))).toEqual(
         new Set(sent.map((s) => JSON.stringify(s))),

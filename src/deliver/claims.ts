@@ -1,0 +1,58 @@
+import type { Redis } from 'ioredis';
+import { claimKey } from '../queue/names.js';
+
+/**
+ * Per event key: free, or already ours (a job run again after a crash), means deliver; held by
+ * another job means that job delivers it. One script, so two workers cannot both win.
+ */
+const CLAIM_SCRIPT = `
+local owner, ttl = ARGV[1], ARGV[2]
+local out = {}
+for i, key in ipairs(KEYS) do
+  local holder = redis.call('GET', key)
+  if not holder then
+    redis.call('SET', key, owner, 'PX', ttl)
+    out[i] = 1
+  elseif holder == owner then
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+`;
+
+const COMMAND = 'imkitBridgeClaim';
+
+interface ClaimCommand {
+  [COMMAND](numKeys: number, ...args: (string | number)[]): Promise<number[]>;
+}
+
+/**
+ * De-duplication of one webhook's events, at delivery: the first job to reach an event inside
+ * `dedupWindow` owns it. Ingest replicas may each queue the same event; only one job sends it
+ * (docs/architecture.md, "De-duplication").
+ */
+export class DeliveryClaims {
+  constructor(
+    private readonly connection: Redis,
+    private readonly prefix: string,
+    private readonly webhookId: string,
+    private readonly windowMs: number,
+  ) {
+    if (!(COMMAND in connection)) connection.defineCommand(COMMAND, { lua: CLAIM_SCRIPT });
+  }
+
+  /** For each event id, in order: whether the job `owner` is the one to deliver it. */
+  async claim(owner: string, eventIds: readonly string[]): Promise<boolean[]> {
+    if (eventIds.length === 0) return [];
+    const keys = eventIds.map((id) => claimKey(this.prefix, this.webhookId, id));
+    const replies = await (this.connection as unknown as ClaimCommand)[COMMAND](
+      keys.length,
+      ...keys,
+      owner,
+      this.windowMs,
+    );
+    return replies.map((reply) => reply === 1);
+  }
+}

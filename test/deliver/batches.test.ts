@@ -1,0 +1,149 @@
+import { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
+import type { BridgeMetrics } from '../../src/admin/metrics.js';
+import { DeliveryClaims } from '../../src/deliver/claims.js';
+import { listDeadLetters } from '../../src/dlq/dead-letters.js';
+import { claimKey } from '../../src/queue/names.js';
+import { WebhookReceiver } from '../support/receiver.js';
+import { waitFor } from '../support/redis.js';
+import { SECRET_A, eventId, redisSuite, startDelivery, testConfig } from './fixtures.js';
+
+const redis = redisSuite();
+
+async function setup(extra: Record<string, unknown> = {}) {
+  const receiver = await WebhookReceiver.start({ secret: SECRET_A });
+  redis.defer(() => receiver.close());
+  const target = redis.target();
+  const config = testConfig(target, [{ id: 'hook', url: receiver.url, secret: SECRET_A }], extra);
+  return { receiver, config, target, ...startDelivery(config, redis) };
+}
+
+async function total(
+  counter: BridgeMetrics['eventsDeduplicated'] | BridgeMetrics['deliveries'],
+  outcome?: string,
+) {
+  const values = (await counter.get()).values;
+  return values.filter((v) => !outcome || v.labels.outcome === outcome).reduce((n, v) => n + v.value, 0);
+}
+
+describe('de-duplication at delivery', () => {
+  it('two replicas queue overlapping batches: every event is delivered once, and the copies are counted', async () => {
+    const { receiver, producer, metrics } = await setup();
+    const ids = Array.from({ length: 40 }, () => eventId());
+    // Replica one saw 0..29, replica two 10..39, each batched its own way.
+    await Promise.all([
+      producer.addBatch(
+        'hook',
+        ids.slice(0, 15).map((id) => ({ id })),
+      ),
+      producer.addBatch(
+        'hook',
+        ids.slice(10, 25).map((id) => ({ id })),
+      ),
+      producer.addBatch(
+        'hook',
+        ids.slice(15, 30).map((id) => ({ id })),
+      ),
+      producer.addBatch(
+        'hook',
+        ids.slice(25, 40).map((id) => ({ id })),
+      ),
+    ]);
+    await waitFor(
+      async () =>
+        (await producer.queue('hook').getJobCounts('waiting', 'active')).waiting === 0 &&
+        new Set(receiver.deliveredIds()).size === ids.length,
+      { what: 'all 40 delivered' },
+    );
+    await waitFor(async () => (await producer.queue('hook').getActiveCount()) === 0, {
+      what: 'jobs finished',
+    });
+    expect(receiver.deliveredIds().sort()).toEqual([...ids].sort());
+    expect(receiver.requests.every((r) => r.verified)).toBe(true);
+    expect(await total(metrics.eventsDeduplicated)).toBe(20);
+    expect(await total(metrics.deliveries, 'delivered')).toBe(40);
+  });
+
+  it('an event delivered inside dedupWindow is not sent again; after the window it is', async () => {
+    const { receiver, producer, metrics, target } = await setup({ dedupWindow: '1500ms' });
+    const connection = new Redis(target.url);
+    redis.defer(async () => void connection.disconnect());
+    const id = eventId();
+    await producer.addBatch('hook', [{ id }]);
+    await waitFor(() => receiver.deliveredIds().length === 1, { what: 'first delivery' });
+    const marker = eventId();
+    await producer.addBatch('hook', [{ id }, { id: marker }]);
+    await waitFor(() => receiver.deliveredIds().includes(marker), { what: 'the marker after the copy' });
+    expect(receiver.requestsFor(id)).toHaveLength(1);
+    expect(await total(metrics.eventsDeduplicated)).toBe(1);
+
+    await waitFor(async () => (await connection.exists(claimKey(target.prefix, 'hook', id))) === 0, {
+      what: 'window over',
+      timeoutMs: 5000,
+    });
+    await producer.addBatch('hook', [{ id }]);
+    await waitFor(() => receiver.requestsFor(id).length === 2, { what: 'delivered again after the window' });
+  });
+
+  it('claims: first job owns an event, others do not, and the owner keeps it when run again', async () => {
+    const target = redis.target();
+    const connection = new Redis(target.url);
+    redis.defer(async () => void connection.disconnect());
+    const claims = new DeliveryClaims(connection, target.prefix, 'hook', 60_000);
+    const [a, b, c] = [eventId(), eventId(), eventId()];
+    expect(await claims.claim('job-1', [a, b])).toEqual([true, true]);
+    expect(await claims.claim('job-2', [b, c, a])).toEqual([false, true, false]);
+    // job-1 crashed and runs again: still its events; job-2's stay job-2's.
+    expect(await claims.claim('job-1', [a, b, c])).toEqual([true, true, false]);
+    const ttl = await connection.pttl(claimKey(target.prefix, 'hook', a));
+    expect(ttl).toBeGreaterThan(55_000);
+    expect(ttl).toBeLessThanOrEqual(60_000);
+    expect(await claims.claim('job-3', [])).toEqual([]);
+  });
+});
+
+describe('a batch whose events fare differently', () => {
+  it('delivers the good ones once, retries the failing one alone with its webhook-id, dead-letters the 410', async () => {
+    const { receiver, producer, config } = await setup();
+    const [ok1, flaky, gone, ok2] = [eventId(), eventId(), eventId(), eventId()];
+    let flakyTries = 0;
+    receiver.respondWith((req) => {
+      const id = req.headers['webhook-id'];
+      if (id === gone) return { status: 410 };
+      if (id === flaky && flakyTries++ < 2) return { status: 500 };
+      return { status: 204 };
+    });
+    await producer.addBatch('hook', [{ id: ok1 }, { id: flaky }, { id: gone }, { id: ok2 }]);
+    await waitFor(() => receiver.deliveredIds().includes(flaky), {
+      what: 'flaky delivered on its third try',
+    });
+    await waitFor(async () => (await producer.queue('hook').getFailedCount()) === 1, {
+      what: 'one dead letter',
+    });
+
+    expect(receiver.requestsFor(ok1)).toHaveLength(1);
+    expect(receiver.requestsFor(ok2)).toHaveLength(1);
+    expect(receiver.requestsFor(gone)).toHaveLength(1);
+    const flakyReqs = receiver.requestsFor(flaky);
+    expect(flakyReqs.map((r) => r.status)).toEqual([500, 500, 204]);
+    expect(new Set(flakyReqs.map((r) => r.body)).size).toBe(1);
+    // The schedule is [100ms, 200ms]: the second try waits ~100 ms, the third ~200 ms more.
+    expect(flakyReqs[1]!.at - flakyReqs[0]!.at).toBeGreaterThanOrEqual(90);
+    expect(flakyReqs[2]!.at - flakyReqs[1]!.at).toBeGreaterThanOrEqual(190);
+
+    const [entry] = (await listDeadLetters(config, { webhook: 'hook' })).webhooks[0]!.entries;
+    expect(entry).toMatchObject({ id: gone, attempts: 1, lastError: 'HTTP 410 Gone' });
+  });
+
+  it('an exhausted schedule counts the batch try: three tries in all, then one dead letter', async () => {
+    const { receiver, producer, config, metrics } = await setup();
+    receiver.respondWith({ status: 503 });
+    const [event] = await producer.addBatch('hook', [{}]);
+    await waitFor(async () => (await producer.queue('hook').getFailedCount()) === 1, { what: 'dead letter' });
+    expect(receiver.requestsFor(event!.id)).toHaveLength(3);
+    const [entry] = (await listDeadLetters(config)).webhooks[0]!.entries;
+    expect(entry).toMatchObject({ id: event!.id, attempts: 3, lastError: 'HTTP 503' });
+    expect(await total(metrics.deliveries, 'retry')).toBe(2);
+    expect(await total(metrics.deliveries, 'dead')).toBe(1);
+  });
+});
