@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { createWorkerConnection } from '../queue/redis.js';
@@ -165,6 +166,7 @@ class WebhookLane {
     });
     this.queue.on('error', (err) => this.logger.debug({ err: err.message }, 'queue error'));
     this.sender = new WebhookSender(webhook);
+    setMaxListeners(0, this.shutdownController.signal);
     this.claims = new DeliveryClaims(this.connection, config.redis.prefix, webhook.id, config.dedupWindow);
     this.permits = new Permits(webhook.concurrency);
     this.policy = { schedule: webhook.retry.schedule, jitter: webhook.retry.jitter };
@@ -293,6 +295,8 @@ class WebhookLane {
   ): Promise<void> {
     const tracked = token ?? '';
     this.inFlightTokens.add(tracked);
+    // Every request in flight listens on it; Permits bound how many, so no listener leak to warn about.
+    if (signal) setMaxListeners(0, signal);
     try {
       const data = job.data;
       if (isBatch(data)) await this.processBatch(job.id ?? '', data, signal);

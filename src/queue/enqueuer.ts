@@ -13,7 +13,8 @@ import {
   type DeliveryEvent,
   type DeliveryJobData,
 } from './job.js';
-import { queueName, quarantineKey, seenKey } from './names.js';
+import { queueName, quarantineKey } from './names.js';
+import { SeenMarkers } from './seen.js';
 import { reconnectDelay, createProducerConnection } from './redis.js';
 
 export interface EnqueuerOptions {
@@ -91,6 +92,14 @@ interface Episode {
 }
 
 const DEFAULT_BATCH = 500;
+/**
+ * At most one write per this many ms while fewer than a full batch job's events wait. Every job
+ * costs a fixed handful of Redis calls at ingest and at delivery whatever it holds, so at a few
+ * hundred events/s one event per job made that fixed cost per event; waiting a few ms for company
+ * cut the bridge's CPU per event by about a fifth at 500 events/s (docs/performance.md). An event
+ * after a quiet spell is written at once.
+ */
+const LINGER_MS = 3;
 
 /**
  * Lands events in Redis: one BullMQ queue per webhook, batched `addBulk`s, de-duplicated by event id
@@ -98,6 +107,7 @@ const DEFAULT_BATCH = 500;
  */
 export class Enqueuer {
   private readonly connection: Redis;
+  private readonly seen: SeenMarkers;
   private readonly queues = new Map<string, Queue<DeliveryJobData>>();
   private readonly buffer: Entry[] = [];
   private readonly log: Logger;
@@ -116,11 +126,13 @@ export class Enqueuer {
   /** Batch job ids: random per instance plus a counter, unique across replicas without per-job entropy. */
   private readonly instance = randomBytes(5).toString('hex');
   private sequence = 0;
+  private lastWriteAt = 0;
 
   constructor(private readonly options: EnqueuerOptions) {
     this.log = options.logger.child({ component: 'enqueuer' });
     this.batchSize = options.batchSize ?? DEFAULT_BATCH;
     this.connection = createProducerConnection(options.redisUrl, { name: 'imkit-bridge-ingest' });
+    this.seen = new SeenMarkers(this.connection, options.prefix, options.dedupWindowMs);
     // ioredis reports every failed reconnect; the flush loop logs outages once per episode instead.
     this.connection.on('error', () => {});
     this.connection.on('ready', () => this.wake?.());
@@ -286,14 +298,20 @@ export class Enqueuer {
     this.buffer.push(entry);
     this.accepted++;
     this.options.metrics.ingestBuffered.set(this.buffer.length);
-    if (!this.flushing && !this.scheduled) {
-      this.scheduled = true;
-      // One tick of collection: everything enqueued in this turn of the event loop goes in one batch.
-      setImmediate(() => {
-        this.scheduled = false;
-        void this.flush();
-      });
-    }
+    if (!this.flushing) this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    const run = () => {
+      this.scheduled = false;
+      void this.flush();
+    };
+    const linger = this.lastWriteAt + LINGER_MS - Date.now();
+    if (linger > 0 && this.buffer.length < MAX_BATCH_EVENTS) setTimeout(run, linger);
+    // Otherwise one tick of collection: everything enqueued in this turn of the event loop goes together.
+    else setImmediate(run);
   }
 
   private async flush(): Promise<void> {
@@ -301,7 +319,10 @@ export class Enqueuer {
     this.flushing = true;
     try {
       while (this.buffer.length > 0 && !this.closed) {
+        // Too soon for a small batch: schedule() waits out the rest of the linger.
+        if (this.buffer.length < MAX_BATCH_EVENTS && Date.now() - this.lastWriteAt < LINGER_MS) break;
         const batch = this.buffer.slice(0, this.batchSize);
+        this.lastWriteAt = Date.now();
         try {
           await this.write(batch);
         } catch (err) {
@@ -329,6 +350,7 @@ export class Enqueuer {
     } finally {
       this.flushing = false;
     }
+    if (this.buffer.length > 0 && !this.closed) this.schedule();
   }
 
   /** Waits for the backoff delay, cut short when the connection becomes ready or close() begins. */
@@ -368,15 +390,17 @@ export class Enqueuer {
       }
     }
     const writes: Promise<void>[] = [...perQueue].map(async ([webhookId, { webhook, entries }]) => {
-      const chunks = chunked(entries);
-      await this.queue(webhook).addBulk(
-        chunks.map((chunk) =>
-          batchJob(
-            `b-${this.instance}-${(this.sequence++).toString(36)}`,
-            chunk.map((entry) => entry.event),
-          ),
+      const jobs = chunked(entries).map((chunk) =>
+        batchJob(
+          `b-${this.instance}-${(this.sequence++).toString(36)}`,
+          chunk.map((entry) => entry.event),
         ),
       );
+      const queue = this.queue(webhook);
+      // addBulk builds an ioredis pipeline, which copies every script BullMQ defined onto itself: at a
+      // trickle (one job per flush) that garbage was a large share of the heap churn (docs/performance.md).
+      if (jobs.length === 1) await queue.add(jobs[0]!.name, jobs[0]!.data, jobs[0]!.opts);
+      else await queue.addBulk(jobs);
       for (const entry of entries) entry.todo.delete(webhookId);
     });
     if (unmarked.length > 0) writes.push(this.markSeen(unmarked));
@@ -388,22 +412,11 @@ export class Enqueuer {
 
   /** SET NX per event id: the first replica to land an event inside the window sees it as fresh. */
   private async markSeen(entries: JobEntry[]): Promise<void> {
-    const pipeline = this.connection.pipeline();
-    for (const entry of entries) {
-      pipeline.set(seenKey(this.options.prefix, entry.event.id), '1', 'PX', this.options.dedupWindowMs, 'NX');
-    }
-    const results = (await pipeline.exec()) ?? [];
-    let error: unknown;
-    results.forEach(([err, reply], i) => {
-      if (err) {
-        error ??= err;
-        return;
-      }
-      entries[i]!.marked = true;
-      entries[i]!.fresh = reply === 'OK';
+    const fresh = await this.seen.mark(entries.map((entry) => entry.event.id));
+    entries.forEach((entry, i) => {
+      entry.marked = true;
+      entry.fresh = fresh[i]!;
     });
-    if (error || results.length !== entries.length)
-      throw error ?? new Error('seen-marker pipeline incomplete');
   }
 
   private async writeQuarantine(entries: QuarantineEntry[]): Promise<void> {
