@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { claimKey } from '../queue/names.js';
+import { perKeyScript } from '../queue/redis.js';
 
 /**
  * Per event key: free, or already ours (a job run again after a crash), means deliver; held by
@@ -22,34 +23,27 @@ end
 return out
 `;
 
-const COMMAND = 'imkitBridgeClaim';
-
-interface ClaimCommand {
-  [COMMAND](numKeys: number, ...args: (string | number)[]): Promise<number[]>;
-}
-
 /**
  * De-duplication of one webhook's events, at delivery: the first job to reach an event inside
  * `dedupWindow` owns it. Ingest replicas may each queue the same event; only one job sends it
  * (docs/architecture.md, "De-duplication").
  */
 export class DeliveryClaims {
+  private readonly run: ReturnType<typeof perKeyScript>;
+
   constructor(
-    private readonly connection: Redis,
+    connection: Redis,
     private readonly prefix: string,
     private readonly webhookId: string,
     private readonly windowMs: number,
   ) {
-    if (!(COMMAND in connection)) connection.defineCommand(COMMAND, { lua: CLAIM_SCRIPT });
+    this.run = perKeyScript(connection, 'imkitBridgeClaim', CLAIM_SCRIPT);
   }
 
   /** For each event id, in order: whether the job `owner` is the one to deliver it. */
   async claim(owner: string, eventIds: readonly string[]): Promise<boolean[]> {
-    if (eventIds.length === 0) return [];
-    const keys = eventIds.map((id) => claimKey(this.prefix, this.webhookId, id));
-    const replies = await (this.connection as unknown as ClaimCommand)[COMMAND](
-      keys.length,
-      ...keys,
+    const replies = await this.run(
+      eventIds.map((id) => claimKey(this.prefix, this.webhookId, id)),
       owner,
       this.windowMs,
     );

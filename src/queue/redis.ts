@@ -34,3 +34,19 @@ function common(name: string | undefined): RedisOptions {
     ...(name ? { connectionName: name } : {}),
   };
 }
+
+/**
+ * A Lua script that answers one integer per key, defined once per connection (sent as EVALSHA).
+ * One command for a whole batch of keys: an ioredis pipeline would copy every script BullMQ
+ * defined on the connection onto itself, per call.
+ */
+export function perKeyScript(
+  connection: Redis,
+  name: string,
+  lua: string,
+): (keys: readonly string[], ...args: (string | number)[]) => Promise<number[]> {
+  if (!(name in connection)) connection.defineCommand(name, { lua });
+  const command = (connection as unknown as Record<string, (...args: unknown[]) => Promise<number[]>>)[name]!;
+  return (keys, ...args) =>
+    keys.length === 0 ? Promise.resolve([]) : command.call(connection, keys.length, ...keys, ...args);
+}
