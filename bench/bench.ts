@@ -6,6 +6,8 @@
  *   --events N        burst size (default 20000)
  *   --rate R          fixed-rate phase, events/s (default 500)
  *   --seconds S       fixed-rate phase length (default 10)
+ *   --settle S        seconds at the fixed rate before it is measured, right after the warm-up
+ *                     burst (default 2; reported apart as "after a burst")
  *   --idle LIST       account counts for the idle-memory phase (default 100,1000; "" skips it)
  *   --appendfsync P   Redis AOF fsync policy: everysec (default; Redis's default with AOF on) or always
  *                     (as the soak; on this machine's disk it adds a fsync to every write and the
@@ -53,7 +55,16 @@ interface PhaseResult {
     /** CPU ms per 1,000 events of every process in the path during the burst. */
     cpuMsPer1kBy: { relay: number; redis: number; simulator: number; receiver: number };
   };
-  latency: { rate: number; events: number; p50Ms: number; p99Ms: number; maxMs: number; cpuMsPer1k: number };
+  latency: {
+    rate: number;
+    events: number;
+    p50Ms: number;
+    p99Ms: number;
+    maxMs: number;
+    cpuMsPer1k: number;
+    /** The `--settle` seconds at the same rate right after the warm-up burst. */
+    afterBurst?: { p50Ms: number; p99Ms: number; maxMs: number };
+  };
 }
 
 function options() {
@@ -62,6 +73,7 @@ function options() {
       events: { type: 'string', default: '20000' },
       rate: { type: 'string', default: '500' },
       seconds: { type: 'string', default: '10' },
+      settle: { type: 'string', default: '2' },
       idle: { type: 'string', default: '100,1000' },
       profile: { type: 'boolean', default: false },
       appendfsync: { type: 'string', default: 'everysec' },
@@ -76,6 +88,7 @@ function options() {
     events: Number(values.events),
     rate: Number(values.rate),
     seconds: Number(values.seconds),
+    settle: Number(values.settle),
     idle,
     profile: values.profile,
     appendfsync: values.appendfsync,
@@ -255,29 +268,38 @@ async function measure(
     throw new Error(`${relay.name}: some warm-up deliveries failed signature verification`);
 
   // Steady state first: the fixed-rate phase must not measure the burst's aftermath (a grown heap,
-  // an AOF being flushed), so it runs before the burst.
-  say(`${relay.name}: ${o.rate} events/s for ${o.seconds} s`);
-  from = receiver.requests.length;
+  // an AOF being flushed), so it runs before the burst, and after `--settle` seconds at the same
+  // rate: right after the warm-up burst both relays show a transient for a second or two, which is
+  // reported on its own (afterBurst) instead of inside the steady-state figures.
+  const paceFor = async (seconds: number, tag: string) => {
+    const start = receiver.requests.length;
+    const count = o.rate * seconds;
+    await sim.request<'emitted'>({ op: 'rate', account: BURST_ACCOUNT, perSecond: o.rate, seconds, tag });
+    const paced = await waitForDeliveries(receiver, start, count, 120_000);
+    const latencies = paced
+      .map(
+        (r) => r.at - (JSON.parse(r.body) as { data: { message: { sentAt: number } } }).data.message.sentAt,
+      )
+      .sort((a, b) => a - b);
+    return {
+      p50Ms: percentile(latencies, 50),
+      p99Ms: percentile(latencies, 99),
+      maxMs: latencies[latencies.length - 1] ?? 0,
+    };
+  };
+  say(
+    `${relay.name}: ${o.rate} events/s for ${o.settle} s after the warm-up burst, then ${o.seconds} s measured`,
+  );
+  const afterBurst = o.settle > 0 ? await paceFor(o.settle, `${relay.name}-settle`) : undefined;
   const cpu = cpuMsOf(relay.pid);
   const total = o.rate * o.seconds;
-  await sim.request<'emitted'>({
-    op: 'rate',
-    account: BURST_ACCOUNT,
-    perSecond: o.rate,
-    seconds: o.seconds,
-    tag: `${relay.name}-rate`,
-  });
-  const paced = await waitForDeliveries(receiver, from, total, 120_000);
-  const latencies = paced
-    .map((r) => r.at - (JSON.parse(r.body) as { data: { message: { sentAt: number } } }).data.message.sentAt)
-    .sort((a, b) => a - b);
+  const steady = await paceFor(o.seconds, `${relay.name}-rate`);
   const latency = {
     rate: o.rate,
     events: total,
-    p50Ms: percentile(latencies, 50),
-    p99Ms: percentile(latencies, 99),
-    maxMs: latencies[latencies.length - 1] ?? 0,
+    ...steady,
     cpuMsPer1k: round(((cpuMsOf(relay.pid) - cpu) / total) * 1000, 1),
+    ...(afterBurst ? { afterBurst } : {}),
   };
 
   say(`${relay.name}: burst of ${o.events} events`);
@@ -444,6 +466,14 @@ function report(
       `latency p50 ${latencyRatio}x (${r.bridge.latency.p50Ms} vs ${r.naive.latency.p50Ms} ms), ` +
       `p99 ${p99Ratio}x (${r.bridge.latency.p99Ms} vs ${r.naive.latency.p99Ms} ms)`,
   );
+  const after = (name: 'bridge' | 'naive') => r[name].latency.afterBurst;
+  if (after('bridge') && after('naive')) {
+    console.log(
+      `right after the warm-up burst (${o.settle} s at ${o.rate}/s, not in the table): ` +
+        `p99 bridge ${after('bridge')!.p99Ms} ms, naive ${after('naive')!.p99Ms} ms; ` +
+        `max bridge ${after('bridge')!.maxMs} ms, naive ${after('naive')!.maxMs} ms`,
+    );
+  }
   console.log(
     `targets: ${Object.entries(targets)
       .filter(([, v]) => v !== undefined)
