@@ -111,6 +111,45 @@ describe('dead letters from delivery', () => {
   });
 });
 
+describe('a batch job in the failed set', () => {
+  it('is listed event by event, and replay delivers every event of it', async () => {
+    const receiver = await WebhookReceiver.start({ secret: SECRET_A });
+    redis.defer(() => receiver.close());
+    const config = testConfig(redis.target(), [{ id: 'hook', url: receiver.url, secret: SECRET_A }]);
+    const producer = new TestProducer(config);
+    const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
+    redis.defer(async () => {
+      await producer.close();
+      connection.disconnect();
+    });
+    // How a batch job gets there: stalled past BullMQ's limit, i.e. it failed without our processor deciding.
+    const events = await producer.addBatch('hook', [{}, {}, {}]);
+    const worker = new Worker(
+      queueName('hook'),
+      async () => {
+        throw new UnrecoverableError('job stalled more than allowable limit');
+      },
+      { connection, prefix: config.redis.prefix },
+    );
+    await waitFor(async () => (await producer.queue('hook').getFailedCount()) === 1, {
+      what: 'failed batch',
+    });
+    await worker.close();
+
+    const [hook] = (await listDeadLetters(config)).webhooks;
+    expect(hook!.entries.map((e) => e.id).sort()).toEqual(events.map((e) => e.id).sort());
+    expect(hook!.entries.every((e) => e.jobId === events[0]!.jobId)).toBe(true);
+    expect(hook!.entries[0]!.lastError).toBe('job stalled more than allowable limit');
+
+    expect((await replayDeadLetters(config)).replayed).toBe(1);
+    startDelivery(config, redis);
+    await waitFor(() => events.every((e) => receiver.deliveredIds().includes(e.id)), {
+      what: 'the replayed batch delivered',
+    });
+    expect(receiver.requests).toHaveLength(3);
+  });
+});
+
 describe('large dead-letter sets and quarantine', () => {
   it('lists with exact totals but bounded entries, and replays all of them page by page', async () => {
     const config = testConfig(redis.target(), [{ id: 'bulk', url: 'http://127.0.0.1:1/hook' }]);

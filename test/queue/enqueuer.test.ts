@@ -224,6 +224,21 @@ describe('Enqueuer on a shared Redis', () => {
     expect(expectedRaw[5]!.toString()).toBe('[1,2]');
   });
 
+  it('at a steady few hundred events/s, shares jobs between events instead of one job each', async () => {
+    const { enqueuer, prefix } = make();
+    const events = Array.from({ length: 120 }, (_, i) => event(i, 'steady'));
+    const pending: Promise<{ fresh: boolean }>[] = [];
+    // One event per millisecond or so, each in its own event-loop turn.
+    for (const e of events) {
+      pending.push(enqueuer.enqueue(e, [hooks[0]!]));
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    await Promise.all(pending);
+    expect((await queuedEvents(redis, prefix, 'a')).map((e) => e.id)).toEqual(events.map((e) => e.id));
+    // Each write waits for the next ones a few ms; a slower machine only makes jobs fuller.
+    expect((await waiting(redis, prefix, 'a')).length).toBeLessThan(events.length / 2);
+  });
+
   it('stores the body the caller already serialised instead of serialising again', async () => {
     const { enqueuer, prefix } = make();
     const e = event(7);
