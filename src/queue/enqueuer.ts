@@ -102,8 +102,9 @@ const DEFAULT_BATCH = 500;
 const LINGER_MS = 3;
 
 /**
- * Lands events in Redis: one BullMQ queue per webhook, batched `addBulk`s, de-duplicated by event id
- * (docs/architecture.md), with an ordered in-memory buffer that rides out Redis outages.
+ * Lands events in Redis: one BullMQ queue per webhook, each flush's events as batch jobs (delivery
+ * de-duplicates them, docs/architecture.md), with an ordered in-memory buffer that rides out Redis
+ * outages.
  */
 export class Enqueuer {
   private readonly connection: Redis;
