@@ -31,33 +31,22 @@ describe('de-duplication at delivery', () => {
     const { receiver, producer, metrics } = await setup();
     const ids = Array.from({ length: 40 }, () => eventId());
     // Replica one saw 0..29, replica two 10..39, each batched its own way.
-    await Promise.all([
-      producer.addBatch(
-        'hook',
-        ids.slice(0, 15).map((id) => ({ id })),
+    const batches = [
+      [0, 15],
+      [10, 25],
+      [15, 30],
+      [25, 40],
+    ] as const;
+    await Promise.all(
+      batches.map(([from, to]) =>
+        producer.addBatch(
+          'hook',
+          ids.slice(from, to).map((id) => ({ id })),
+        ),
       ),
-      producer.addBatch(
-        'hook',
-        ids.slice(10, 25).map((id) => ({ id })),
-      ),
-      producer.addBatch(
-        'hook',
-        ids.slice(15, 30).map((id) => ({ id })),
-      ),
-      producer.addBatch(
-        'hook',
-        ids.slice(25, 40).map((id) => ({ id })),
-      ),
-    ]);
-    await waitFor(
-      async () =>
-        (await producer.queue('hook').getJobCounts('waiting', 'active')).waiting === 0 &&
-        new Set(receiver.deliveredIds()).size === ids.length,
-      { what: 'all 40 delivered' },
     );
-    await waitFor(async () => (await producer.queue('hook').getActiveCount()) === 0, {
-      what: 'jobs finished',
-    });
+    await waitFor(() => new Set(receiver.deliveredIds()).size === ids.length, { what: 'all 40 delivered' });
+    await producer.waitEmpty('hook');
     expect(receiver.deliveredIds().sort()).toEqual([...ids].sort());
     expect(receiver.requests.every((r) => r.verified)).toBe(true);
     expect(await total(metrics.eventsDeduplicated)).toBe(20);

@@ -87,13 +87,7 @@ describe('outcomes', () => {
     await waitFor(async () => (await counter(metrics, 'delivered')) === 1, { what: 'delivered metric' });
     expect(await counter(metrics, 'retry')).toBe(2);
     // Completed jobs are removed (removeOnComplete): nothing is left behind in any state.
-    await waitFor(
-      async () => {
-        const counts = await producer.queue('hook').getJobCounts('failed', 'waiting', 'delayed', 'active');
-        return Object.values(counts).every((c) => c === 0);
-      },
-      { what: 'empty queue' },
-    );
+    await producer.waitEmpty('hook');
   });
 
   it('honours Retry-After on 429: waits at least that long, more than the schedule asks', async () => {

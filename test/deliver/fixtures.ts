@@ -7,7 +7,7 @@ import { DeliveryWorkers } from '../../src/deliver/workers.js';
 import { configSchema, type BridgeConfig } from '../../src/config/schema.js';
 import { batchJob, type DeliveryEvent, type DeliveryJobData } from '../../src/queue/job.js';
 import { queueName } from '../../src/queue/names.js';
-import { testRedis } from '../support/redis.js';
+import { testRedis, waitFor } from '../support/redis.js';
 
 export const SECRET_A = `whsec_${randomBytes(32).toString('base64')}`;
 export const SECRET_B = `whsec_${randomBytes(32).toString('base64')}`;
@@ -97,6 +97,17 @@ export class TestProducer {
       this.queues.set(webhookId, queue);
     }
     return queue;
+  }
+
+  /** Until no job of the webhook is waiting, active, delayed or failed: nothing stuck or dead-lettered. */
+  async waitEmpty(webhookId: string, options: { what?: string; timeoutMs?: number } = {}): Promise<void> {
+    await waitFor(
+      async () => {
+        const counts = await this.queue(webhookId).getJobCounts('waiting', 'active', 'delayed', 'failed');
+        return Object.values(counts).every((c) => c === 0);
+      },
+      { what: `empty queue ${webhookId}`, ...options },
+    );
   }
 
   async close(): Promise<void> {

@@ -50,13 +50,7 @@ describe('Redis restart', () => {
       timeoutMs: 20_000,
     });
     // Nothing stuck in active or dead-lettered along the way.
-    await waitFor(
-      async () => {
-        const counts = await producer.queue('hook').getJobCounts('waiting', 'active', 'delayed', 'failed');
-        return Object.values(counts).every((c) => c === 0);
-      },
-      { what: 'empty queue after the restart' },
-    );
+    await producer.waitEmpty('hook', { what: 'empty queue after the restart' });
   });
 
   it('an idle worker picks up new events after Redis was down for seconds (bullmq#2466)', async () => {
