@@ -69,10 +69,28 @@ async function queuedEvents(redis: Redis, prefix: string, webhookId: string): Pr
   return events;
 }
 
+/** An Enqueuer with the tests' defaults; `open` collects it for closing after the test. */
+function newEnqueuer(
+  open: Enqueuer[],
+  options: Pick<EnqueuerOptions, 'redisUrl' | 'prefix'> & Partial<EnqueuerOptions>,
+): { enqueuer: Enqueuer; metrics: BridgeMetrics } {
+  const metrics = new BridgeMetrics();
+  const enqueuer = new Enqueuer({
+    webhooks: hooks,
+    dedupWindowMs: 60_000,
+    bufferEvents: 10_000,
+    logger,
+    metrics,
+    ...options,
+  });
+  open.push(enqueuer);
+  return { enqueuer, metrics };
+}
+
 describe('Enqueuer on a shared Redis', () => {
   let redisEnv: Awaited<ReturnType<typeof testRedis>>;
   let redis: Redis;
-  const open: { close(): Promise<void> }[] = [];
+  const open: Enqueuer[] = [];
   let n = 0;
 
   function make(overrides: Partial<EnqueuerOptions> = {}): {
@@ -80,20 +98,8 @@ describe('Enqueuer on a shared Redis', () => {
     metrics: BridgeMetrics;
     prefix: string;
   } {
-    const metrics = new BridgeMetrics();
     const prefix = overrides.prefix ?? `${redisEnv.prefix}-${n++}`;
-    const enqueuer = new Enqueuer({
-      redisUrl: redisEnv.url,
-      prefix,
-      webhooks: hooks,
-      dedupWindowMs: 60_000,
-      bufferEvents: 10_000,
-      logger,
-      metrics,
-      ...overrides,
-    });
-    open.push(enqueuer);
-    return { enqueuer, metrics, prefix };
+    return { ...newEnqueuer(open, { redisUrl: redisEnv.url, ...overrides, prefix }), prefix };
   }
 
   beforeAll(async () => {
@@ -310,18 +316,8 @@ describe('Enqueuer while Redis is down', () => {
   });
 
   it('buffers in order while Redis is stopped, reports not ready, and flushes everything when it returns', async () => {
-    const metrics = new BridgeMetrics();
     const prefix = 'outage';
-    const enqueuer = new Enqueuer({
-      redisUrl: server.url,
-      prefix,
-      webhooks: hooks,
-      dedupWindowMs: 60_000,
-      bufferEvents: 10_000,
-      logger,
-      metrics,
-    });
-    open.push(enqueuer);
+    const { enqueuer, metrics } = newEnqueuer(open, { redisUrl: server.url, prefix });
     const events = Array.from({ length: 600 }, (_, i) => event(i));
     const landed: Promise<unknown>[] = [];
     const quarantined = enqueuer.quarantine({
@@ -362,18 +358,8 @@ describe('Enqueuer while Redis is down', () => {
 
   it('starts while Redis is down and lands everything once it comes up', async () => {
     await server.stop();
-    const metrics = new BridgeMetrics();
     const prefix = 'late-start';
-    const enqueuer = new Enqueuer({
-      redisUrl: server.url,
-      prefix,
-      webhooks: hooks,
-      dedupWindowMs: 60_000,
-      bufferEvents: 1000,
-      logger,
-      metrics,
-    });
-    open.push(enqueuer);
+    const { enqueuer, metrics } = newEnqueuer(open, { redisUrl: server.url, prefix, bufferEvents: 1000 });
     const events = Array.from({ length: 50 }, (_, i) => event(i));
     const landed = Promise.all(events.map((e) => enqueuer.enqueue(e, hooks)));
     const quarantined = enqueuer.quarantine({
@@ -396,20 +382,14 @@ describe('Enqueuer while Redis is down', () => {
   });
 
   it('with a tiny buffer, drops the newest events and reports the dropped interval once Redis is back', async () => {
-    const metrics = new BridgeMetrics();
     const reports: OverflowReport[] = [];
     const prefix = 'overflow';
-    const enqueuer = new Enqueuer({
+    const { enqueuer, metrics } = newEnqueuer(open, {
       redisUrl: server.url,
       prefix,
-      webhooks: hooks,
-      dedupWindowMs: 60_000,
       bufferEvents: 20,
-      logger,
-      metrics,
       onOverflow: (r) => reports.push(r),
     });
-    open.push(enqueuer);
     await waitFor(() => enqueuer.ready, { what: 'connected' });
     await server.stop();
     const first = enqueuer.enqueue(event(-1), hooks);
