@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { claimKey } from '../queue/names.js';
-import { perKeyScript } from '../queue/redis.js';
+import { perKeyFlagScript } from '../queue/redis.js';
 
 /**
  * Per event key: free, or already ours (a job run again after a crash), means deliver; held by
@@ -29,7 +29,7 @@ return out
  * (docs/architecture.md, "De-duplication").
  */
 export class DeliveryClaims {
-  private readonly run: ReturnType<typeof perKeyScript>;
+  private readonly run: ReturnType<typeof perKeyFlagScript>;
 
   constructor(
     connection: Redis,
@@ -37,16 +37,15 @@ export class DeliveryClaims {
     private readonly webhookId: string,
     private readonly windowMs: number,
   ) {
-    this.run = perKeyScript(connection, 'imkitBridgeClaim', CLAIM_SCRIPT);
+    this.run = perKeyFlagScript(connection, 'imkitBridgeClaim', CLAIM_SCRIPT);
   }
 
   /** For each event id, in order: whether the job `owner` is the one to deliver it. */
-  async claim(owner: string, eventIds: readonly string[]): Promise<boolean[]> {
-    const replies = await this.run(
+  claim(owner: string, eventIds: readonly string[]): Promise<boolean[]> {
+    return this.run(
       eventIds.map((id) => claimKey(this.prefix, this.webhookId, id)),
       owner,
       this.windowMs,
     );
-    return replies.map((reply) => reply === 1);
   }
 }

@@ -6,6 +6,7 @@ import type { BridgeMetrics } from '../admin/metrics.js';
 import type { BridgeConfig, WebhookConfig } from '../config/schema.js';
 import type { Logger } from '../lifecycle/logger.js';
 import {
+  attemptsBefore,
   eventJobOptions,
   isBatch,
   type BatchJobData,
@@ -346,7 +347,7 @@ class WebhookLane {
           followUps.push(this.eventJob(jobIdFor, event, 1, { deadLetter: attempt.err.message }));
           return;
         case 'failed': {
-          const exhausted = this.webhook.retry.schedule.length === 0;
+          const exhausted = this.scheduleSpent(1);
           this.reportFailure(event, 1, exhausted ? 'exhausted' : 'retry', attempt.err);
           followUps.push(
             exhausted
@@ -385,7 +386,7 @@ class WebhookLane {
         throw new UnrecoverableError(attempt.err.message);
       case 'failed': {
         // Counted with the batch's try, which BullMQ's own attempt count does not include.
-        const exhausted = number >= this.webhook.retry.schedule.length + 1;
+        const exhausted = this.scheduleSpent(number);
         this.reportFailure(event, number, exhausted ? 'exhausted' : 'retry', attempt.err);
         throw exhausted ? new UnrecoverableError(attempt.err.message) : attempt.err;
       }
@@ -442,6 +443,11 @@ class WebhookLane {
       if (remaining > 0) await this.pauseQueue(remaining);
       return { outcome: 'failed', err };
     }
+  }
+
+  /** Whether the attempt numbered `attempt` (1-based, the batch's try included) was the last one. */
+  private scheduleSpent(attempt: number): boolean {
+    return attempt >= this.webhook.retry.schedule.length + 1;
   }
 
   private reportFailure(
@@ -505,8 +511,4 @@ async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
   } finally {
     clearTimeout(timer);
   }
-}
-
-function attemptsBefore(data: DeliveryJobData | undefined): number {
-  return data && !isBatch(data) ? (data.attemptsBefore ?? 0) : 0;
 }

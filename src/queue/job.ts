@@ -85,8 +85,13 @@ export function eventJobOptions(webhook: WebhookConfig): JobsOptions {
   };
 }
 
+/** HTTP attempts made for an event before its job existed (the batch's try); 0 for a batch job. */
+export function attemptsBefore(data: DeliveryJobData | undefined): number {
+  return data && !isBatch(data) ? (data.attemptsBefore ?? 0) : 0;
+}
+
 /** HTTP attempts an event job has made in all, counting the batch's try; what `dlq list` shows. */
 export function attemptsOf(data: EventJobData, attemptsMade: number): number {
   // A job born dead makes no request of its own; BullMQ still counts its failure as an attempt.
-  return (data.attemptsBefore ?? 0) + attemptsMade - (data.deadLetter === undefined ? 0 : 1);
+  return attemptsBefore(data) + attemptsMade - (data.deadLetter === undefined ? 0 : 1);
 }

@@ -36,17 +36,20 @@ function common(name: string | undefined): RedisOptions {
 }
 
 /**
- * A Lua script that answers one integer per key, defined once per connection (sent as EVALSHA).
- * One command for a whole batch of keys: an ioredis pipeline would copy every script BullMQ
- * defined on the connection onto itself, per call.
+ * A Lua script that answers 1 or 0 per key, defined once per connection (sent as EVALSHA). One
+ * command for a whole batch of keys: an ioredis pipeline would copy every script BullMQ defined on
+ * the connection onto itself, per call.
  */
-export function perKeyScript(
+export function perKeyFlagScript(
   connection: Redis,
   name: string,
   lua: string,
-): (keys: readonly string[], ...args: (string | number)[]) => Promise<number[]> {
+): (keys: readonly string[], ...args: (string | number)[]) => Promise<boolean[]> {
   if (!(name in connection)) connection.defineCommand(name, { lua });
   const command = (connection as unknown as Record<string, (...args: unknown[]) => Promise<number[]>>)[name]!;
-  return (keys, ...args) =>
-    keys.length === 0 ? Promise.resolve([]) : command.call(connection, keys.length, ...keys, ...args);
+  return async (keys, ...args) => {
+    if (keys.length === 0) return [];
+    const replies = await command.call(connection, keys.length, ...keys, ...args);
+    return replies.map((reply) => reply === 1);
+  };
 }

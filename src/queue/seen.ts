@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { seenKey } from './names.js';
-import { perKeyScript } from './redis.js';
+import { perKeyFlagScript } from './redis.js';
 
 const MARK_SCRIPT = `
 local out = {}
@@ -15,22 +15,21 @@ return out
  * (catch-up's `recovered`); delivery de-duplicates with its own claims (src/deliver/claims.ts).
  */
 export class SeenMarkers {
-  private readonly run: ReturnType<typeof perKeyScript>;
+  private readonly run: ReturnType<typeof perKeyFlagScript>;
 
   constructor(
     connection: Redis,
     private readonly prefix: string,
     private readonly windowMs: number,
   ) {
-    this.run = perKeyScript(connection, 'imkitBridgeMarkSeen', MARK_SCRIPT);
+    this.run = perKeyFlagScript(connection, 'imkitBridgeMarkSeen', MARK_SCRIPT);
   }
 
   /** For each id, in order: whether this call was the first to mark it. */
-  async mark(eventIds: readonly string[]): Promise<boolean[]> {
-    const replies = await this.run(
+  mark(eventIds: readonly string[]): Promise<boolean[]> {
+    return this.run(
       eventIds.map((id) => seenKey(this.prefix, id)),
       this.windowMs,
     );
-    return replies.map((reply) => reply === 1);
   }
 }
