@@ -256,7 +256,9 @@ export class SoakCluster {
       const configFile = writeConfig(base(this.proxies[i]!.url, slotDir), slotDir);
       this.ingestSlots.push({
         name: `ingest-${i}`,
-        role: 'ingest',
+        // The first replica also delivers, so it sends what it lands itself (direct delivery) and its
+        // SIGKILLs cut direct sends off; the other only ingests.
+        role: i === 0 ? 'all' : 'ingest',
         configFile,
         process: undefined,
         pastLogs: [],

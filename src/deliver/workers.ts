@@ -1,11 +1,13 @@
 import { setMaxListeners } from 'node:events';
-import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
+import type { DirectDelivery, DirectSlot } from '../queue/enqueuer.js';
 import { createWorkerConnection } from '../queue/redis.js';
 import type { BridgeMetrics } from '../admin/metrics.js';
 import type { BridgeConfig, WebhookConfig } from '../config/schema.js';
 import type { Logger } from '../lifecycle/logger.js';
 import {
+  BATCH_JOB_NAME,
   attemptsBefore,
   eventJobOptions,
   isBatch,
@@ -57,6 +59,11 @@ const MAX_STALLED_COUNT = 10;
  */
 const LOCK_DURATION_MS = 10_000;
 const STALLED_INTERVAL_MS = 5_000;
+/**
+ * A job this process sends itself (direct delivery) waits this long, delayed, before a worker may
+ * take it: the same bound as a killed worker's lock. A send still going at half of it renews it.
+ */
+const DIRECT_LEASE_MS = LOCK_DURATION_MS;
 
 /** How one try of one event ended. `held`: the breaker kept it back; `aborted`: shutdown cut it off. */
 type Attempt =
@@ -105,6 +112,11 @@ export class DeliveryWorkers {
     return this.lanes.map((lane) => lane.status());
   }
 
+  /** The lane that sends `webhookId`'s jobs from this process, for ingest in the same process. */
+  direct(webhookId: string): DirectDelivery | undefined {
+    return this.lanes.find((lane) => lane.webhookId === webhookId);
+  }
+
   /**
    * Stops taking jobs and lets in-flight deliveries finish for up to `timeoutMs`; whatever is still
    * running then is aborted and moved back to waiting so the next start picks it up at once.
@@ -132,7 +144,8 @@ export class DeliveryWorkers {
   }
 }
 
-class WebhookLane {
+class WebhookLane implements DirectDelivery {
+  readonly leaseMs = DIRECT_LEASE_MS;
   private readonly connection: Redis;
   private readonly queue: Queue<DeliveryJobData>;
   private readonly sender: WebhookSender;
@@ -150,6 +163,11 @@ class WebhookLane {
   private lastProgress = Date.now();
   private stopping = false;
   private recovering = false;
+  /** Direct deliveries: slots handed out and not yet finished, and each running job's last lease. */
+  private directSlots = 0;
+  private readonly directLeases = new Map<string, number>();
+  private readonly directRuns = new Set<Promise<void>>();
+  private leaseTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly webhook: WebhookConfig,
@@ -187,9 +205,44 @@ class WebhookLane {
     );
   }
 
+  get webhookId(): string {
+    return this.webhook.id;
+  }
+
   start(): void {
     if (this.worker || this.stopping) return;
     this.worker = this.createWorker();
+    this.leaseTimer = setInterval(() => this.renewLeases(), DIRECT_LEASE_MS / 4);
+    this.leaseTimer.unref();
+  }
+
+  /**
+   * Direct delivery is for the plain case only: a webhook with a rate limit is paced by BullMQ's
+   * limiter, and one whose breaker is not closed is paused through the queue; both wait for a worker.
+   * At most `concurrency` jobs at a time, so a burst goes to the queue instead of piling up here.
+   */
+  reserve(): DirectSlot | undefined {
+    if (this.stopping || !this.worker || this.webhook.rateLimit || this.breaker.state !== 'closed')
+      return undefined;
+    if (this.directSlots >= this.webhook.concurrency) return undefined;
+    this.directSlots++;
+    let used = false;
+    return {
+      deliver: (jobId, data) => {
+        if (used) return;
+        used = true;
+        const run = this.deliverDirect(jobId, data).finally(() => {
+          this.directSlots--;
+          this.directRuns.delete(run);
+        });
+        this.directRuns.add(run);
+      },
+      cancel: () => {
+        if (used) return;
+        used = true;
+        this.directSlots--;
+      },
+    };
   }
 
   status(): WebhookDeliveryStatus {
@@ -197,7 +250,7 @@ class WebhookLane {
       webhook: this.webhook.id,
       breaker: this.breaker.state,
       running: this.worker?.isRunning() ?? false,
-      inFlight: this.inFlightTokens.size,
+      inFlight: this.inFlightTokens.size + this.directLeases.size,
       ...(this.lastError ? { lastError: { ...this.lastError } } : {}),
     };
   }
@@ -244,7 +297,8 @@ class WebhookLane {
 
   async stopWorker(): Promise<void> {
     this.stopping = true;
-    await this.worker?.close();
+    await Promise.all([this.worker?.close(), Promise.allSettled([...this.directRuns])]);
+    clearInterval(this.leaseTimer);
   }
 
   /** Aborts in-flight requests; each processor then returns its job to waiting (see `process`). */
@@ -253,6 +307,7 @@ class WebhookLane {
   }
 
   async release(): Promise<void> {
+    clearInterval(this.leaseTimer);
     await Promise.allSettled([this.queue.close(), this.sender.close()]);
     this.connection.disconnect();
   }
@@ -287,6 +342,38 @@ class WebhookLane {
     worker.on('drained', () => (this.lastProgress = Date.now()));
     worker.run().catch((err: unknown) => this.logger.error({ err: String(err) }, 'delivery worker stopped'));
     return worker;
+  }
+
+  /**
+   * The job's first try, as a worker would make it; then the job, delayed until now, is removed. If
+   * that removal fails, or this process dies first, a worker runs the job once its lease is up and
+   * sends again what this try delivered: duplicates with the same webhook-id, never a loss.
+   */
+  private async deliverDirect(jobId: string, data: BatchJobData): Promise<void> {
+    this.directLeases.set(jobId, Date.now());
+    try {
+      await this.processBatch(jobId, data, undefined);
+      await this.queue.remove(jobId);
+    } catch (err) {
+      this.logger.warn(
+        { jobId, err: err instanceof Error ? err.message : String(err) },
+        'direct delivery not recorded; a worker runs the job when its lease ends',
+      );
+    } finally {
+      this.directLeases.delete(jobId);
+      this.lastProgress = Date.now();
+    }
+  }
+
+  private renewLeases(): void {
+    const now = Date.now();
+    for (const [jobId, leasedAt] of this.directLeases) {
+      if (now - leasedAt < DIRECT_LEASE_MS / 2) continue;
+      this.directLeases.set(jobId, now);
+      new Job(this.queue, BATCH_JOB_NAME, {}, {}, jobId)
+        .changeDelay(DIRECT_LEASE_MS)
+        .catch((err: unknown) => this.logger.debug({ jobId, err: String(err) }, 'could not renew a lease'));
+    }
   }
 
   private async process(

@@ -32,8 +32,18 @@ export class Daemon implements AdminSource {
   static async start(config: BridgeConfig, role: Role, logger: Logger): Promise<Daemon> {
     const metrics = new BridgeMetrics();
     const queues = new QueueStatusReader({ config, metrics });
-    const ingest = role === 'worker' ? undefined : await Ingest.create(config, logger, metrics);
     const workers = role === 'ingest' ? undefined : new DeliveryWorkers({ config, logger, metrics });
+    // With both halves in one process, ingest hands each job to this process's lane as soon as Redis holds it.
+    let ingest: Ingest | undefined;
+    try {
+      ingest =
+        role === 'worker'
+          ? undefined
+          : await Ingest.create(config, logger, metrics, workers && ((id) => workers.direct(id)));
+    } catch (err) {
+      await workers?.close(0);
+      throw err;
+    }
     // The admin server calls back into the daemon, which only exists once the server does.
     const source: AdminSource = {
       readiness: () => daemon.readiness(),

@@ -4,7 +4,7 @@ import type { BridgeMetrics } from '../admin/metrics.js';
 import type { AccountConfig, BridgeConfig } from '../config/schema.js';
 import { createDecoder, type Decoder } from '../decode/decoder.js';
 import { CHECKPOINT_INTERVAL_MS, SessionCheckpoints } from '../queue/checkpoints.js';
-import { Enqueuer, type OverflowReport } from '../queue/enqueuer.js';
+import { Enqueuer, type DirectDelivery, type OverflowReport } from '../queue/enqueuer.js';
 import type { RelayedEvent } from '../route/event.js';
 import { eventId } from '../route/event-id.js';
 import { Router } from '../route/router.js';
@@ -48,6 +48,7 @@ export class Ingest {
     private readonly config: BridgeConfig,
     private readonly logger: Logger,
     private readonly metrics: BridgeMetrics,
+    directDelivery: ((webhookId: string) => DirectDelivery | undefined) | undefined,
   ) {
     this.router = new Router(config.webhooks);
     this.rest = new ImkitRest({
@@ -67,11 +68,17 @@ export class Ingest {
       logger: logger.child({ stage: 'enqueue' }),
       metrics,
       onOverflow: (report) => this.onOverflow(report),
+      ...(directDelivery ? { directDelivery } : {}),
     });
   }
 
-  static async create(config: BridgeConfig, logger: Logger, metrics: BridgeMetrics): Promise<Ingest> {
-    const ingest = new Ingest(config, logger, metrics);
+  static async create(
+    config: BridgeConfig,
+    logger: Logger,
+    metrics: BridgeMetrics,
+    directDelivery?: (webhookId: string) => DirectDelivery | undefined,
+  ): Promise<Ingest> {
+    const ingest = new Ingest(config, logger, metrics, directDelivery);
     try {
       for (const account of config.accounts) {
         ingest.accounts.push(await ingest.relayFor(account));

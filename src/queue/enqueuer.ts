@@ -10,6 +10,7 @@ import {
   MAX_BATCH_BODY_LENGTH,
   MAX_BATCH_EVENTS,
   batchJob,
+  type BatchJobData,
   type DeliveryEvent,
   type DeliveryJobData,
 } from './job.js';
@@ -32,6 +33,27 @@ export interface EnqueuerOptions {
   readonly batchSize?: number;
   /** Bound on the drain inside close(); default 5 s. */
   readonly closeTimeoutMs?: number;
+  /** The webhook's delivery lane in this process (`--role all`), if any: it sends what it reserves itself. */
+  readonly directDelivery?: (webhookId: string) => DirectDelivery | undefined;
+}
+
+/**
+ * A delivery lane in the same process that sends a batch job itself as soon as Redis holds it,
+ * instead of waiting for a worker to take it from the queue. The job is added delayed by `leaseMs`
+ * as the durable record: if this process dies before the lane is done, a worker runs the job once
+ * the delay is up (docs/architecture.md, "Direct delivery").
+ */
+export interface DirectDelivery {
+  readonly leaseMs: number;
+  /** A slot for one job, or undefined when the lane is busy, paused or stopping: the job then waits for a worker. */
+  reserve(): DirectSlot | undefined;
+}
+
+export interface DirectSlot {
+  /** Redis holds the job: send it. */
+  deliver(jobId: string, data: BatchJobData): void;
+  /** The job was not written. */
+  cancel(): void;
 }
 
 /** Events of one account dropped while the buffer was full: receivedAt of the first and last. */
@@ -398,11 +420,22 @@ export class Enqueuer {
         ),
       );
       const queue = this.queue(webhook);
-      // addBulk builds an ioredis pipeline, which copies every script BullMQ defined onto itself: at a
-      // trickle (one job per flush) that garbage was a large share of the heap churn (docs/performance.md).
-      if (jobs.length === 1) await queue.add(jobs[0]!.name, jobs[0]!.data, jobs[0]!.opts);
-      else await queue.addBulk(jobs);
+      const direct = this.options.directDelivery?.(webhookId);
+      const slots = jobs.map(() => direct?.reserve());
+      const specs = jobs.map((job, i) =>
+        slots[i] ? { ...job, opts: { ...job.opts, delay: direct!.leaseMs } } : job,
+      );
+      try {
+        // addBulk builds an ioredis pipeline, which copies every script BullMQ defined onto itself: at a
+        // trickle (one job per flush) that garbage was a large share of the heap churn (docs/performance.md).
+        if (specs.length === 1) await queue.add(specs[0]!.name, specs[0]!.data, specs[0]!.opts);
+        else await queue.addBulk(specs);
+      } catch (err) {
+        for (const slot of slots) slot?.cancel();
+        throw err;
+      }
       for (const entry of entries) entry.todo.delete(webhookId);
+      specs.forEach((job, i) => slots[i]?.deliver(job.opts.jobId, job.data));
     });
     if (unmarked.length > 0) writes.push(this.markSeen(unmarked));
     if (quarantined.length > 0) writes.push(this.writeQuarantine(quarantined));

@@ -64,6 +64,29 @@ test('kill -9 with events queued and the webhook down: after a restart every eve
   expect(new Set(ids).size).toBe(30);
 });
 
+test('kill -9 in the middle of a direct delivery: a worker sends the event when its lease ends, same webhook-id', async () => {
+  // One process ingests and delivers, so it sends the job itself; the receiver never answers that try.
+  world.receiver.respondWith({ hang: true });
+  const config = world.config({ webhook: { timeout: '30s' } });
+  const first = await world.bridge(config);
+  await world.connected();
+  const [room] = world.emitTyping(1, 'lease');
+  const [inFlight] = await waitFor(
+    () => (world.receiver.requests.length === 1 ? world.receiver.requests : undefined),
+    { what: 'the direct try in flight' },
+  );
+  await first.kill9();
+
+  world.receiver.respondWith({ status: 204 });
+  await world.bridge(config, 'worker');
+  await waitFor(() => world.deliveredRooms().has(room!), {
+    timeoutMs: 30_000,
+    what: 'delivered by the worker',
+  });
+  const ids = world.receiver.requests.map((r) => r.headers['webhook-id']);
+  expect(ids).toEqual([inFlight!.headers['webhook-id'], inFlight!.headers['webhook-id']]);
+});
+
 test('SIGTERM with slow in-flight deliveries exits 0 within the bound, and a restart delivers the rest', async () => {
   world.receiver.respondWith({ status: 204, delayMs: 8_000 });
   const config = world.config({ top: { shutdownTimeout: '1s' } });

@@ -1,0 +1,111 @@
+import { Queue } from 'bullmq';
+import { describe, expect, it } from 'vitest';
+import type { BridgeConfig } from '../../src/config/schema.js';
+import { DeliveryWorkers } from '../../src/deliver/workers.js';
+import { Enqueuer } from '../../src/queue/enqueuer.js';
+import type { DeliveryJobData } from '../../src/queue/job.js';
+import { queueName } from '../../src/queue/names.js';
+import type { RelayedEvent } from '../../src/route/event.js';
+import { WebhookReceiver } from '../support/receiver.js';
+import { waitFor } from '../support/redis.js';
+import { SECRET_A, eventId, redisSuite, silentDeps, testConfig } from './fixtures.js';
+
+const redis = redisSuite();
+
+/** Ingest and delivery in one process, wired as `--role all` wires them. */
+async function oneProcess(webhook: Record<string, unknown> = {}) {
+  const receiver = await WebhookReceiver.start({ secret: SECRET_A });
+  const config: BridgeConfig = testConfig(redis.target(), [
+    { id: 'hook', url: receiver.url, secret: SECRET_A, ...webhook },
+  ]);
+  const { logger, metrics } = silentDeps();
+  const workers = new DeliveryWorkers({ config, logger, metrics });
+  const enqueuer = new Enqueuer({
+    redisUrl: config.redis.url,
+    prefix: config.redis.prefix,
+    webhooks: config.webhooks,
+    dedupWindowMs: config.dedupWindow,
+    bufferEvents: 1000,
+    logger,
+    metrics,
+    directDelivery: (id) => workers.direct(id),
+  });
+  const queue = new Queue<DeliveryJobData>(queueName('hook'), {
+    connection: { url: config.redis.url },
+    prefix: config.redis.prefix,
+  });
+  redis.defer(async () => {
+    await enqueuer.close();
+    await workers.close(1000);
+    await queue.close();
+    await receiver.close();
+  });
+  workers.start();
+  const send = (n: number) => {
+    const event: RelayedEvent = {
+      id: eventId(),
+      type: 'typing',
+      account: 'audit-bot',
+      receivedAt: Date.now(),
+      data: { room: `r${n}` },
+    };
+    void enqueuer.enqueue(event, config.webhooks);
+    return event;
+  };
+  const counts = () => queue.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed');
+  return { receiver, send, counts };
+}
+
+const nothingLeft = { waiting: 0, active: 0, delayed: 0, completed: 0, failed: 0 };
+
+describe('direct delivery (ingest and delivery in one process)', () => {
+  it('sends the job while Redis holds it as a delayed record, then removes the record', async () => {
+    const { receiver, send, counts } = await oneProcess();
+    receiver.enqueue({ status: 204, delayMs: 1500 });
+    const event = send(1);
+    await waitFor(() => receiver.requests.length === 1, { what: 'the request in flight' });
+    // While the request is out, the job is the record no worker may take yet: delayed, not active.
+    expect(await counts()).toMatchObject({ delayed: 1, active: 0, waiting: 0 });
+    await waitFor(async () => JSON.stringify(await counts()) === JSON.stringify(nothingLeft), {
+      what: 'the record removed after delivery',
+    });
+    expect(receiver.deliveredIds()).toEqual([event.id]);
+  });
+
+  it('a failed direct try becomes a retry a worker delivers, with the same webhook-id', async () => {
+    const { receiver, send, counts } = await oneProcess();
+    receiver.enqueue({ status: 500 });
+    const event = send(1);
+    await waitFor(() => receiver.deliveredIds().length === 1, { what: 'delivered on the retry' });
+    expect(receiver.requestsFor(event.id).map((r) => r.status)).toEqual([500, 204]);
+    await waitFor(async () => JSON.stringify(await counts()) === JSON.stringify(nothingLeft), {
+      what: 'no job left',
+    });
+  });
+
+  it('a send slower than the lease keeps its lease and is sent once', { timeout: 30_000 }, async () => {
+    // Longer than the 10 s lease: without renewal a worker would take the job and send it again.
+    const { receiver, send, counts } = await oneProcess({ timeout: '20s' });
+    receiver.enqueue({ status: 204, delayMs: 12_000 });
+    const event = send(1);
+    await waitFor(() => receiver.deliveredIds().length === 1, {
+      timeoutMs: 20_000,
+      what: 'the slow delivery',
+    });
+    await waitFor(async () => JSON.stringify(await counts()) === JSON.stringify(nothingLeft), {
+      what: 'no job left',
+    });
+    expect(receiver.requestsFor(event.id)).toHaveLength(1);
+  });
+
+  it('a burst beyond the lane takes the queue: every event delivered once', async () => {
+    const { receiver, send, counts } = await oneProcess();
+    const ids = Array.from({ length: 400 }, (_, i) => send(i).id);
+    await waitFor(() => receiver.deliveredIds().length >= 400, { what: '400 deliveries' });
+    expect(new Set(receiver.deliveredIds())).toEqual(new Set(ids));
+    expect(receiver.requests).toHaveLength(400);
+    await waitFor(async () => JSON.stringify(await counts()) === JSON.stringify(nothingLeft), {
+      what: 'no job left',
+    });
+  });
+});
