@@ -2,20 +2,20 @@ import { Queue } from 'bullmq';
 import { describe, expect, it } from 'vitest';
 import type { BridgeConfig } from '../../src/config/schema.js';
 import { DeliveryWorkers } from '../../src/deliver/workers.js';
-import { Enqueuer } from '../../src/queue/enqueuer.js';
+import { Enqueuer, type DirectDelivery } from '../../src/queue/enqueuer.js';
 import type { DeliveryJobData } from '../../src/queue/job.js';
 import { queueName } from '../../src/queue/names.js';
 import type { RelayedEvent } from '../../src/route/event.js';
 import { WebhookReceiver } from '../support/receiver.js';
-import { waitFor } from '../support/redis.js';
+import { RedisServer, waitFor } from '../support/redis.js';
 import { SECRET_A, eventId, redisSuite, silentDeps, testConfig } from './fixtures.js';
 
 const redis = redisSuite();
 
 /** Ingest and delivery in one process, wired as `--role all` wires them. */
-async function oneProcess(webhook: Record<string, unknown> = {}) {
+async function oneProcess(webhook: Record<string, unknown> = {}, target = redis.target()) {
   const receiver = await WebhookReceiver.start({ secret: SECRET_A });
-  const config: BridgeConfig = testConfig(redis.target(), [
+  const config: BridgeConfig = testConfig(target, [
     { id: 'hook', url: receiver.url, secret: SECRET_A, ...webhook },
   ]);
   const { logger, metrics } = silentDeps();
@@ -28,12 +28,29 @@ async function oneProcess(webhook: Record<string, unknown> = {}) {
     bufferEvents: 1000,
     logger,
     metrics,
-    directDelivery: (id) => workers.direct(id),
+    directDelivery: (id) => {
+      const lane = workers.direct(id);
+      return lane && { leaseMs: lane.leaseMs, reserve: () => counted(lane) };
+    },
   });
+  const slots = { cancelled: 0 };
+  const counted = (lane: DirectDelivery) => {
+    const slot = lane.reserve();
+    return (
+      slot && {
+        deliver: slot.deliver,
+        cancel: () => {
+          slots.cancelled++;
+          slot.cancel();
+        },
+      }
+    );
+  };
   const queue = new Queue<DeliveryJobData>(queueName('hook'), {
     connection: { url: config.redis.url },
     prefix: config.redis.prefix,
   });
+  queue.on('error', () => {});
   redis.defer(async () => {
     await enqueuer.close();
     await workers.close(1000);
@@ -53,7 +70,7 @@ async function oneProcess(webhook: Record<string, unknown> = {}) {
     return event;
   };
   const counts = () => queue.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed');
-  return { receiver, send, counts };
+  return { receiver, send, counts, slots };
 }
 
 const nothingLeft = { waiting: 0, active: 0, delayed: 0, completed: 0, failed: 0 };
@@ -107,5 +124,23 @@ describe('direct delivery (ingest and delivery in one process)', () => {
     await waitFor(async () => JSON.stringify(await counts()) === JSON.stringify(nothingLeft), {
       what: 'no job left',
     });
+  });
+
+  it('still sends directly after writes failed while Redis was down', async () => {
+    const server = await RedisServer.start();
+    redis.defer(() => server.close());
+    const { receiver, send, counts, slots } = await oneProcess({}, { url: server.url, prefix: 'direct' });
+    await server.stop();
+    const during = [send(1).id, send(2).id];
+    // More failed writes than the lane has slots (concurrency 4): each gave its slot back.
+    await waitFor(() => slots.cancelled > 4, { what: 'failed writes while Redis is down' });
+    await server.startProcess();
+    await waitFor(() => during.every((id) => receiver.deliveredIds().includes(id)), {
+      what: 'the buffered events delivered',
+    });
+    receiver.enqueue({ status: 204, delayMs: 1500 });
+    send(3);
+    await waitFor(() => receiver.requests.length === 3, { what: 'the next request in flight' });
+    expect(await counts()).toMatchObject({ delayed: 1, active: 0, waiting: 0 });
   });
 });
