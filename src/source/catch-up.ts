@@ -23,10 +23,19 @@ export interface CatchUpOptions {
 export interface CatchUpResult {
   /** Chat messages created or updated inside the gap, each once, sorted by `messageTimeMS`. */
   messages: ImkitMessage[];
-  /** True when `maxPages` stopped the walk, so some messages may be missing. */
+  /**
+   * True when the walk stopped before the end, so some messages may be missing: `maxPages` was
+   * reached, or more messages of one room share one millisecond than a page of MAX_MESSAGE_PAGE holds.
+   */
   truncated: boolean;
   pages: number;
 }
+
+/**
+ * The cursor is a time, so a full page whose messages all share the cursor's millisecond cannot be
+ * paged past: the page is asked for again, twice as large, up to this size.
+ */
+const MAX_MESSAGE_PAGE = 100;
 
 /**
  * Fetches the chat messages an account missed while disconnected: rooms updated since the gap
@@ -40,10 +49,10 @@ export async function catchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
   const maxPages = opts.maxPages ?? 500;
   const range = { from: gap.from, to: gap.to + (opts.clockSkewMs ?? 60_000) };
   let pages = 0;
-  let truncated = false;
+  let capped = false;
   const spend = (): boolean => {
     if (pages >= maxPages) {
-      truncated = true;
+      capped = true;
       return false;
     }
     pages++;
@@ -60,10 +69,12 @@ export async function catchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
   }
 
   const byKey = new Map<string, ImkitMessage>();
+  const crowdedRooms: string[] = [];
   for (const roomId of roomIds) {
     let afterTime = gap.from;
+    let limit = msgLimit;
     while (spend()) {
-      const page = await rest.roomMessages(token, roomId, { afterTime, limit: msgLimit });
+      const page = await rest.roomMessages(token, roomId, { afterTime, limit });
       let newest = afterTime;
       let fresh = 0;
       for (const m of page.data) {
@@ -77,13 +88,34 @@ export async function catchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
           fresh++;
         }
       }
-      if (page.data.length < msgLimit || fresh === 0) break;
+      if (page.data.length < limit) {
+        // A grown page can meet a server-side cap on `limit`: short, with more behind it.
+        if (limit > msgLimit && page.totalCount > page.data.length) crowdedRooms.push(roomId);
+        break;
+      }
       // One millisecond of overlap: messages sharing the boundary time are not skipped, and repeats are dropped above.
-      afterTime = Math.max(afterTime, newest - 1);
+      const next = Math.max(afterTime, newest - 1);
+      if (next === afterTime) {
+        if (limit >= MAX_MESSAGE_PAGE) {
+          crowdedRooms.push(roomId);
+          break;
+        }
+        limit = Math.min(limit * 2, MAX_MESSAGE_PAGE);
+        continue;
+      }
+      if (fresh === 0) break;
+      afterTime = next;
+      limit = msgLimit;
     }
   }
 
-  if (truncated) {
+  if (crowdedRooms.length > 0) {
+    logger.warn(
+      { rooms: crowdedRooms, maxPage: MAX_MESSAGE_PAGE },
+      'catch-up could not page past messages sharing one millisecond; some messages may be missing',
+    );
+  }
+  if (capped) {
     logger.warn(
       { pages, maxPages, rooms: roomIds.length },
       'catch-up stopped at its page cap; some messages may be missing',
@@ -92,7 +124,7 @@ export async function catchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
   const messages = [...byKey.values()].sort(
     (a, b) => (a.messageTimeMS ?? 0) - (b.messageTimeMS ?? 0) || (a.updatedAtMS ?? 0) - (b.updatedAtMS ?? 0),
   );
-  return { messages, truncated, pages };
+  return { messages, truncated: capped || crowdedRooms.length > 0, pages };
 }
 
 function inRange(t: number, gap: { from: number; to: number }): boolean {

@@ -229,10 +229,11 @@ export class ImkitSimulator {
   sendMessage(
     room: string,
     message: unknown,
-    opts: { members?: string[]; sender?: string; messageType?: string; emit?: boolean } = {},
+    opts: { members?: string[]; sender?: string; messageType?: string; emit?: boolean; atMs?: number } = {},
   ): SimMessage {
     const r = this.room(room, opts.members);
-    const now = this.nextMessageTime();
+    // `atMs` stamps a chosen time, e.g. several messages in one millisecond of a busy room.
+    const now = opts.atMs ?? this.nextMessageTime();
     const senderId = opts.sender ?? r.members[0] ?? 'sim-sender';
     const sender = this.addClient(senderId);
     const id = randomBytes(12).toString('hex');
@@ -262,7 +263,7 @@ export class ImkitSimulator {
   storeMessage(
     room: string,
     message: unknown,
-    opts: { members?: string[]; sender?: string } = {},
+    opts: { members?: string[]; sender?: string; atMs?: number } = {},
   ): SimMessage {
     return this.sendMessage(room, message, { ...opts, emit: false });
   }

@@ -103,6 +103,49 @@ describe('REST catch-up', () => {
     expect(log.text()).toContain('page cap');
   });
 
+  it('pages past more messages in one millisecond than a page holds', async () => {
+    const { sim, rest } = await setup({ messageOrder: 'desc' });
+    const token = sim.issueToken('bot');
+    const from = Date.now();
+    const busy = Array.from({ length: 25 }, (_, i) =>
+      sim.storeMessage('r', `same ms ${i}`, { members: ['bot'], atMs: from + 10 }),
+    );
+    const later = [1, 2, 3].map((d) =>
+      sim.storeMessage('r', `later ${d}`, { members: ['bot'], atMs: from + 10 + d }),
+    );
+    const log = captureLogger();
+    const result = await catchUp({
+      rest,
+      token,
+      gap: { from, to: from + 1000 },
+      logger: log.logger,
+      messagePageSize: 10,
+    });
+    expect(result.truncated).toBe(false);
+    expect(new Set(result.messages.map((m) => m._id))).toEqual(
+      new Set([...busy, ...later].map((m) => m._id)),
+    );
+    expect(result.messages).toHaveLength(28);
+  });
+
+  it('says so when one millisecond holds more messages than its largest page', async () => {
+    const { sim, rest } = await setup();
+    const token = sim.issueToken('bot');
+    const from = Date.now();
+    for (let i = 0; i < 120; i++) sim.storeMessage('r', `m${i}`, { members: ['bot'], atMs: from + 10 });
+    const log = captureLogger();
+    const result = await catchUp({
+      rest,
+      token,
+      gap: { from, to: from + 1000 },
+      logger: log.logger,
+      messagePageSize: 10,
+    });
+    expect(result.truncated).toBe(true);
+    expect(result.messages).toHaveLength(100);
+    expect(log.text()).toContain('sharing one millisecond');
+  });
+
   it('keeps only messages inside the gap', async () => {
     const { sim, rest } = await setup();
     const token = sim.issueToken('bot');
