@@ -66,8 +66,8 @@ async function oneProcess(webhook: Record<string, unknown> = {}, target = redis.
       receivedAt: Date.now(),
       data: { room: `r${n}` },
     };
-    void enqueuer.enqueue(event, config.webhooks);
-    return event;
+    const landed = enqueuer.enqueue(event, config.webhooks);
+    return { id: event.id, landed };
   };
   const counts = () => queue.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed');
   return { receiver, send, counts, slots };
@@ -142,5 +142,14 @@ describe('direct delivery (ingest and delivery in one process)', () => {
     send(3);
     await waitFor(() => receiver.requests.length === 3, { what: 'the next request in flight' });
     expect(await counts()).toMatchObject({ delayed: 1, active: 0, waiting: 0 });
+  });
+
+  it("leaves a webhook with a rateLimit to the queue's limiter", async () => {
+    const { receiver, send } = await oneProcess({ rateLimit: { max: 2, duration: '1s' } });
+    // One job each: every event is written on its own.
+    for (let i = 0; i < 4; i++) await send(i).landed;
+    await waitFor(() => receiver.deliveredIds().length === 4, { what: 'four deliveries' });
+    const at = receiver.requests.map((r) => r.at);
+    expect(at[2]! - at[0]!).toBeGreaterThanOrEqual(900);
   });
 });
