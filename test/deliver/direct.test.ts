@@ -70,60 +70,53 @@ async function oneProcess(webhook: Record<string, unknown> = {}, target = redis.
     return { id: event.id, landed };
   };
   const counts = () => queue.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed');
-  return { receiver, send, counts, slots };
+  /** Until no job is left in any state: nothing for a worker to send again, nothing dead-lettered. */
+  const nothingLeft = () =>
+    waitFor(async () => Object.values(await counts()).every((n) => n === 0), { what: 'no job left' });
+  return { receiver, send, counts, nothingLeft, slots };
 }
-
-const nothingLeft = { waiting: 0, active: 0, delayed: 0, completed: 0, failed: 0 };
 
 describe('direct delivery (ingest and delivery in one process)', () => {
   it('sends the job while Redis holds it as a delayed record, then removes the record', async () => {
-    const { receiver, send, counts } = await oneProcess();
+    const { receiver, send, counts, nothingLeft } = await oneProcess();
     receiver.enqueue({ status: 204, delayMs: 1500 });
     const event = send(1);
     await waitFor(() => receiver.requests.length === 1, { what: 'the request in flight' });
     // While the request is out, the job is the record no worker may take yet: delayed, not active.
     expect(await counts()).toMatchObject({ delayed: 1, active: 0, waiting: 0 });
-    await waitFor(async () => JSON.stringify(await counts()) === JSON.stringify(nothingLeft), {
-      what: 'the record removed after delivery',
-    });
+    await nothingLeft();
     expect(receiver.deliveredIds()).toEqual([event.id]);
   });
 
   it('a failed direct try becomes a retry a worker delivers, with the same webhook-id', async () => {
-    const { receiver, send, counts } = await oneProcess();
+    const { receiver, send, nothingLeft } = await oneProcess();
     receiver.enqueue({ status: 500 });
     const event = send(1);
     await waitFor(() => receiver.deliveredIds().length === 1, { what: 'delivered on the retry' });
     expect(receiver.requestsFor(event.id).map((r) => r.status)).toEqual([500, 204]);
-    await waitFor(async () => JSON.stringify(await counts()) === JSON.stringify(nothingLeft), {
-      what: 'no job left',
-    });
+    await nothingLeft();
   });
 
   it('a send slower than the lease keeps its lease and is sent once', { timeout: 30_000 }, async () => {
     // Longer than the 10 s lease: without renewal a worker would take the job and send it again.
-    const { receiver, send, counts } = await oneProcess({ timeout: '20s' });
+    const { receiver, send, nothingLeft } = await oneProcess({ timeout: '20s' });
     receiver.enqueue({ status: 204, delayMs: 12_000 });
     const event = send(1);
     await waitFor(() => receiver.deliveredIds().length === 1, {
       timeoutMs: 20_000,
       what: 'the slow delivery',
     });
-    await waitFor(async () => JSON.stringify(await counts()) === JSON.stringify(nothingLeft), {
-      what: 'no job left',
-    });
+    await nothingLeft();
     expect(receiver.requestsFor(event.id)).toHaveLength(1);
   });
 
   it('a burst beyond the lane takes the queue: every event delivered once', async () => {
-    const { receiver, send, counts } = await oneProcess();
+    const { receiver, send, nothingLeft } = await oneProcess();
     const ids = Array.from({ length: 400 }, (_, i) => send(i).id);
     await waitFor(() => receiver.deliveredIds().length >= 400, { what: '400 deliveries' });
     expect(new Set(receiver.deliveredIds())).toEqual(new Set(ids));
     expect(receiver.requests).toHaveLength(400);
-    await waitFor(async () => JSON.stringify(await counts()) === JSON.stringify(nothingLeft), {
-      what: 'no job left',
-    });
+    await nothingLeft();
   });
 
   it('still sends directly after writes failed while Redis was down', async () => {
