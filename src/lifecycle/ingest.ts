@@ -175,7 +175,8 @@ export class Ingest {
     const targets = this.router.targets(account, type);
     if (targets.length === 0) return Promise.resolve({ fresh: false });
     const event: RelayedEvent = { id: eventId(account, type, data), type, account, receivedAt, data };
-    return this.enqueuer.enqueue(event, targets);
+    // Only catch-up asks whether an event is fresh, and it fetches chat messages only.
+    return this.enqueuer.enqueue(event, targets, { markSeen: type === CHAT_MESSAGE });
   }
 
   private quarantine(

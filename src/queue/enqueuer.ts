@@ -66,7 +66,8 @@ export interface OverflowReport {
 
 /**
  * `fresh`: no replica landed this event id before, inside `dedupWindow` (what catch-up counts as
- * recovered; delivery de-duplicates on its own, see docs/architecture.md).
+ * recovered; delivery de-duplicates on its own, see docs/architecture.md). Always false for an
+ * event enqueued with `markSeen: false`.
  * `dropped`: it never reached Redis (buffer overflow, or still buffered when close() gave up).
  */
 export interface EnqueueResult {
@@ -92,7 +93,7 @@ interface JobEntry {
    * added again in another batch job; delivery's claim makes that one delivery.
    */
   readonly todo: Map<string, WebhookConfig>;
-  /** The seen-marker write was answered; `fresh` is its answer. */
+  /** The seen-marker write was answered (or none is wanted); `fresh` is its answer. */
   marked: boolean;
   fresh: boolean;
   readonly resolve: (result: EnqueueResult) => void;
@@ -173,10 +174,14 @@ export class Enqueuer {
   }
 
   /**
-   * Settles once the event is in every target queue (or is dropped); never rejects. `body` is the
-   * request body when the caller already built it (requestBody(event)), so it is serialised once.
+   * Settles once the event is in every target queue (or is dropped); never rejects. `markSeen: false`
+   * skips the seen marker (a Redis write kept for `dedupWindow`) for events nobody asks `fresh` of.
    */
-  enqueue(event: RelayedEvent, targets: readonly WebhookConfig[], body?: string): Promise<EnqueueResult> {
+  enqueue(
+    event: RelayedEvent,
+    targets: readonly WebhookConfig[],
+    options: { markSeen?: boolean } = {},
+  ): Promise<EnqueueResult> {
     if (targets.length === 0) return Promise.resolve({ fresh: false });
     return new Promise((resolve) => {
       if (!this.admit(event.account, event.receivedAt, resolve)) return;
@@ -189,10 +194,10 @@ export class Enqueuer {
           type: event.type,
           account: event.account,
           receivedAt: event.receivedAt,
-          body: body ?? requestBody(event),
+          body: requestBody(event),
         },
         todo: new Map(targets.map((webhook) => [webhook.id, webhook])),
-        marked: false,
+        marked: options.markSeen === false,
         fresh: false,
         resolve,
       });

@@ -245,13 +245,22 @@ describe('Enqueuer on a shared Redis', () => {
     expect((await waiting(redis, prefix, 'a')).length).toBeLessThan(events.length / 2);
   });
 
-  it('stores the body the caller already serialised instead of serialising again', async () => {
+  it('leaves no seen marker in Redis for an event enqueued with markSeen: false', async () => {
+    const { enqueuer, prefix } = make();
+    const e = event(8);
+    expect(await enqueuer.enqueue(e, [hooks[0]!], { markSeen: false })).toEqual({ fresh: false });
+    expect(await redis.exists(seenKey(prefix, e.id))).toBe(0);
+    expect((await queuedEvents(redis, prefix, 'a')).map((q) => q.id)).toEqual([e.id]);
+    // Marked later, it is fresh then: nothing had claimed it as seen.
+    expect(await enqueuer.enqueue(e, [hooks[0]!])).toEqual({ fresh: true });
+  });
+
+  it('stores the exact request body, serialised once at ingest', async () => {
     const { enqueuer, prefix } = make();
     const e = event(7);
-    const body = requestBody(e);
-    expect(await enqueuer.enqueue(e, [hooks[0]!], body)).toEqual({ fresh: true });
+    expect(await enqueuer.enqueue(e, [hooks[0]!])).toEqual({ fresh: true });
     const [stored] = await queuedEvents(redis, prefix, 'a');
-    expect(stored!.body).toBe(body);
+    expect(stored!.body).toBe(requestBody(e));
     expect(JSON.parse(stored!.body)).toEqual({
       id: e.id,
       type: e.type,
