@@ -103,44 +103,37 @@ describe('REST catch-up', () => {
     expect(log.text()).toContain('page cap');
   });
 
-  it('pages past more messages in one millisecond than a page holds', async () => {
-    const { sim, rest } = await setup({ messageOrder: 'desc' });
+  /** `count` messages of room r stamped with one millisecond; `run` catches up over them in pages of 10. */
+  async function oneMillisecond(count: number, opts: SimulatorOptions = {}) {
+    const { sim, rest } = await setup(opts);
     const token = sim.issueToken('bot');
     const from = Date.now();
-    const busy = Array.from({ length: 25 }, (_, i) =>
-      sim.storeMessage('r', `same ms ${i}`, { members: ['bot'], atMs: from + 10 }),
-    );
-    const later = [1, 2, 3].map((d) =>
-      sim.storeMessage('r', `later ${d}`, { members: ['bot'], atMs: from + 10 + d }),
+    const at = from + 10;
+    const stored = Array.from({ length: count }, (_, i) =>
+      sim.storeMessage('r', `same ms ${i}`, { members: ['bot'], atMs: at }),
     );
     const log = captureLogger();
-    const result = await catchUp({
-      rest,
-      token,
-      gap: { from, to: from + 1000 },
-      logger: log.logger,
-      messagePageSize: 10,
-    });
+    const run = () =>
+      catchUp({ rest, token, gap: { from, to: from + 1000 }, logger: log.logger, messagePageSize: 10 });
+    return { sim, at, stored, log, run };
+  }
+
+  it('pages past more messages in one millisecond than a page holds', async () => {
+    const { sim, at, stored, run } = await oneMillisecond(25, { messageOrder: 'desc' });
+    const later = [1, 2, 3].map((d) =>
+      sim.storeMessage('r', `later ${d}`, { members: ['bot'], atMs: at + d }),
+    );
+    const result = await run();
     expect(result.truncated).toBe(false);
     expect(new Set(result.messages.map((m) => m._id))).toEqual(
-      new Set([...busy, ...later].map((m) => m._id)),
+      new Set([...stored, ...later].map((m) => m._id)),
     );
     expect(result.messages).toHaveLength(28);
   });
 
   it('says so when one millisecond holds more messages than its largest page', async () => {
-    const { sim, rest } = await setup();
-    const token = sim.issueToken('bot');
-    const from = Date.now();
-    for (let i = 0; i < 120; i++) sim.storeMessage('r', `m${i}`, { members: ['bot'], atMs: from + 10 });
-    const log = captureLogger();
-    const result = await catchUp({
-      rest,
-      token,
-      gap: { from, to: from + 1000 },
-      logger: log.logger,
-      messagePageSize: 10,
-    });
+    const { log, run } = await oneMillisecond(120);
+    const result = await run();
     expect(result.truncated).toBe(true);
     expect(result.messages).toHaveLength(100);
     expect(log.text()).toContain('sharing one millisecond');
