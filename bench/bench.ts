@@ -14,6 +14,8 @@
  *                     latency tail with it, see docs/performance.md)
  *   --concurrency C   the bridge webhook's `concurrency` (default: the config default, 16)
  *   --rounds K        measure both relays K times, alternating which goes first; report medians
+ *   --split           run the bridge as two processes, `--role ingest` and `--role worker` (the
+ *                     chart's default), instead of one `--role all`; its CPU and RSS are their sums
  *   --profile         CPU-profile the bridge (V8 sampling profiler, as --cpu-prof); profiles go to
  *                     bench/results/profiles-*, a summary of where the time goes is printed
  */
@@ -40,8 +42,9 @@ const TARGETS = { throughputRatio: 0.6, throughputRatioAim: 0.8, p99Ms: 25, idle
 
 interface RelayUnderTest {
   readonly name: 'bridge' | 'naive';
-  readonly pid: number;
-  /** Set for the bridge, for readiness checks. */
+  /** Every process of the relay: CPU and memory are summed over them. */
+  readonly pids: readonly number[];
+  /** Set for the bridge: the process holding the sockets, for readiness checks. */
   readonly bridge?: BridgeProcess;
   stop(): Promise<void>;
 }
@@ -79,6 +82,7 @@ function options() {
       appendfsync: { type: 'string', default: 'everysec' },
       concurrency: { type: 'string' },
       rounds: { type: 'string', default: '1' },
+      split: { type: 'boolean', default: false },
     },
   });
   if (values.appendfsync !== 'always' && values.appendfsync !== 'everysec')
@@ -94,6 +98,7 @@ function options() {
     appendfsync: values.appendfsync,
     concurrency: values.concurrency === undefined ? undefined : Number(values.concurrency),
     rounds: Number(values.rounds),
+    split: values.split,
   };
   if (![o.events, o.rate, o.seconds, o.rounds, ...idle].every((n) => Number.isInteger(n) && n > 0)) {
     throw new Error('usage: bench [--events N] [--rate R] [--seconds S] [--idle 100,1000] [--profile]');
@@ -169,17 +174,21 @@ async function startBridge(
   tokens: Record<string, string>,
   receiver: WebhookReceiver,
   profileDir: string | undefined,
-  concurrency?: number,
+  o: { concurrency?: number | undefined; split: boolean },
 ): Promise<RelayUnderTest & { bridge: BridgeProcess }> {
   const prefix = `bench${Date.now().toString(36)}`;
   const env = profileDir
     ? { NODE_OPTIONS: `--import ${join(HERE, 'cpu-profile-hook.mjs')}`, BENCH_CPU_PROF_DIR: profileDir }
     : {};
-  const bridge = await BridgeProcess.start(
-    writeConfig(bridgeConfig(redis.url, prefix, sim.url, tokens, receiver.url, concurrency)),
-    { role: 'all', env },
-  );
-  return { name: 'bridge', pid: bridge.pid, bridge, stop: async () => void (await bridge.stop('SIGTERM')) };
+  const config = writeConfig(bridgeConfig(redis.url, prefix, sim.url, tokens, receiver.url, o.concurrency));
+  const bridge = await BridgeProcess.start(config, { role: o.split ? 'ingest' : 'all', env });
+  const worker = o.split ? await BridgeProcess.start(config, { role: 'worker', env }) : undefined;
+  return {
+    name: 'bridge',
+    pids: worker ? [bridge.pid, worker.pid] : [bridge.pid],
+    bridge,
+    stop: async () => void (await Promise.all([bridge.stop('SIGTERM'), worker?.stop('SIGTERM')])),
+  };
 }
 
 async function startNaive(
@@ -205,7 +214,7 @@ async function startNaive(
   const exited = new Promise((r) => child.once('exit', r));
   return {
     name: 'naive',
-    pid: child.pid!,
+    pids: [child.pid!],
     stop: async () => {
       child.disconnect();
       await exited;
@@ -242,7 +251,7 @@ async function measure(
   o: ReturnType<typeof options>,
 ): Promise<PhaseResult> {
   const cpuNow = () => ({
-    relay: cpuMsOf(relay.pid),
+    relay: sum(relay.pids.map(cpuMsOf)),
     redis: redisProcess ? cpuMsOf(redisProcess) : 0,
     simulator: cpuMsOf(sim.pid),
     receiver: (process.cpuUsage().user + process.cpuUsage().system) / 1000,
@@ -291,14 +300,14 @@ async function measure(
     `${relay.name}: ${o.rate} events/s for ${o.settle} s after the warm-up burst, then ${o.seconds} s measured`,
   );
   const afterBurst = o.settle > 0 ? await paceFor(o.settle, `${relay.name}-settle`) : undefined;
-  const cpu = cpuMsOf(relay.pid);
+  const cpu = sum(relay.pids.map(cpuMsOf));
   const total = o.rate * o.seconds;
   const steady = await paceFor(o.seconds, `${relay.name}-rate`);
   const latency = {
     rate: o.rate,
     events: total,
     ...steady,
-    cpuMsPer1k: round(((cpuMsOf(relay.pid) - cpu) / total) * 1000, 1),
+    cpuMsPer1k: round(((sum(relay.pids.map(cpuMsOf)) - cpu) / total) * 1000, 1),
     ...(afterBurst ? { afterBurst } : {}),
   };
 
@@ -320,7 +329,7 @@ async function measure(
     events: o.events,
     seconds: round(seconds, 2),
     eventsPerSecond: Math.round(o.events / seconds),
-    peakRssMiB: round(memoryOf(relay.pid).peakMiB, 1),
+    peakRssMiB: round(sum(relay.pids.map((pid) => memoryOf(pid).peakMiB)), 1),
     cpuMsPer1kBy: {
       relay: per1k('relay'),
       redis: per1k('redis'),
@@ -338,7 +347,8 @@ async function idleMemory(redis: RedisServer, sim: SimProcess, receiver: Webhook
   const ids = Array.from({ length: count }, (_, i) => `idle-${count}-${i}`);
   const tokens = await sim.tokens(ids);
   const started = Date.now();
-  const bridge = await startBridge(redis, sim, tokens, receiver, undefined);
+  // The target is about one process holding every account.
+  const bridge = await startBridge(redis, sim, tokens, receiver, undefined, { split: false });
   try {
     await bridge.bridge.waitReady(120_000);
     const liveSeconds = (Date.now() - started) / 1000;
@@ -347,7 +357,7 @@ async function idleMemory(redis: RedisServer, sim: SimProcess, receiver: Webhook
     return {
       accounts: count,
       allLiveSeconds: round(liveSeconds, 2),
-      rssMiB: round(memoryOf(bridge.pid).rssMiB, 1),
+      rssMiB: round(memoryOf(bridge.bridge.pid).rssMiB, 1),
     };
   } finally {
     await bridge.stop();
@@ -375,7 +385,7 @@ async function main(): Promise<void> {
         const relay =
           name === 'naive'
             ? await startNaive(sim, tokens, receiver)
-            : await startBridge(redis, sim, tokens, receiver, profileDir, o.concurrency);
+            : await startBridge(redis, sim, tokens, receiver, profileDir, o);
         try {
           await relay.bridge?.waitReady(30_000);
           rounds[name].push(await measure(relay, sim, receiver, redisPid(redis.port), o));
@@ -438,7 +448,7 @@ function report(
     thousandAccountsUnder400MiB: thousand ? thousand.rssMiB < TARGETS.idleRssMiB : undefined,
   };
   const rows = (['bridge', 'naive'] as const).map((name) => ({
-    relay: name,
+    relay: name === 'bridge' && o.split ? 'bridge (split)' : name,
     'burst events/s': r[name].throughput.eventsPerSecond,
     'burst s': r[name].throughput.seconds,
     'peak RSS MiB': r[name].throughput.peakRssMiB,
@@ -515,6 +525,10 @@ async function setAppendFsync(url: string, policy: string): Promise<void> {
 function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return 0;
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+function sum(values: readonly number[]): number {
+  return values.reduce((a, b) => a + b, 0);
 }
 
 function round(n: number, digits: number): number {
