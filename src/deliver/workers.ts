@@ -360,8 +360,8 @@ class WebhookLane implements DirectDelivery {
         'direct delivery not recorded; a worker runs the job when its lease ends',
       );
     } finally {
+      // Not progress of the worker: the watchdog must still notice a worker that stopped fetching.
       this.directLeases.delete(jobId);
-      this.lastProgress = Date.now();
     }
   }
 
