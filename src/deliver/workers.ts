@@ -163,10 +163,9 @@ class WebhookLane implements DirectDelivery {
   private lastProgress = Date.now();
   private stopping = false;
   private recovering = false;
-  /** Direct deliveries: slots handed out and not yet finished, and each running job's last lease. */
+  /** Direct deliveries: slots handed out and not yet finished, and each running job by id. */
   private directSlots = 0;
-  private readonly directLeases = new Map<string, number>();
-  private readonly directRuns = new Set<Promise<void>>();
+  private readonly directRuns = new Map<string, { run: Promise<void>; leasedAt: number }>();
   private leaseTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -233,9 +232,9 @@ class WebhookLane implements DirectDelivery {
         used = true;
         const run = this.deliverDirect(jobId, data).finally(() => {
           this.directSlots--;
-          this.directRuns.delete(run);
+          this.directRuns.delete(jobId);
         });
-        this.directRuns.add(run);
+        this.directRuns.set(jobId, { run, leasedAt: Date.now() });
       },
       cancel: () => {
         if (used) return;
@@ -250,7 +249,7 @@ class WebhookLane implements DirectDelivery {
       webhook: this.webhook.id,
       breaker: this.breaker.state,
       running: this.worker?.isRunning() ?? false,
-      inFlight: this.inFlightTokens.size + this.directLeases.size,
+      inFlight: this.inFlightTokens.size + this.directRuns.size,
       ...(this.lastError ? { lastError: { ...this.lastError } } : {}),
     };
   }
@@ -297,7 +296,7 @@ class WebhookLane implements DirectDelivery {
 
   async stopWorker(): Promise<void> {
     this.stopping = true;
-    await Promise.all([this.worker?.close(), Promise.allSettled([...this.directRuns])]);
+    await Promise.all([this.worker?.close(), ...[...this.directRuns.values()].map((d) => d.run)]);
     clearInterval(this.leaseTimer);
   }
 
@@ -347,10 +346,10 @@ class WebhookLane implements DirectDelivery {
   /**
    * The job's first try, as a worker would make it; then the job, delayed until now, is removed. If
    * that removal fails, or this process dies first, a worker runs the job once its lease is up and
-   * sends again what this try delivered: duplicates with the same webhook-id, never a loss.
+   * sends again what this try delivered: duplicates with the same webhook-id, never a loss. It does
+   * not touch `lastProgress`: the watchdog must still notice a worker that stopped fetching.
    */
   private async deliverDirect(jobId: string, data: BatchJobData): Promise<void> {
-    this.directLeases.set(jobId, Date.now());
     try {
       await this.processBatch(jobId, data, undefined);
       await this.queue.remove(jobId);
@@ -359,17 +358,14 @@ class WebhookLane implements DirectDelivery {
         { jobId, err: err instanceof Error ? err.message : String(err) },
         'direct delivery not recorded; a worker runs the job when its lease ends',
       );
-    } finally {
-      // Not progress of the worker: the watchdog must still notice a worker that stopped fetching.
-      this.directLeases.delete(jobId);
     }
   }
 
   private renewLeases(): void {
     const now = Date.now();
-    for (const [jobId, leasedAt] of this.directLeases) {
-      if (now - leasedAt < DIRECT_LEASE_MS / 2) continue;
-      this.directLeases.set(jobId, now);
+    for (const [jobId, direct] of this.directRuns) {
+      if (now - direct.leasedAt < DIRECT_LEASE_MS / 2) continue;
+      direct.leasedAt = now;
       new Job(this.queue, BATCH_JOB_NAME, {}, {}, jobId)
         .changeDelay(DIRECT_LEASE_MS)
         .catch((err: unknown) => this.logger.debug({ jobId, err: String(err) }, 'could not renew a lease'));
