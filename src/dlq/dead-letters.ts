@@ -2,7 +2,7 @@ import { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { BridgeConfig } from '../config/schema.js';
 import { BridgeError, UsageError } from '../errors.js';
-import { attemptsOf, isBatch, type DeliveryJobData, type EventJobData } from '../queue/job.js';
+import { attemptsOf, isBatch, type DeliveryEvent, type DeliveryJobData } from '../queue/job.js';
 import { quarantineKey, queueName } from '../queue/names.js';
 export { formatDeadLetters, formatReplay } from './format.js';
 import { createProducerConnection } from '../queue/redis.js';
@@ -253,26 +253,17 @@ function toEntries(webhook: string, job: Job<DeliveryJobData>, now: number): Dea
     failedAt: new Date(failedAt).toISOString(),
     age: Math.max(0, now - failedAt),
   };
+  const entry = ({ id, type, account }: DeliveryEvent, attempts: number): DeadLetterEntry => ({
+    ...common,
+    id,
+    type,
+    account,
+    attempts,
+  });
   const data = job.data;
-  if (isBatch(data)) {
-    return data.events.map((event) => ({
-      ...common,
-      id: event.id,
-      type: event.type,
-      account: event.account,
-      attempts: job.attemptsMade,
-    }));
-  }
-  const event: EventJobData = data;
-  return [
-    {
-      ...common,
-      id: event.id,
-      type: event.type,
-      account: event.account,
-      attempts: attemptsOf(event, job.attemptsMade),
-    },
-  ];
+  return isBatch(data)
+    ? data.events.map((event) => entry(event, job.attemptsMade))
+    : [entry(data, attemptsOf(data, job.attemptsMade))];
 }
 
 function toQuarantine(streamId: string, fields: string[]): QuarantineEntry {
