@@ -15,6 +15,9 @@ Usage:
   imkit-bridge config check [--config FILE]
   imkit-bridge dlq list [--config FILE] [--webhook ID] [--json]
   imkit-bridge dlq replay [--config FILE] [--webhook ID] [--id EVENT_ID] [--json]
+  imkit-bridge dlq replay --quarantine [--config FILE] [--id STREAM_ID] [--json]
+      decode quarantined payloads again with the current limits and codecs; relay and
+      remove those that now decode, keep and report the rest
 
 Config file: --config, else $IMKIT_BRIDGE_CONFIG, else config/bridge.yaml.
 Exit codes: 0 clean stop, 1 config or usage error, 2 fatal runtime error.`;
@@ -39,6 +42,7 @@ async function main(argv: string[]): Promise<number> {
       webhook: { type: 'string' },
       id: { type: 'string' },
       json: { type: 'boolean' },
+      quarantine: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean' },
     },
@@ -78,6 +82,18 @@ async function main(argv: string[]): Promise<number> {
       return EXIT_OK;
     }
     case 'dlq replay': {
+      if (values.quarantine) {
+        if (values.webhook !== undefined) {
+          throw new CommandLineError(
+            '--webhook does not apply to --quarantine: a payload goes to every webhook that wants it',
+          );
+        }
+        const config = loadConfig(configPath);
+        const { replayQuarantine, formatQuarantineReplay } = await import('./dlq/quarantine.js');
+        const result = await replayQuarantine(config, { id: values.id });
+        process.stdout.write(`${formatQuarantineReplay(result, { json: values.json ?? false })}\n`);
+        return EXIT_OK;
+      }
       const config = loadConfig(configPath);
       const { replayDeadLetters, formatReplay } = await import('./dlq/dead-letters.js');
       const result = await replayDeadLetters(config, { webhook: values.webhook, id: values.id });

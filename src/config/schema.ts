@@ -114,8 +114,10 @@ export const configSchema = z
     shutdownTimeout: duration('25s'),
     limits: z
       .strictObject({
-        maxPayloadBytes: z.number().int().min(1024).default(1_048_576),
-        maxJsonDepth: z.number().int().min(2).max(1000).default(64),
+        // Defaults and their reasons: docs/operations.md "Payload limits and quarantine".
+        maxPayloadBytes: z.number().int().min(1024).default(4_194_304),
+        // At most 1000: the body is serialised recursively (JSON.stringify), which fails near 4000.
+        maxJsonDepth: z.number().int().min(2).max(1000).default(256),
         bufferEvents: z.number().int().min(1).default(50_000),
       })
       .prefault({}),

@@ -1,8 +1,21 @@
 import type { AccountConfig, BridgeConfig } from '../config/schema.js';
 import { loadCodec, type Codec } from './codec.js';
-import { checkValue, exceedsJsonDepth, type PayloadLimits } from './limits.js';
+import { idsOfJsonText, safeIds, type QuarantineIds } from './ids.js';
+import { checkValue, exceedsJsonDepth, maxRawBytes, type PayloadLimits } from './limits.js';
+import { storeRaw, type RawType } from './raw.js';
 
-export type DecodeResult = { ok: true; data: unknown } | { ok: false; reason: string; raw: Buffer };
+export interface DecodeFailure {
+  readonly ok: false;
+  /** Short, and never payload content. */
+  readonly reason: string;
+  /** The bytes kept in quarantine (src/decode/raw.ts). */
+  readonly raw: Buffer;
+  readonly rawType: RawType;
+  /** Ids that could be read safely, for `bridge.quarantined`. */
+  readonly ids: QuarantineIds;
+}
+
+export type DecodeResult = { ok: true; data: unknown } | DecodeFailure;
 
 /** Turns one raw Socket.IO payload into the data the bridge relays. Never throws. */
 export interface Decoder {
@@ -51,7 +64,7 @@ function decodePlain(raw: unknown, limits: PayloadLimits): DecodeResult {
   const early = rejectUnusable(raw, limits);
   if (early) return early;
   const problem = checkValue(raw, limits);
-  return problem ? fail(problem, raw) : { ok: true, data: raw };
+  return problem ? fail(problem, raw, safeIds(raw)) : { ok: true, data: raw };
 }
 
 function decodeBase64(raw: unknown, limits: PayloadLimits): DecodeResult {
@@ -62,13 +75,15 @@ function decodeBase64(raw: unknown, limits: PayloadLimits): DecodeResult {
     if (isPlainObject(raw)) return decodePlain(raw, limits);
     return fail(`expected a base64 string, got ${describe(raw)}`, raw);
   }
-  if (raw.length > limits.maxPayloadBytes) return fail('payload too large', raw);
+  // The limit is on the decoded bytes; this cheaper bound keeps a huge string from being scanned.
+  if (raw.length > maxRawBytes(limits)) return fail('payload too large', raw);
   if (raw.length % 4 !== 0 || !BASE64.test(raw)) return fail('invalid base64', raw);
   // Non-zero padding bits decode "successfully" in Node; strict means the canonical form only. Those
   // bits can only sit in the last 4-character quantum, so only it is re-encoded, not the whole payload.
   const tail = raw.slice(-4);
   if (Buffer.from(tail, 'base64').toString('base64') !== tail) return fail('invalid base64', raw);
   const bytes = Buffer.from(raw, 'base64');
+  if (bytes.length > limits.maxPayloadBytes) return fail('payload too large', raw);
   let text: string;
   try {
     text = utf8.decode(bytes);
@@ -80,11 +95,13 @@ function decodeBase64(raw: unknown, limits: PayloadLimits): DecodeResult {
 
 function decodeCustom(codec: Codec, raw: unknown, limits: PayloadLimits): DecodeResult {
   if (raw === undefined) return fail('no payload', raw);
-  // Binary is the codec's business here (an encrypted transport may well send it); size still counts.
-  if (isBinary(raw) && (raw as ArrayBuffer | ArrayBufferView).byteLength > limits.maxPayloadBytes) {
+  // Binary is the codec's business here (an encrypted transport may well send it). The limit is on
+  // what the codec returns; this cheaper bound on its input keeps memory bounded.
+  const rawLimit = maxRawBytes(limits);
+  if (isBinary(raw) && (raw as ArrayBuffer | ArrayBufferView).byteLength > rawLimit) {
     return fail('payload too large', raw);
   }
-  if (typeof raw === 'string' && Buffer.byteLength(raw) > limits.maxPayloadBytes)
+  if (typeof raw === 'string' && (raw.length > rawLimit || Buffer.byteLength(raw) > rawLimit))
     return fail('payload too large', raw);
   let data: unknown;
   try {
@@ -97,7 +114,7 @@ function decodeCustom(codec: Codec, raw: unknown, limits: PayloadLimits): Decode
     return fail('codec returned a promise; decode must be synchronous', raw);
   }
   const problem = checkValue(data, limits);
-  return problem ? fail(problem, raw) : { ok: true, data };
+  return problem ? fail(problem, raw, safeIds(data)) : { ok: true, data };
 }
 
 /**
@@ -108,7 +125,7 @@ function decodeCustom(codec: Codec, raw: unknown, limits: PayloadLimits): Decode
 function parseText(text: string, raw: unknown, limits: PayloadLimits): DecodeResult {
   const first = firstNonSpace(text);
   if (first !== '{' && first !== '[' && first !== '"') return { ok: true, data: text };
-  if (exceedsJsonDepth(text, limits.maxJsonDepth)) return fail('nesting too deep', raw);
+  if (exceedsJsonDepth(text, limits.maxJsonDepth)) return fail('nesting too deep', raw, idsOfJsonText(text));
   try {
     return { ok: true, data: JSON.parse(text) as unknown };
   } catch {
@@ -131,22 +148,9 @@ function rejectUnusable(raw: unknown, limits: PayloadLimits): DecodeResult | und
   return undefined;
 }
 
-function fail(reason: string, raw: unknown): DecodeResult {
-  return { ok: false, reason, raw: rawBytes(raw) };
-}
-
-/** The bytes kept for quarantine: strings as UTF-8, binary as is, anything else as JSON when possible. */
-export function rawBytes(raw: unknown): Buffer {
-  if (typeof raw === 'string') return Buffer.from(raw, 'utf8');
-  if (Buffer.isBuffer(raw)) return raw;
-  if (raw instanceof ArrayBuffer) return Buffer.from(raw);
-  if (ArrayBuffer.isView(raw)) return Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
-  if (raw === undefined) return Buffer.alloc(0);
-  try {
-    return Buffer.from(JSON.stringify(raw) ?? String(raw), 'utf8');
-  } catch {
-    return Buffer.from(String(raw), 'utf8');
-  }
+function fail(reason: string, raw: unknown, ids: QuarantineIds = {}): DecodeFailure {
+  const stored = storeRaw(raw);
+  return { ok: false, reason, raw: stored.bytes, rawType: stored.type, ids };
 }
 
 function isBinary(raw: unknown): boolean {

@@ -4,8 +4,21 @@
  */
 
 export interface PayloadLimits {
+  /** Bound on the decoded payload: its bytes (base64, text) or the size of the value (codec, objects). */
   readonly maxPayloadBytes: number;
   readonly maxJsonDepth: number;
+}
+
+/** Room for a custom codec's framing around the encoded payload (IV, tag, envelope). */
+const RAW_FRAMING_BYTES = 64 * 1024;
+
+/**
+ * Largest raw payload worth decoding: the base64 form of `maxPayloadBytes` plus a codec's framing.
+ * Checked before anything is decoded, so a huge raw payload costs one length comparison; the
+ * limit that decides is the one on the decoded payload.
+ */
+export function maxRawBytes(limits: PayloadLimits): number {
+  return Math.ceil(limits.maxPayloadBytes / 3) * 4 + RAW_FRAMING_BYTES;
 }
 
 const OPEN_BRACE = 0x7b;

@@ -21,7 +21,7 @@ export class RedisUnavailableError extends BridgeError {
 }
 
 /** How long `dlq list|replay` waits for Redis before giving up with a clear error. */
-const CONNECT_TIMEOUT_MS = 5000;
+export const CONNECT_TIMEOUT_MS = 5000;
 
 export interface DeadLetterEntry {
   readonly webhook: string;
@@ -53,6 +53,10 @@ export interface QuarantineEntry {
   readonly event: string;
   readonly reason: string;
   readonly size: number;
+  /** Hex SHA-256 of the raw bytes, as in the `bridge.quarantined` event (empty for entries from before 0.2). */
+  readonly sha256: string;
+  /** The ids read from the payload, as in `bridge.quarantined`. */
+  readonly ids: Readonly<Record<string, unknown>>;
   /** ISO time the payload was received. */
   readonly receivedAt: string;
 }
@@ -228,7 +232,7 @@ async function withQueues<T>(
   }
 }
 
-async function readyWithin(ready: Promise<unknown>, ms: number): Promise<void> {
+export async function readyWithin(ready: Promise<unknown>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new RedisUnavailableError(`Redis did not answer within ${ms} ms`)), ms);
@@ -276,6 +280,17 @@ function toQuarantine(streamId: string, fields: string[]): QuarantineEntry {
     event: map.get('event') ?? '',
     reason: map.get('reason') ?? '',
     size: Number(map.get('size') ?? 0),
+    sha256: map.get('sha256') ?? '',
+    ids: parseIds(map.get('ids')),
     receivedAt: Number.isFinite(receivedAt) ? new Date(receivedAt).toISOString() : '',
   };
+}
+
+function parseIds(text: string | undefined): Record<string, unknown> {
+  try {
+    const ids: unknown = JSON.parse(text ?? '{}');
+    return ids !== null && typeof ids === 'object' ? (ids as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
 }

@@ -1,4 +1,5 @@
 import type { DeadLetterList, ReplayResult } from './dead-letters.js';
+import type { QuarantineReplayResult } from './quarantine.js';
 
 /** `dlq list` output: a table per webhook and one for quarantine, or the list as JSON with `json`. */
 export function formatDeadLetters(list: DeadLetterList, options: { json: boolean }): string {
@@ -49,6 +50,18 @@ export function formatReplay(result: ReplayResult, options: { json: boolean }): 
   lines.push(
     `replayed ${result.replayed} dead letter(s)${result.failed ? `; ${result.failed} could not be replayed` : ''}`,
   );
+  return lines.join('\n');
+}
+
+/** `dlq replay --quarantine` output. */
+export function formatQuarantineReplay(result: QuarantineReplayResult, options: { json: boolean }): string {
+  if (options.json) return JSON.stringify(result, null, 2);
+  const lines = [`replayed ${result.replayed} quarantined payload(s)`];
+  if (result.unrouted > 0) {
+    lines.push(`${result.unrouted} now decode but no destination wants them (removed, as live)`);
+  }
+  lines.push(`${result.stillFailing} still fail and stay in quarantine`);
+  for (const [reason, count] of Object.entries(result.reasons)) lines.push(`  ${reason}: ${count}`);
   return lines.join('\n');
 }
 

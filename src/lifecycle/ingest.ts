@@ -1,8 +1,9 @@
+import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Counter } from 'prom-client';
 import type { BridgeMetrics } from '../admin/metrics.js';
 import type { AccountConfig, BridgeConfig } from '../config/schema.js';
-import { createDecoder, type Decoder } from '../decode/decoder.js';
+import { createDecoder, type DecodeFailure, type Decoder } from '../decode/decoder.js';
 import { CHECKPOINT_INTERVAL_MS, SessionCheckpoints } from '../queue/checkpoints.js';
 import { Enqueuer, type DirectDelivery, type OverflowReport } from '../queue/enqueuer.js';
 import type { RelayedEvent } from '../route/event.js';
@@ -23,6 +24,7 @@ const CATCH_UP_SLACK_MS = 5_000;
 const CATCH_UP_DRAIN_MS = 10_000;
 const CATCH_UP_SLICE = 500;
 const CHAT_MESSAGE = 'chat message';
+const QUARANTINED = 'bridge.quarantined';
 const QUARANTINE_LOG_INTERVAL_MS = 1_000;
 
 export interface IngestStatus {
@@ -160,7 +162,7 @@ export class Ingest {
     this.receivedCounter(relay, name).inc();
     const decoded = relay.decoder.decode(payload);
     if (!decoded.ok) {
-      this.quarantine(relay, name, decoded.reason, decoded.raw, receivedAt);
+      this.quarantine(relay, name, decoded, receivedAt);
       return;
     }
     this.relay(relay.account.id, name, decoded.data, receivedAt);
@@ -179,14 +181,27 @@ export class Ingest {
     return this.enqueuer.enqueue(event, targets, { markSeen: type === CHAT_MESSAGE });
   }
 
+  /**
+   * Keeps the raw payload and tells destinations that subscribe to `bridge.quarantined`: a payload
+   * nobody can decode must still show in the audit trail. The event carries no payload content and
+   * nothing of this process, so replicas quarantining the same payload report the same event.
+   */
   private quarantine(
     relay: AccountPipeline,
     event: string,
-    reason: string,
-    raw: Buffer,
+    failure: DecodeFailure,
     receivedAt: number,
   ): void {
-    void this.enqueuer.quarantine({ account: relay.account.id, event, reason, raw, receivedAt });
+    const { reason, raw, rawType, ids } = failure;
+    const account = relay.account.id;
+    const sha256 = createHash('sha256').update(raw).digest('hex');
+    void this.enqueuer.quarantine({ account, event, reason, raw, rawType, sha256, ids, receivedAt });
+    void this.relay(
+      account,
+      QUARANTINED,
+      { account, event, reason, size: raw.length, sha256, ids },
+      receivedAt,
+    );
     // A stretch of garbage must not turn into a log flood: one line per second per account.
     const now = Date.now();
     const state = relay.quarantineLog;

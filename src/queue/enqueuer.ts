@@ -3,6 +3,8 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { BridgeMetrics } from '../admin/metrics.js';
 import type { WebhookConfig } from '../config/schema.js';
+import type { QuarantineIds } from '../decode/ids.js';
+import type { RawType } from '../decode/raw.js';
 import type { Logger } from '../lifecycle/logger.js';
 import { requestBody } from '../route/body.js';
 import type { RelayedEvent } from '../route/event.js';
@@ -80,6 +82,11 @@ export interface QuarantineInput {
   readonly event: string;
   readonly reason: string;
   readonly raw: Buffer;
+  /** What kind of value `raw` holds, so `dlq replay --quarantine` can rebuild it (src/decode/raw.ts). */
+  readonly rawType: RawType;
+  /** Hex SHA-256 of `raw`, as in the `bridge.quarantined` event. */
+  readonly sha256: string;
+  readonly ids: QuarantineIds;
   readonly receivedAt: number;
 }
 
@@ -222,6 +229,12 @@ export class Enqueuer {
         String(entry.receivedAt),
         'size',
         String(entry.raw.length),
+        'rawType',
+        entry.rawType,
+        'sha256',
+        entry.sha256,
+        'ids',
+        JSON.stringify(entry.ids),
       ];
       this.push({
         kind: 'quarantine',

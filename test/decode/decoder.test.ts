@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AccountConfig, BridgeConfig } from '../../src/config/schema.js';
 import { CodecLoadError } from '../../src/decode/codec.js';
 import { createDecoder, type Decoder, type DecodeResult } from '../../src/decode/decoder.js';
+import { maxRawBytes } from '../../src/decode/limits.js';
+import { restoreRaw, storeRaw } from '../../src/decode/raw.js';
 
 const limits: BridgeConfig['limits'] = { maxPayloadBytes: 64 * 1024, maxJsonDepth: 64, bufferEvents: 100 };
 
@@ -114,9 +116,22 @@ describe('base64 decoder', () => {
     }
   });
 
+  it('measures size on the decoded bytes, not on the base64 text', () => {
+    const json = (bytes: number) => JSON.stringify({ text: 'a'.repeat(bytes - 11) });
+    // Base64 is a third longer than what it carries: a payload at the limit must still pass.
+    const atLimit = json(limits.maxPayloadBytes);
+    expect(Buffer.byteLength(atLimit)).toBe(limits.maxPayloadBytes);
+    expect(decoder.decode(Buffer.from(atLimit).toString('base64'))).toEqual({
+      ok: true,
+      data: JSON.parse(atLimit),
+    });
+    expectFail(decoder.decode(Buffer.from(json(limits.maxPayloadBytes + 1)).toString('base64')), /too large/);
+  });
+
   it('rejects oversize payloads before decoding and 100k-deep nesting without a stack overflow', async () => {
-    const big = Buffer.alloc(limits.maxPayloadBytes, 'a').toString('base64');
-    expectFail(decoder.decode(big), /too large/);
+    // Far past the limit: refused on its length, before the alphabet is even scanned.
+    const huge = 'A'.repeat(maxRawBytes(limits) + 4);
+    expectFail(decoder.decode(huge), /too large/);
     const roomy = await createDecoder(account('base64'), { ...limits, maxPayloadBytes: 1_000_000 });
     const deep = Buffer.from('['.repeat(100_000) + ']'.repeat(100_000)).toString('base64');
     expectFail(roomy.decode(deep), /nesting too deep/);
@@ -255,5 +270,52 @@ describe('custom codec', () => {
     const noDecode = join(dir, 'no-decode.mjs');
     writeFileSync(noDecode, 'export const encode = () => "";');
     await expect(createDecoder(account('custom', noDecode), limits)).rejects.toBeInstanceOf(CodecLoadError);
+  });
+});
+
+describe('what a failure keeps', () => {
+  it('carries the ids that can be read safely and nothing else of the payload', async () => {
+    const base64 = await createDecoder(account('base64'), limits);
+    const deep = '['.repeat(100) + ']'.repeat(100);
+    const text = `{"_id":"m1","room":"r1","message":${deep},"sender":{"_id":"alice","nickname":"A"},"messageID":${'7'},"roomID":"${'x'.repeat(200)}"}`;
+    const failure = base64.decode(Buffer.from(text).toString('base64'));
+    expect(failure).toMatchObject({ ok: false, reason: 'nesting too deep', rawType: 'string' });
+    expect((failure as { ids: unknown }).ids).toEqual({ _id: 'm1', room: 'r1', sender: { _id: 'alice' } });
+    // Not JSON, or too large to look at: no ids.
+    expect(base64.decode(Buffer.from('{"_id":"m1",').toString('base64'))).toMatchObject({ ids: {} });
+
+    const plain = await createDecoder(account('none'), limits);
+    let value: unknown = {};
+    for (let i = 0; i < 100; i++) value = { d: value };
+    const typing = plain.decode({ room: 'r2', sender: 'bob', memberID: 'bob', extra: value });
+    expect(typing).toMatchObject({ ok: false, ids: { room: 'r2', sender: 'bob', memberID: 'bob' } });
+  });
+
+  it('keeps a payload nested far past what JSON.stringify survives as its exact JSON text', async () => {
+    const plain = await createDecoder(account('none'), limits);
+    const depth = 100_000;
+    let deep: unknown = {};
+    for (let i = 0; i < depth; i++) deep = { d: deep };
+    const failure = plain.decode(deep);
+    expect(failure).toMatchObject({ ok: false, reason: 'nesting too deep', rawType: 'json' });
+    const raw = (failure as { raw: Buffer }).raw.toString();
+    expect(raw).toBe(`${'{"d":'.repeat(depth)}{}${'}'.repeat(depth)}`);
+    // And it comes back as the value the socket delivered.
+    const restored = restoreRaw(Buffer.from(raw), 'json');
+    expect(restored.ok && plain.decode(restored.raw)).toMatchObject({
+      ok: false,
+      reason: 'nesting too deep',
+    });
+  });
+
+  it('marks values JSON cannot carry as not replayable', async () => {
+    const plain = await createDecoder(account('none'), limits);
+    const failure = plain.decode({ file: Buffer.from('x') });
+    expect(failure).toMatchObject({ ok: false, rawType: 'lossy' });
+    expect(restoreRaw((failure as { raw: Buffer }).raw, 'lossy')).toMatchObject({ ok: false });
+    for (const raw of ['text', Buffer.from([1, 2]), [1, { a: 'b' }], undefined]) {
+      const stored = storeRaw(raw);
+      expect(restoreRaw(stored.bytes, stored.type)).toEqual({ ok: true, raw });
+    }
   });
 });

@@ -205,6 +205,9 @@ describe('Enqueuer on a shared Redis', () => {
           event: 'chat message',
           reason: result.reason,
           raw: result.raw,
+          rawType: result.rawType,
+          sha256: `sha-${i}`,
+          ids: result.ids,
           receivedAt: 1000 + i,
         });
       }),
@@ -222,12 +225,22 @@ describe('Enqueuer on a shared Redis', () => {
         event: 'chat message',
         receivedAt: String(1000 + i),
         size: String(expectedRaw[i]!.length),
+        sha256: `sha-${i}`,
+        ids: '{}',
       });
       expect(fields.reason).toBeTruthy();
     });
     // The base64 of Buffer [0,1,2,255] and the JSON of [1,2] are what was kept.
     expect(expectedRaw[10]).toEqual(Buffer.from([0, 1, 2, 255]));
     expect(expectedRaw[5]!.toString()).toBe('[1,2]');
+    // ...and what kind of value they were, so a replay can rebuild it.
+    const rawTypes = entries.map(([, flat]) => flat[flat.indexOf('rawType') + 1]);
+    expect(rawTypes).toEqual([
+      ...Array<string>(5).fill('string'),
+      ...Array<string>(4).fill('json'),
+      'none',
+      'binary',
+    ]);
   });
 
   it('at a steady few hundred events/s, shares jobs between events instead of one job each', async () => {
@@ -334,6 +347,9 @@ describe('Enqueuer while Redis is down', () => {
       event: 'x',
       reason: 'invalid JSON',
       raw: Buffer.from('{'),
+      rawType: 'string',
+      sha256: 'x',
+      ids: {},
       receivedAt: 1,
     });
     for (const e of events.slice(0, 200)) landed.push(enqueuer.enqueue(e, hooks));
@@ -376,6 +392,9 @@ describe('Enqueuer while Redis is down', () => {
       event: 'room',
       reason: 'invalid base64',
       raw: Buffer.from('%%'),
+      rawType: 'string',
+      sha256: 'x',
+      ids: {},
       receivedAt: 5,
     });
     expect(await enqueuer.drain(300)).toBe(false);
