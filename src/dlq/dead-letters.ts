@@ -5,7 +5,8 @@ import { BridgeError, UsageError } from '../errors.js';
 import { attemptsOf, isBatch, type DeliveryEvent, type DeliveryJobData } from '../queue/job.js';
 import { quarantineKey, queueName } from '../queue/names.js';
 export { formatDeadLetters, formatReplay } from './format.js';
-import { createProducerConnection } from '../queue/redis.js';
+import { createProducerConnection, redisEndpoint } from '../queue/redis.js';
+import { describeError } from '../lifecycle/describe-error.js';
 
 /** Jobs read or replayed per Redis round of work, so a million dead letters never sit in memory at once. */
 const PAGE = 500;
@@ -212,7 +213,11 @@ async function withQueues<T>(
     throw new UnknownWebhookError(`no webhook has id "${webhook}" (configured: ${ids.join(', ') || 'none'})`);
   }
   const connection = createProducerConnection(config.redis.url, { name: 'imkit-bridge-dlq' });
-  // Connection trouble reaches the caller as a rejected command; the events themselves add nothing.
+  // A one-shot command does not wait out an outage: an error before the connection is ready is the answer.
+  const failed = new Promise<never>((_, reject) =>
+    connection.once('error', (err: unknown) => reject(unavailable(config.redis.url, describeError(err)))),
+  );
+  failed.catch(() => {});
   connection.on('error', () => {});
   const queues = (webhook ? [webhook] : ids).map((id): [string, Queue<DeliveryJobData>] => {
     const queue = new Queue<DeliveryJobData>(queueName(id), { connection, prefix: config.redis.prefix });
@@ -220,7 +225,11 @@ async function withQueues<T>(
     return [id, queue];
   });
   try {
-    await readyWithin(Promise.all(queues.map(([, q]) => q.waitUntilReady())), CONNECT_TIMEOUT_MS);
+    await readyWithin(
+      Promise.race([failed, Promise.all(queues.map(([, q]) => q.waitUntilReady()))]),
+      CONNECT_TIMEOUT_MS,
+      config.redis.url,
+    );
     return await fn(connection, queues);
   } finally {
     await Promise.allSettled(queues.map(([, q]) => q.close()));
@@ -228,16 +237,20 @@ async function withQueues<T>(
   }
 }
 
-async function readyWithin(ready: Promise<unknown>, ms: number): Promise<void> {
+async function readyWithin(ready: Promise<unknown>, ms: number, url: string): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new RedisUnavailableError(`Redis did not answer within ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(unavailable(url, `no answer within ${ms} ms`)), ms);
   });
   try {
     await Promise.race([ready, timeout]);
   } finally {
     clearTimeout(timer);
   }
+}
+
+function unavailable(url: string, cause: string): RedisUnavailableError {
+  return new RedisUnavailableError(`cannot use Redis at ${redisEndpoint(url)}: ${cause}`);
 }
 
 /**
