@@ -32,7 +32,10 @@ describe('a receiver failing every event', () => {
     });
     workers.start();
     const events = 200;
-    await producer.addBatch('hook', Array.from({ length: events }, () => ({})));
+    await producer.addBatch(
+      'hook',
+      Array.from({ length: events }, () => ({})),
+    );
     await waitFor(async () => (await producer.queue('hook').getFailedCount()) === events, {
       timeoutMs: 30_000,
       what: 'every event dead-lettered',
