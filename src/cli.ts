@@ -13,11 +13,14 @@ const USAGE = `imkit-bridge ${VERSION}
 Usage:
   imkit-bridge run [--config FILE] [--role all|ingest|worker]
   imkit-bridge config check [--config FILE]
-  imkit-bridge dlq list [--config FILE] [--webhook ID] [--json]
+  imkit-bridge dlq list [--config FILE] [--webhook ID] [--limit N] [--offset N] [--json]
   imkit-bridge dlq replay [--config FILE] [--webhook ID] [--id EVENT_ID] [--json]
   imkit-bridge dlq replay --quarantine [--config FILE] [--id STREAM_ID] [--json]
       decode quarantined payloads again with the current limits and codecs; relay and
       remove those that now decode, keep and report the rest
+
+dlq list shows the newest 100 entries of each webhook and of quarantine (--limit N for more,
+--offset N to skip the newest N); --json prints every entry unless --limit is given.
 
 Config file: --config, else $IMKIT_BRIDGE_CONFIG, else config/bridge.yaml.
 Exit codes: 0 clean stop, 1 config or usage error, 2 fatal runtime error.`;
@@ -41,6 +44,8 @@ async function main(argv: string[]): Promise<number> {
       role: { type: 'string' },
       webhook: { type: 'string' },
       id: { type: 'string' },
+      limit: { type: 'string' },
+      offset: { type: 'string' },
       json: { type: 'boolean' },
       quarantine: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -76,9 +81,17 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'dlq list': {
       const config = loadConfig(configPath);
-      const { listDeadLetters, formatDeadLetters } = await import('./dlq/dead-letters.js');
-      const list = await listDeadLetters(config, { webhook: values.webhook });
-      process.stdout.write(`${formatDeadLetters(list, { json: values.json ?? false })}\n`);
+      const { listDeadLetters, formatDeadLetters, DEFAULT_TEXT_LIMIT } =
+        await import('./dlq/dead-letters.js');
+      const json = values.json ?? false;
+      const limit = count('--limit', values.limit, 1) ?? (json ? undefined : DEFAULT_TEXT_LIMIT);
+      const offset = count('--offset', values.offset, 0) ?? 0;
+      const list = await listDeadLetters(config, {
+        webhook: values.webhook,
+        offset,
+        ...(limit !== undefined ? { limit } : {}),
+      });
+      process.stdout.write(`${formatDeadLetters(list, { json })}\n`);
       return EXIT_OK;
     }
     case 'dlq replay': {
@@ -103,6 +116,15 @@ async function main(argv: string[]): Promise<number> {
     default:
       throw new CommandLineError(`unknown command "${command}"`);
   }
+}
+
+/** A whole number of at least `min` from the command line, or undefined when the option is absent. */
+function count(option: string, value: string | undefined, min: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < min)
+    throw new CommandLineError(`${option} takes a whole number of at least ${min}, not "${value}"`);
+  return n;
 }
 
 /** A custom codec is code: `config check` loads it, so a wrong path or a missing key fails here, not at deploy. */

@@ -2,7 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 /**
  * Every Prometheus series the bridge exports, on a registry of its own so several bridges can live
- * in one test process. Names and labels are part of the external contract (SPEC "Admin HTTP").
+ * in one test process. Names and labels are part of the external contract (docs/operations.md lists them).
  */
 export class BridgeMetrics {
   readonly registry = new Registry();

@@ -2,7 +2,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { UsageError } from '../errors.js';
 
-/** A deployment's private transport codec (SPEC `encoding: custom`). */
+/** A deployment's private transport codec (`encoding: custom`, see examples/codecs). */
 export interface Codec {
   decode(raw: unknown): unknown;
 }

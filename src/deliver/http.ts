@@ -26,8 +26,8 @@ export interface DeliveryResult {
 }
 
 /**
- * Sends one webhook's events: a keep-alive pool to its origin, the signed request per SPEC, one
- * deadline over connect + headers + body, and a capped read of the response.
+ * Sends one webhook's events: a keep-alive pool to its origin, the request signed per Standard
+ * Webhooks, one deadline over connect + headers + body, and a capped read of the response.
  */
 export class WebhookSender {
   private readonly pool: Pool;

@@ -5,7 +5,7 @@ import type { Redis } from 'ioredis';
  * Finds jobs this process's workers own in Redis but no longer know about, and puts them back in
  * waiting. It happens across a Redis restart: a command that moved the next job to active ran, but
  * its reply was lost with the connection, and the re-sent command fails ("Missing key"). The job
- * then sits active under our lock until BullMQ's stalled check frees it (lock 30 s + up to two
+ * then sits active under our lock until BullMQ's stalled check frees it (lock 10 s + up to two
  * stalled intervals). A job counts as orphaned only if it is seen twice, one check apart, with the
  * same token of one of our workers and not in flight, so a reply still in transit is never touched.
  */

@@ -1,6 +1,6 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { createProducerConnection } from '../queue/redis.js';
+import { createProducerConnection, trackConnectionErrors } from '../queue/redis.js';
 import type { BridgeMetrics } from '../admin/metrics.js';
 import type { BridgeConfig } from '../config/schema.js';
 import { eventsOf, type DeliveryJobData } from '../queue/job.js';
@@ -26,12 +26,14 @@ const STATES = ['waiting', 'active', 'delayed', 'failed'] as const;
 export class QueueStatusReader {
   private readonly connection: Redis;
   private readonly queues: ReadonlyMap<string, Queue<DeliveryJobData>>;
+  /** Why the connection is down (`connect ECONNREFUSED …`, `WRONGPASS …`), while it is. */
+  readonly connectionError: () => string | undefined;
   private closed = false;
 
   constructor(private readonly options: { config: BridgeConfig; metrics?: BridgeMetrics }) {
     const { config } = options;
     this.connection = createProducerConnection(config.redis.url, { name: 'imkit-bridge-status' });
-    this.connection.on('error', () => {});
+    this.connectionError = trackConnectionErrors(this.connection);
     this.queues = new Map(
       config.webhooks.map((w) => {
         const queue = new Queue<DeliveryJobData>(queueName(w.id), {

@@ -5,6 +5,7 @@ import type { DirectDelivery, DirectSlot } from '../queue/enqueuer.js';
 import { createWorkerConnection } from '../queue/redis.js';
 import type { BridgeMetrics } from '../admin/metrics.js';
 import type { BridgeConfig, WebhookConfig } from '../config/schema.js';
+import { LogThrottle } from '../lifecycle/log-throttle.js';
 import type { Logger } from '../lifecycle/logger.js';
 import {
   BATCH_JOB_NAME,
@@ -159,6 +160,8 @@ class WebhookLane implements DirectDelivery {
   private readonly workerIds = new Set<string>();
   private readonly orphans: OrphanSweeper;
   private lastError: { at: string; message: string } | undefined;
+  /** A receiver that is down fails every event the same way: one line per cause, with a count. */
+  private readonly failureLog = new LogThrottle();
   /** Last time the worker took a job or found the queue empty; the stall check compares against it. */
   private lastProgress = Date.now();
   private stopping = false;
@@ -336,7 +339,11 @@ class WebhookLane implements DirectDelivery {
       },
     );
     this.workerIds.add(worker.id);
-    worker.on('error', (err) => this.logger.warn({ err: err.message }, 'delivery worker error'));
+    worker.on('error', (err) =>
+      this.failureLog.log(`worker: ${err.message}`, (repeats) =>
+        this.logger.warn({ err, ...repeats }, 'delivery worker error'),
+      ),
+    );
     worker.on('active', () => (this.lastProgress = Date.now()));
     worker.on('drained', () => (this.lastProgress = Date.now()));
     worker.run().catch((err: unknown) => this.logger.error({ err: String(err) }, 'delivery worker stopped'));
@@ -547,11 +554,13 @@ class WebhookLane implements DirectDelivery {
       err instanceof DeliveryRetryableError || err instanceof DeliveryPermanentError
         ? err.details.responseSnippet
         : undefined;
-    const fields = { eventId: event.id, attempt, err: err.message, response: snippet };
-    if (verdict === 'gone') this.logger.warn({ ...fields, status: 410 }, 'dead-lettered');
-    else if (verdict === 'exhausted')
-      this.logger.warn(fields, 'delivery failed; schedule exhausted, dead-lettered');
-    else this.logger.warn(fields, 'delivery failed; will retry');
+    const fields = { eventId: event.id, attempt, err, response: snippet };
+    this.failureLog.log(`${verdict}: ${err.message}`, (repeats) => {
+      if (verdict === 'gone') this.logger.warn({ ...fields, status: 410, ...repeats }, 'dead-lettered');
+      else if (verdict === 'exhausted')
+        this.logger.warn({ ...fields, ...repeats }, 'delivery failed; schedule exhausted, dead-lettered');
+      else this.logger.warn({ ...fields, ...repeats }, 'delivery failed; will retry');
+    });
   }
 
   private eventJob(

@@ -5,12 +5,13 @@ import { BridgeError, UsageError } from '../errors.js';
 import { attemptsOf, isBatch, type DeliveryEvent, type DeliveryJobData } from '../queue/job.js';
 import { quarantineKey, queueName } from '../queue/names.js';
 export { formatDeadLetters, formatReplay } from './format.js';
-import { createProducerConnection } from '../queue/redis.js';
+import { createProducerConnection, redisEndpoint } from '../queue/redis.js';
+import { describeError } from '../lifecycle/describe-error.js';
 
 /** Jobs read or replayed per Redis round of work, so a million dead letters never sit in memory at once. */
 const PAGE = 500;
-/** Entries shown per webhook (and from quarantine) unless the caller asks for more; totals are always exact. */
-export const DEFAULT_LIST_LIMIT = 1000;
+/** Entries `dlq list` shows per webhook (and from quarantine) as text unless told otherwise; totals are always exact. */
+export const DEFAULT_TEXT_LIMIT = 100;
 
 export class UnknownWebhookError extends UsageError {
   readonly code = 'BRIDGE_ERR_DLQ_UNKNOWN_WEBHOOK';
@@ -62,6 +63,8 @@ export interface QuarantineEntry {
 }
 
 export interface DeadLetterList {
+  /** Newest entries skipped in every section before `entries` begin. */
+  readonly offset: number;
   readonly webhooks: readonly WebhookDeadLetters[];
   readonly quarantine: { readonly total: number; readonly entries: readonly QuarantineEntry[] };
 }
@@ -76,20 +79,25 @@ export interface ReplayResult {
   readonly failed: number;
 }
 
-/** Dead letters per webhook (newest first, up to `limit` each) and quarantined payloads. */
+/**
+ * Dead letters per webhook and quarantined payloads, newest first: after skipping `offset` of each,
+ * up to `limit` of each (every one without a limit). Read a page at a time.
+ */
 export async function listDeadLetters(
   config: BridgeConfig,
-  options: { webhook?: string; limit?: number; now?: number } = {},
+  options: { webhook?: string; limit?: number; offset?: number; now?: number } = {},
 ): Promise<DeadLetterList> {
-  const limit = options.limit ?? DEFAULT_LIST_LIMIT;
+  const offset = options.offset ?? 0;
+  const limit = options.limit ?? Infinity;
   const now = options.now ?? Date.now();
   return withQueues(config, options.webhook, async (connection, queues) => {
     const webhooks = await Promise.all(
       queues.map(async ([webhook, queue]) => {
         const total = await queue.getFailedCount();
         const entries: DeadLetterEntry[] = [];
-        for (let start = 0; start < Math.min(total, limit); start += PAGE) {
-          const end = Math.min(start + PAGE, limit) - 1;
+        const stop = Math.min(total, offset + limit);
+        for (let start = offset; start < stop; start += PAGE) {
+          const end = Math.min(start + PAGE, stop) - 1;
           const jobs = await queue.getJobs(['failed'], start, end, false);
           for (const job of jobs) if (job) entries.push(...toEntries(webhook, job, now));
           if (jobs.length < end - start + 1) break;
@@ -98,15 +106,34 @@ export async function listDeadLetters(
       }),
     );
     const key = quarantineKey(config.redis.prefix);
-    const [total, raw] = await Promise.all([
+    const [total, entries] = await Promise.all([
       connection.xlen(key),
-      connection.xrevrange(key, '+', '-', 'COUNT', limit),
+      readQuarantine(connection, key, offset, limit),
     ]);
-    return {
-      webhooks,
-      quarantine: { total, entries: raw.map(([streamId, fields]) => toQuarantine(streamId, fields)) },
-    };
+    return { offset, webhooks, quarantine: { total, entries } };
   });
+}
+
+/** Newest first; a stream has no offset, so the skipped entries are read and passed over, a page at a time. */
+async function readQuarantine(
+  connection: Redis,
+  key: string,
+  offset: number,
+  limit: number,
+): Promise<QuarantineEntry[]> {
+  const entries: QuarantineEntry[] = [];
+  let skip = offset;
+  let before = '+';
+  while (entries.length < limit) {
+    const page = await connection.xrevrange(key, before, '-', 'COUNT', PAGE);
+    for (const [streamId, fields] of page) {
+      if (skip > 0) skip--;
+      else if (entries.length < limit) entries.push(toQuarantine(streamId, fields));
+    }
+    if (page.length < PAGE) break;
+    before = `(${page.at(-1)![0]}`;
+  }
+  return entries;
 }
 
 /**
@@ -216,15 +243,18 @@ async function withQueues<T>(
     throw new UnknownWebhookError(`no webhook has id "${webhook}" (configured: ${ids.join(', ') || 'none'})`);
   }
   const connection = createProducerConnection(config.redis.url, { name: 'imkit-bridge-dlq' });
-  // Connection trouble reaches the caller as a rejected command; the events themselves add nothing.
-  connection.on('error', () => {});
+  const failed = firstError(connection, config.redis.url);
   const queues = (webhook ? [webhook] : ids).map((id): [string, Queue<DeliveryJobData>] => {
     const queue = new Queue<DeliveryJobData>(queueName(id), { connection, prefix: config.redis.prefix });
     queue.on('error', () => {});
     return [id, queue];
   });
   try {
-    await readyWithin(Promise.all(queues.map(([, q]) => q.waitUntilReady())), CONNECT_TIMEOUT_MS);
+    await readyWithin(
+      Promise.race([failed, Promise.all(queues.map(([, q]) => q.waitUntilReady()))]),
+      CONNECT_TIMEOUT_MS,
+      config.redis.url,
+    );
     return await fn(connection, queues);
   } finally {
     await Promise.allSettled(queues.map(([, q]) => q.close()));
@@ -232,16 +262,30 @@ async function withQueues<T>(
   }
 }
 
-export async function readyWithin(ready: Promise<unknown>, ms: number): Promise<void> {
+export async function readyWithin(ready: Promise<unknown>, ms: number, url: string): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new RedisUnavailableError(`Redis did not answer within ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(unavailable(url, `no answer within ${ms} ms`)), ms);
   });
   try {
     await Promise.race([ready, timeout]);
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** A one-shot command does not wait out an outage: an error before the connection is ready is the answer. */
+export function firstError(connection: Redis, url: string): Promise<never> {
+  const failed = new Promise<never>((_, reject) =>
+    connection.once('error', (err: unknown) => reject(unavailable(url, describeError(err)))),
+  );
+  failed.catch(() => {});
+  connection.on('error', () => {});
+  return failed;
+}
+
+function unavailable(url: string, cause: string): RedisUnavailableError {
+  return new RedisUnavailableError(`cannot use Redis at ${redisEndpoint(url)}: ${cause}`);
 }
 
 /**

@@ -7,7 +7,7 @@ export function formatDeadLetters(list: DeadLetterList, options: { json: boolean
   const lines: string[] = [];
   for (const w of list.webhooks) {
     lines.push(
-      `webhook ${w.webhook}: ${w.total} dead-lettered${w.entries.length < w.total ? ` (showing ${w.entries.length} newest)` : ''}`,
+      `webhook ${w.webhook}: ${w.total} dead-lettered${shown(list.offset, w.entries.length, w.total)}`,
     );
     if (w.entries.length > 0) {
       lines.push(
@@ -28,7 +28,7 @@ export function formatDeadLetters(list: DeadLetterList, options: { json: boolean
   }
   const q = list.quarantine;
   lines.push(
-    `quarantine: ${q.total} payload(s) that could not be decoded${q.entries.length < q.total ? ` (showing ${q.entries.length} newest)` : ''}`,
+    `quarantine: ${q.total} payload(s) that could not be decoded${shown(list.offset, q.entries.length, q.total)}`,
   );
   if (q.entries.length > 0) {
     lines.push(
@@ -63,6 +63,15 @@ export function formatQuarantineReplay(result: QuarantineReplayResult, options: 
   lines.push(`${result.stillFailing} still fail and stay in quarantine`);
   for (const [reason, count] of Object.entries(result.reasons)) lines.push(`  ${reason}: ${count}`);
   return lines.join('\n');
+}
+
+/** Which slice of a section is shown, and how to see the rest, when that is not all of it. */
+function shown(offset: number, count: number, total: number): string {
+  if (offset === 0 && count >= total) return '';
+  if (count === 0) return ` (none after the newest ${offset})`;
+  const rest = total - offset - count;
+  const more = rest > 0 ? `; ${rest} more: --offset ${offset + count}` : '';
+  return ` (showing ${offset + 1}-${offset + count}, newest first${more})`;
 }
 
 function table(header: string[], rows: string[][]): string[] {

@@ -11,7 +11,7 @@ import { quarantineKey } from '../queue/names.js';
 import { createProducerConnection } from '../queue/redis.js';
 import { eventId } from '../route/event-id.js';
 import { Router } from '../route/router.js';
-import { CONNECT_TIMEOUT_MS, RedisUnavailableError, readyWithin } from './dead-letters.js';
+import { CONNECT_TIMEOUT_MS, RedisUnavailableError, firstError, readyWithin } from './dead-letters.js';
 export { formatQuarantineReplay } from './format.js';
 
 /**
@@ -55,10 +55,10 @@ export async function replayQuarantine(
   }
   const key = quarantineKey(config.redis.prefix);
   const connection = createProducerConnection(config.redis.url, { name: 'imkit-bridge-dlq' });
-  connection.on('error', () => {});
+  const failed = firstError(connection, config.redis.url);
   const replay = new QuarantineReplay(config);
   try {
-    await readyWithin(ready(connection), CONNECT_TIMEOUT_MS);
+    await readyWithin(Promise.race([failed, ready(connection)]), CONNECT_TIMEOUT_MS, config.redis.url);
     const end = options.id ?? (await connection.xrevrange(key, '+', '-', 'COUNT', 1))[0]?.[0];
     if (end === undefined) return replay.result();
     let start = options.id ?? '-';

@@ -5,6 +5,7 @@ import { QueueStatusReader } from '../deliver/queue-status.js';
 import { DeliveryWorkers } from '../deliver/workers.js';
 import { UsageError } from '../errors.js';
 import { VERSION } from '../version.js';
+import { describeError } from './describe-error.js';
 import { Ingest } from './ingest.js';
 import { createLogger, type Logger } from './logger.js';
 
@@ -75,7 +76,8 @@ export class Daemon implements AdminSource {
   async readiness(): Promise<Readiness> {
     if (this.closing) return { ready: false, reasons: ['stopping'] };
     const reasons: string[] = [];
-    if (!(await this.redisAnswers())) reasons.push('redis: not answering');
+    const redisProblem = await this.redisProblem();
+    if (redisProblem !== undefined) reasons.push(`redis: ${redisProblem}`);
     if (this.ingest) {
       if (!this.ingest.redisReady) reasons.push('redis: ingest is buffering events in memory');
       for (const id of this.ingest.notLive()) reasons.push(`account ${id}: not authenticated`);
@@ -93,6 +95,7 @@ export class Daemon implements AdminSource {
       startedAt: new Date(this.startedAt).toISOString(),
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       redis: counts ? 'ok' : 'unreachable',
+      ...(counts ? {} : { redisError: this.queues.connectionError() }),
       ...(ingest ? { ingest: { buffered: ingest.buffered, redisReady: ingest.redisReady } } : {}),
       accounts: ingest?.accounts ?? [],
       webhooks: this.config.webhooks.map((w) => {
@@ -137,13 +140,21 @@ export class Daemon implements AdminSource {
     return this.closing;
   }
 
-  private async redisAnswers(): Promise<boolean> {
+  /**
+   * Undefined when Redis answers, else what is wrong in the words of the cause: the connection's
+   * latest error (ECONNREFUSED, WRONGPASS, a certificate) rather than the failed command's
+   * "Connection is closed".
+   */
+  private async redisProblem(): Promise<string | undefined> {
     const check = this.queues.read().then(
-      () => true,
-      () => false,
+      () => undefined,
+      (err: unknown) => this.queues.connectionError() ?? describeError(err),
     );
-    const timeout = new Promise<boolean>((resolve) =>
-      setTimeout(() => resolve(false), REDIS_CHECK_TIMEOUT_MS).unref(),
+    const timeout = new Promise<string>((resolve) =>
+      setTimeout(
+        () => resolve(this.queues.connectionError() ?? `no answer within ${REDIS_CHECK_TIMEOUT_MS} ms`),
+        REDIS_CHECK_TIMEOUT_MS,
+      ).unref(),
     );
     return Promise.race([check, timeout]);
   }

@@ -13,6 +13,7 @@ import { catchUp } from '../source/catch-up.js';
 import { ImkitRest } from '../source/imkit-rest.js';
 import { AccountSession, type SessionStatus } from '../source/session.js';
 import { createTokenProvider, type TokenProvider } from '../source/tokens.js';
+import { LogThrottle } from './log-throttle.js';
 import type { Logger } from './logger.js';
 
 /**
@@ -44,6 +45,8 @@ export class Ingest {
   private readonly checkpoints: SessionCheckpoints;
   private readonly rest: ImkitRest;
   private readonly accounts: AccountRelay[] = [];
+  /** One for all sessions: an IMKIT outage logs a line per cause, not one per account. */
+  private readonly sessionFailures = new LogThrottle();
   private closing: Promise<void> | undefined;
 
   private constructor(
@@ -143,6 +146,7 @@ export class Ingest {
       tokens,
       logger: this.logger,
       metrics: this.metrics,
+      failureLog: this.sessionFailures,
       decodeAck: (raw) => {
         const result = decoder.decode(raw);
         return result.ok ? result.data : undefined;

@@ -1,4 +1,5 @@
 import { Redis, type RedisOptions } from 'ioredis';
+import { describeError } from '../lifecycle/describe-error.js';
 
 /** Reconnect forever: 50 ms doubling to 2 s. Redis outages end; the bridge must outlive them. */
 export function reconnectDelay(attempt: number): number {
@@ -33,6 +34,31 @@ function common(name: string | undefined): RedisOptions {
     connectTimeout: 5_000,
     ...(name ? { connectionName: name } : {}),
   };
+}
+
+/**
+ * Keeps the latest connection error of a client, described in one line (`connect ECONNREFUSED
+ * 127.0.0.1:6379`, `WRONGPASS …`, a certificate error): a command that fails while Redis is away
+ * only says "Connection is closed". Forgotten once the client is ready again. Also takes the place
+ * of an empty 'error' listener, which ioredis requires to avoid logging to stderr.
+ */
+export function trackConnectionErrors(connection: Redis): () => string | undefined {
+  let latest: string | undefined;
+  connection.on('error', (err: unknown) => (latest = describeError(err)));
+  connection.on('ready', () => (latest = undefined));
+  return () => latest;
+}
+
+/** `redis[s]://host:port/db` without user or password, for messages. */
+export function redisEndpoint(url: string): string {
+  try {
+    const parsed = new URL(url);
+    parsed.username = '';
+    parsed.password = '';
+    return parsed.toString().replace(/\/$/, '');
+  } catch {
+    return 'the configured Redis URL';
+  }
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { RelayedEvent } from './event.js';
 
 /**
- * The webhook request body (SPEC "Body"), serialised once per event and shared by every webhook
+ * The webhook request body (README "What a webhook receives"), serialised once per event and shared by every webhook
  * and every attempt, so each signature covers the same bytes.
  */
 export function requestBody(event: RelayedEvent): string {

@@ -1,6 +1,8 @@
 import { io, type Socket } from 'socket.io-client';
 import type { BridgeMetrics } from '../admin/metrics.js';
 import type { AccountConfig, BridgeConfig } from '../config/schema.js';
+import { describeError } from '../lifecycle/describe-error.js';
+import { LogThrottle } from '../lifecycle/log-throttle.js';
 import type { Logger } from '../lifecycle/logger.js';
 import type { TokenProvider } from './tokens.js';
 
@@ -54,6 +56,11 @@ export interface AccountSessionOptions {
   timing?: SessionTiming;
   /** Source of jitter in [0, 1); injectable so backoff spacing can be checked exactly. */
   random?: () => number;
+  /**
+   * Collapses repeated failure lines; share one between the sessions of a process so an IMKIT
+   * outage logs a line per cause, not one per account and attempt. Default: one of its own.
+   */
+  failureLog?: LogThrottle;
 }
 
 /** Failure reasons, also the `reason` label of `imkit_bridge_reconnects_total`. */
@@ -81,6 +88,7 @@ export class AccountSession {
   private readonly timing: Required<SessionTiming>;
   private readonly relayAll: boolean;
   private readonly relayed: ReadonlySet<string>;
+  private readonly failureLog: LogThrottle;
   private socket: Socket | undefined;
   private state: SessionState = 'connecting';
   private stateSince = Date.now();
@@ -110,6 +118,7 @@ export class AccountSession {
     };
     this.relayAll = opts.account.events.includes('*');
     this.relayed = new Set(opts.account.events);
+    this.failureLog = opts.failureLog ?? new LogThrottle();
     opts.metrics.socketConnected.set({ account: this.id }, 0);
   }
 
@@ -166,7 +175,7 @@ export class AccountSession {
       if (current()) void this.handshake(socket, current);
     });
     socket.on('connect_error', (err) => {
-      if (current()) this.fail('connect_error', err.message);
+      if (current()) this.fail('connect_error', connectErrorCause(err));
     });
     socket.on('disconnect', (reason) => {
       if (current())
@@ -287,9 +296,12 @@ export class AccountSession {
     const safeDetail = this.scrub(detail);
     this.lastError = `${reason}: ${safeDetail}`;
     const delay = this.backoff();
-    this.log.warn(
-      { reason, detail: safeDetail, attempt: this.failures, retryInMs: delay },
-      'IMKIT session failed; will reconnect',
+    const attempt = this.failures;
+    this.failureLog.log(this.lastError, (repeats) =>
+      this.log.warn(
+        { reason, detail: safeDetail, attempt, retryInMs: delay, ...repeats },
+        'IMKIT session failed; will reconnect',
+      ),
     );
     this.setState('backing-off');
     this.retryTimer = setTimeout(() => this.connect(), delay);
@@ -334,6 +346,20 @@ export class AccountSession {
       this.log.error({ err, handler: what }, 'session handler threw');
     }
   }
+}
+
+/**
+ * socket.io-client reports every failed connection as "websocket error" (or "timeout"); the transport
+ * error's `description` is the WebSocket error event, whose `error` is Node's own: ECONNREFUSED,
+ * ENOTFOUND, a certificate code, or "Unexpected server response: 403" for a refused handshake.
+ */
+function connectErrorCause(err: Error): string {
+  const { description } = err as { description?: unknown };
+  const underlying =
+    typeof description === 'object' && description !== null && 'error' in description
+      ? description.error
+      : (description ?? err.cause);
+  return underlying === undefined ? err.message : `${err.message}: ${describeError(underlying)}`;
 }
 
 function safe<T>(fn: () => T): T | undefined {

@@ -208,7 +208,9 @@ describe('large dead-letter sets and quarantine', () => {
     });
 
     const text = formatDeadLetters(list, { json: false });
-    expect(text).toContain('webhook bulk: 1200 dead-lettered (showing 1000 newest)');
+    expect(text).toContain(
+      'webhook bulk: 1200 dead-lettered (showing 1-1000, newest first; 200 more: --offset 1000)',
+    );
     expect(text).toContain('quarantine: 1 payload(s)');
     expect(text).toMatch(new RegExp(`invalid base64\\s+2\\s+${new Date(1795600000000).toISOString()}`));
     expect(JSON.parse(formatDeadLetters(list, { json: true }))).toEqual(JSON.parse(JSON.stringify(list)));

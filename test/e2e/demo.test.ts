@@ -1,16 +1,81 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { expect, test } from 'vitest';
+import { waitFor } from '../support/redis.js';
+
+function demo(...args: string[]): {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+} {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/demo.ts', ...args], {});
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  return { child, output: () => out, exited };
+}
+
+async function exitWithin(run: ReturnType<typeof demo>, ms: number): Promise<number | null> {
+  const timer = setTimeout(() => run.child.kill('SIGKILL'), ms);
+  const code = await run.exited;
+  clearTimeout(timer);
+  return code;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** `npm run demo -- --events N` is how a new user (and CI) checks the whole bridge works here. */
-test('the demo delivers and verifies N events, then exits 0', async () => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/demo.ts', '--events', '6'], {});
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
-  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-  clearTimeout(timer);
+test('the demo generates traffic until N events are delivered and verified, then exits 0', async () => {
+  const run = demo('--events', '200');
+  const code = await exitWithin(run, 120_000);
+  const out = run.output();
   expect(code, out).toBe(0);
-  expect(out.match(/^verified {2}evt_/gm)?.length ?? 0).toBeGreaterThanOrEqual(6);
+  expect(out.match(/^verified {2}evt_/gm)?.length ?? 0).toBeGreaterThanOrEqual(200);
   expect(out).toMatch(/\d+ events delivered, \d+ signatures verified, 0 duplicate deliveries/);
+});
+
+/** `npm run demo -- --keep` is a playground: what it prints must work as printed. */
+test('--keep leaves a working bridge, prints commands that work, and Ctrl-C stops everything', async () => {
+  const run = demo('--keep');
+  try {
+    const status = await waitFor(() => /^\s+curl -s (http:\S+\/status)$/m.exec(run.output())?.[1], {
+      timeoutMs: 60_000,
+      what: `the playground instructions:\n${run.output()}`,
+    });
+    const res = await fetch(status);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ accounts: [{ id: 'demo-bot', state: 'live' }] });
+
+    const send = /^\s+curl -s -X POST --data '[^']*' (http:\S+)$/m.exec(run.output())![1]!;
+    expect((await fetch(send, { method: 'POST', body: 'sent by the test' })).status).toBe(200);
+    await waitFor(() => /^verified .*"sent by the test"/m.test(run.output()), {
+      what: 'the sent message delivered',
+    });
+
+    for (const command of ['config check', 'dlq list']) {
+      const line = new RegExp(`^\\s+(node \\S+ ${command} --config \\S+)$`, 'm').exec(run.output())![1]!;
+      const [, ...args] = line.split(' ');
+      // As pasted into a shell: no environment beyond the usual.
+      const result = spawnSync(process.execPath, args, { env: { PATH: process.env.PATH }, encoding: 'utf8' });
+      expect(result.status, `${line}\n${result.stderr}`).toBe(0);
+    }
+
+    const children = spawnSync('ps', ['-o', 'pid=', '--ppid', String(run.child.pid)], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .map((l) => Number(l.trim()))
+      .filter((pid) => pid > 0);
+    expect(children.length).toBeGreaterThanOrEqual(2); // the bridge and redis-server
+    run.child.kill('SIGINT');
+    expect(await exitWithin(run, 45_000), run.output()).toBe(0);
+    expect(children.filter(alive)).toEqual([]);
+  } finally {
+    if (run.child.exitCode === null) run.child.kill('SIGKILL');
+  }
 });

@@ -10,9 +10,9 @@ import { Server as IoServer, type Socket } from 'socket.io';
 
 /**
  * An in-process IMKIT server for tests, the demo, the soak and the benchmark: a real Socket.IO 4
- * server and IMKIT's REST endpoints on one http server, speaking the protocol described in
- * /work/shared/reference/imkit.md (conf, auth2 with a `{ RC, RM, result }` ack, app-level
- * ping/pong, per-socket encoding, REST catch-up). Fault knobs let tests break it on purpose.
+ * server and IMKIT's REST endpoints on one http server, speaking IMKIT's client protocol as the
+ * bridge uses it (conf, auth2 with a `{ RC, RM, result }` ack, app-level ping/pong, per-socket
+ * encoding, REST catch-up; docs/architecture.md describes each). Fault knobs let tests break it on purpose.
  *
  * Usage:
  *   const sim = await ImkitSimulator.start({ pingIntervalMs: 200 });

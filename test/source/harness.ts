@@ -1,5 +1,6 @@
 import { BridgeMetrics } from '../../src/admin/metrics.js';
 import { configSchema, type AccountConfig, type BridgeConfig } from '../../src/config/schema.js';
+import type { LogThrottle } from '../../src/lifecycle/log-throttle.js';
 import { createLogger, type Logger } from '../../src/lifecycle/logger.js';
 import { AccountSession, type SessionHandlers, type SessionTiming } from '../../src/source/session.js';
 import type { TokenProvider } from '../../src/source/tokens.js';
@@ -67,6 +68,7 @@ export function makeSession(
     timing?: SessionTiming;
     random?: () => number;
     decodeAck?: (raw: unknown) => unknown;
+    failureLog?: LogThrottle;
   },
 ): Harness {
   const log = captureLogger();
@@ -87,6 +89,7 @@ export function makeSession(
     timing: { ...FAST, ...opts.timing },
     ...(opts.random ? { random: opts.random } : {}),
     ...(opts.decodeAck ? { decodeAck: opts.decodeAck } : {}),
+    ...(opts.failureLog ? { failureLog: opts.failureLog } : {}),
   });
   return { session, recorder, metrics, log };
 }

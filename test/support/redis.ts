@@ -31,10 +31,17 @@ export class RedisServer {
   readonly dir = mkdtempSync(join(tmpdir(), 'imkit-bridge-redis-'));
   private child: ChildProcess | undefined;
 
-  private constructor(readonly port: number) {}
+  private constructor(
+    readonly port: number,
+    private readonly detached: boolean,
+  ) {}
 
-  static async start(options: { port?: number } = {}): Promise<RedisServer> {
-    const server = new RedisServer(options.port ?? (await freePort()));
+  /**
+   * `detached`: in a process group of its own, so a terminal's Ctrl-C reaches only its parent,
+   * which can then stop what uses Redis before Redis (the demo does).
+   */
+  static async start(options: { port?: number; detached?: boolean } = {}): Promise<RedisServer> {
+    const server = new RedisServer(options.port ?? (await freePort()), options.detached ?? false);
     await server.startProcess();
     return server;
   }
@@ -68,7 +75,7 @@ export class RedisServer {
         '--maxmemory-policy',
         'noeviction',
       ],
-      { stdio: 'ignore' },
+      { stdio: 'ignore', detached: this.detached },
     );
     this.child = child;
     child.once('exit', () => {
