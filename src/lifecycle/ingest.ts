@@ -26,7 +26,6 @@ const CATCH_UP_DRAIN_MS = 10_000;
 const CATCH_UP_SLICE = 500;
 const CHAT_MESSAGE = 'chat message';
 const QUARANTINED = 'bridge.quarantined';
-const QUARANTINE_LOG_INTERVAL_MS = 1_000;
 
 export interface IngestStatus {
   accounts: SessionStatus[];
@@ -47,6 +46,7 @@ export class Ingest {
   private readonly accounts: AccountRelay[] = [];
   /** One for all sessions: an IMKIT outage logs a line per cause, not one per account. */
   private readonly sessionFailures = new LogThrottle();
+  private readonly quarantineLog = new LogThrottle();
   private closing: Promise<void> | undefined;
 
   private constructor(
@@ -138,7 +138,6 @@ export class Ingest {
       decoder,
       tokens,
       received: new Map(),
-      quarantineLog: { at: 0, suppressed: 0 },
     };
     const session = new AccountSession({
       account,
@@ -206,19 +205,10 @@ export class Ingest {
       { account, event, reason, size: raw.length, sha256, ids },
       receivedAt,
     );
-    // A stretch of garbage must not turn into a log flood: one line per second per account.
-    const now = Date.now();
-    const state = relay.quarantineLog;
-    if (now - state.at < QUARANTINE_LOG_INTERVAL_MS) {
-      state.suppressed++;
-      return;
-    }
-    relay.log.warn(
-      { event, reason, size: raw.length, suppressed: state.suppressed },
-      'payload quarantined: cannot decode',
+    // A stretch of garbage must not turn into a log flood.
+    this.quarantineLog.log(`${account}: ${reason}`, (repeats) =>
+      relay.log.warn({ event, reason, size: raw.length, ...repeats }, 'payload quarantined: cannot decode'),
     );
-    state.at = now;
-    state.suppressed = 0;
   }
 
   private receivedCounter(relay: AccountPipeline, type: string): Counter.Internal {
@@ -362,7 +352,6 @@ interface AccountPipeline {
   readonly decoder: Decoder;
   readonly tokens: TokenProvider;
   readonly received: Map<string, Counter.Internal>;
-  readonly quarantineLog: { at: number; suppressed: number };
 }
 
 interface AccountRelay extends AccountPipeline {
