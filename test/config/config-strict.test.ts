@@ -96,7 +96,7 @@ describe('an unset ${env:NAME} is an error, except account credentials a command
     });
     afterAll(async () => redis.close());
 
-    test('dlq list and run --role worker work without account tokens; run --role all|ingest exit 1 naming them', async () => {
+    test('dlq list and run --role worker work without account tokens (an unsigned webhook is logged once); run --role all|ingest exit 1 naming them', async () => {
       const path = file(yaml({ redis: redis.url }));
       const env = { ...NO_ENV, AUDIT_WEBHOOK_SECRET: SECRET };
 
@@ -111,6 +111,18 @@ describe('an unset ${env:NAME} is an error, except account credentials a command
         await worker.stop();
       }
       expect(worker.exitCode).toBe(0);
+
+      const unsigned = await BridgeProcess.start(file(yaml({ redis: redis.url, webhook: '' })), {
+        role: 'worker',
+        env,
+      });
+      const warnings = () =>
+        unsigned.records().filter((r) => r.level === 40 && /not signed/.test(String(r.msg)));
+      await waitFor(() => unsigned.records().some((r) => r.msg === 'imkit-bridge started'), {
+        what: 'unsigned worker started',
+      });
+      await unsigned.stop();
+      expect(warnings()).toEqual([expect.objectContaining({ webhook: 'audit' })]);
 
       for (const role of ['all', 'ingest']) {
         const run = await runCli(['run', '--role', role, '--config', path], { env });

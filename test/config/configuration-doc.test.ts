@@ -23,7 +23,9 @@ function keyPaths(schema: z.core.$ZodType, prefix = ''): string[] {
     case 'array':
       return keyPaths((def as unknown as z.core.$ZodArrayDef).element, `${prefix}[]`);
     case 'union':
-      return [...new Set((def as unknown as z.core.$ZodUnionDef).options.flatMap((o) => keyPaths(o, prefix)))];
+      return [
+        ...new Set((def as unknown as z.core.$ZodUnionDef).options.flatMap((o) => keyPaths(o, prefix))),
+      ];
     case 'pipe':
       return keyPaths((def as unknown as z.core.$ZodPipeDef).in, prefix);
     case 'default':
