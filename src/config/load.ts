@@ -89,7 +89,7 @@ export function parseConfigWithNotes(
     ...unset.map((m) => `${formatPath(m.path)}: \${env:${m.name}} is not set`),
     ...(result.success ? [] : describeIssues(result.error.issues, unset)),
   ];
-  if (problems.length > 0) throw new ConfigError(capped(problems));
+  if (!result.success || problems.length > 0) throw new ConfigError(capped(problems));
   return {
     config: deepFreeze(result.data) as BridgeConfig,
     notes: deferred.map(
@@ -121,7 +121,6 @@ function parseYaml(text: string, file: string): unknown {
     const { line, col } = lineCounter.linePos(offset);
     return `${file}:${line}:${col}`;
   };
-  // A deferred credential keeps its reference text, a value of the right shape, so problems come only from the rest.
   const problems = [
     ...document.errors.map(
       (e) => `${at(e.pos[0])}: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`,

@@ -70,31 +70,29 @@ const account = z
   )
   .transform((value) => ({ ...value, deviceId: value.deviceId ?? `imkit-bridge-${value.id}` }));
 
-const webhook = z
-  .strictObject({
-    id: name,
-    url: httpUrl,
-    secret: z.union([webhookSecret, z.array(webhookSecret).min(1)]).optional(),
-    accounts: z.array(z.string().min(1)).min(1).default(['*']),
-    events: z.array(z.string().min(1)).min(1).default(['*']),
-    headers: webhookHeaders.default({}),
-    timeout: duration('15s'),
-    concurrency: z.number().int().min(1).max(1000).default(16),
-    rateLimit: z.strictObject({ max: z.number().int().min(1), duration: requiredDuration }).optional(),
-    retry: z
-      .strictObject({
-        schedule: z.array(requiredDuration).max(50).prefault(DEFAULT_RETRY_SCHEDULE),
-        jitter: z.number().min(0).max(1).default(0.2),
-      })
-      .prefault({}),
-    breaker: z
-      .strictObject({
-        failures: z.number().int().min(1).default(10),
-        cooldown: duration('30s'),
-      })
-      .prefault({}),
-  })
-  .transform(credentialsToHeader);
+const webhook = z.strictObject({
+  id: name,
+  url: httpUrl,
+  secret: z.union([webhookSecret, z.array(webhookSecret).min(1)]).optional(),
+  accounts: z.array(z.string().min(1)).min(1).default(['*']),
+  events: z.array(z.string().min(1)).min(1).default(['*']),
+  headers: webhookHeaders.default({}),
+  timeout: duration('15s'),
+  concurrency: z.number().int().min(1).max(1000).default(16),
+  rateLimit: z.strictObject({ max: z.number().int().min(1), duration: requiredDuration }).optional(),
+  retry: z
+    .strictObject({
+      schedule: z.array(requiredDuration).max(50).prefault(DEFAULT_RETRY_SCHEDULE),
+      jitter: z.number().min(0).max(1).default(0.2),
+    })
+    .prefault({}),
+  breaker: z
+    .strictObject({
+      failures: z.number().int().min(1).default(10),
+      cooldown: duration('30s'),
+    })
+    .prefault({}),
+});
 
 export const configSchema = z
   .strictObject({
@@ -112,7 +110,7 @@ export const configSchema = z
         // Probes, a Prometheus scrape and an operator need a handful; the cap bounds the file handles
         // an idle-connection flood can take from webhook delivery.
         maxConnections: z.number().int().min(4).max(10_000).default(64),
-        /** Headers and body of a request must arrive within this; an idle connection is closed after it. */
+        // Headers and body of a request must arrive within this; an idle connection is closed after it.
         requestTimeout: duration('5s').refine((ms) => ms >= 100, 'must be at least 100ms'),
         adminToken: z.string().min(16, 'use at least 16 characters').optional(),
       })
@@ -123,7 +121,7 @@ export const configSchema = z
       apiKey: z.string().min(1).optional(),
     }),
     accounts: z.array(account).min(1, 'configure at least one account'),
-    webhooks: z.array(webhook).default([]),
+    webhooks: z.array(webhook.transform(credentialsToHeader)).default([]),
     dedupWindow: duration('10m'),
     shutdownTimeout: duration('25s'),
     limits: z
