@@ -19,7 +19,7 @@ const CLIENT_HEADERS = new Set([
   'upgrade',
 ]);
 
-/** Set on every request by the bridge (SPEC); a receiver relies on them, so the config cannot replace them. */
+/** Set on every request by the bridge (README, "What a webhook receives"); receivers rely on them. */
 export const BRIDGE_HEADERS = new Set([
   'content-type',
   'user-agent',
