@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig, resolveConfigPath } from './config/load.js';
+import { ConfigError, loadConfig, readConfig, resolveConfigPath } from './config/load.js';
 import { UsageError } from './errors.js';
 import type { BridgeConfig } from './config/schema.js';
 import { summarizeConfig } from './config/summary.js';
@@ -65,22 +65,23 @@ async function main(argv: string[]): Promise<number> {
 
   switch (command) {
     case 'config check': {
-      const config = loadConfig(configPath);
+      const { config, notes } = readConfig(configPath, { accountCredentials: false });
       await checkCodecs(config);
-      process.stdout.write(`${summarizeConfig(config, configPath)}\n`);
+      process.stdout.write(`${[summarizeConfig(config, configPath), ...notes].join('\n')}\n`);
       return EXIT_OK;
     }
     case 'run': {
       const role = values.role ?? 'all';
       if (!(ROLES as readonly string[]).includes(role))
         throw new CommandLineError(`--role must be one of ${ROLES.join(', ')}`);
-      const config = loadConfig(configPath);
+      // Only processes that open IMKIT sessions need the account credentials.
+      const config = loadConfig(configPath, { accountCredentials: role !== 'worker' });
       const { runDaemon } = await import('./lifecycle/daemon.js');
       // Exit explicitly: a stopped daemon must not linger on a forgotten handle.
       return process.exit(await runDaemon(config, role as Role));
     }
     case 'dlq list': {
-      const config = loadConfig(configPath);
+      const config = loadConfig(configPath, { accountCredentials: false });
       const { listDeadLetters, formatDeadLetters, DEFAULT_TEXT_LIMIT } =
         await import('./dlq/dead-letters.js');
       const json = values.json ?? false;
@@ -101,13 +102,13 @@ async function main(argv: string[]): Promise<number> {
             '--webhook does not apply to --quarantine: a payload goes to every webhook that wants it',
           );
         }
-        const config = loadConfig(configPath);
+        const config = loadConfig(configPath, { accountCredentials: false });
         const { replayQuarantine, formatQuarantineReplay } = await import('./dlq/quarantine.js');
         const result = await replayQuarantine(config, { id: values.id });
         process.stdout.write(`${formatQuarantineReplay(result, { json: values.json ?? false })}\n`);
         return EXIT_OK;
       }
-      const config = loadConfig(configPath);
+      const config = loadConfig(configPath, { accountCredentials: false });
       const { replayDeadLetters, formatReplay } = await import('./dlq/dead-letters.js');
       const result = await replayDeadLetters(config, { webhook: values.webhook, id: values.id });
       process.stdout.write(`${formatReplay(result, { json: values.json ?? false })}\n`);

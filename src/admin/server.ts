@@ -1,5 +1,7 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import type { BridgeConfig } from '../config/schema.js';
 import type { Logger } from '../lifecycle/logger.js';
 import type { BridgeMetrics } from './metrics.js';
 
@@ -19,32 +21,61 @@ export interface AdminSource {
 
 const LOOP_STALL_MS = 5_000;
 
+export type AdminOptions = Pick<BridgeConfig['server'], 'maxConnections' | 'requestTimeout' | 'adminToken'>;
+
 /**
  * `/healthz`, `/readyz`, `/status`, `/metrics`. Liveness fails only when the event loop has been
  * blocked for seconds: restarting a pod because Redis or IMKIT is down would not help, so those
  * affect readiness only.
+ *
+ * The port is often reachable by more than the probes, so it must not be able to take file handles
+ * from webhook delivery: connections are capped at `maxConnections`, and a connection that sends no
+ * complete request within `requestTimeout` is closed. At the cap a new connection replaces the
+ * oldest idle one rather than being refused, so a probe still gets through an idle-connection flood.
  */
 export class AdminServer {
   private readonly server: Server;
   private lastTick = Date.now();
   private readonly ticker: NodeJS.Timeout;
   private closing: Promise<void> | undefined;
+  /** Open connections, oldest first, and those with a request in progress. */
+  private readonly connections = new Set<Socket>();
+  private readonly busy = new Set<Socket>();
+  private readonly tokenDigest: Buffer | undefined;
 
   constructor(
     private readonly source: AdminSource,
     private readonly metrics: BridgeMetrics,
     private readonly logger: Logger,
+    private readonly options: AdminOptions,
   ) {
     this.ticker = setInterval(() => (this.lastTick = Date.now()), 1_000);
     this.ticker.unref();
-    this.server = createServer((req, res) => {
-      this.handle(req, res).catch((err: unknown) => {
-        this.logger.error({ err, path: req.url }, 'admin request failed');
-        if (!res.headersSent) send(res, 500, { error: 'internal error' });
-        else res.destroy();
-      });
-    });
-    this.server.keepAliveTimeout = 5_000;
+    this.tokenDigest = options.adminToken === undefined ? undefined : digest(options.adminToken);
+    const timeout = options.requestTimeout;
+    this.server = createServer(
+      {
+        headersTimeout: timeout,
+        requestTimeout: timeout,
+        keepAliveTimeout: timeout,
+        // Node checks the two timeouts above only this often (30 s by default).
+        connectionsCheckingInterval: Math.max(1, Math.floor(timeout / 5)),
+      },
+      (req, res) => {
+        this.busy.add(req.socket);
+        req.socket.setTimeout(0);
+        res.once('close', () => {
+          this.busy.delete(req.socket);
+          req.socket.setTimeout(timeout);
+        });
+        this.handle(req, res).catch((err: unknown) => {
+          this.logger.error({ err, path: req.url }, 'admin request failed');
+          if (!res.headersSent) send(res, 500, { error: 'internal error' });
+          else res.destroy();
+        });
+      },
+    );
+    this.server.on('connection', (socket: Socket) => this.admit(socket));
   }
 
   async listen(host: string, port: number): Promise<number> {
@@ -69,6 +100,38 @@ export class AdminServer {
     return this.closing;
   }
 
+  private admit(socket: Socket): void {
+    if (this.connections.size >= this.options.maxConnections) {
+      const idle = this.oldestIdle();
+      if (idle === undefined) {
+        socket.destroy();
+        return;
+      }
+      this.connections.delete(idle);
+      idle.destroy();
+    }
+    this.connections.add(socket);
+    // headersTimeout starts with the first byte; this closes a connection that sends nothing, or
+    // nothing more after its last answer. Suspended while a request is being answered.
+    socket.setTimeout(this.options.requestTimeout, () => socket.destroy());
+    socket.once('close', () => {
+      this.connections.delete(socket);
+      this.busy.delete(socket);
+    });
+  }
+
+  private oldestIdle(): Socket | undefined {
+    for (const socket of this.connections) if (!this.busy.has(socket)) return socket;
+    return undefined;
+  }
+
+  /** Open without `adminToken`; with it, a matching bearer token, compared in constant time. */
+  private authorized(req: IncomingMessage): boolean {
+    if (this.tokenDigest === undefined) return true;
+    const match = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? '');
+    return match !== null && timingSafeEqual(digest(match[1]!), this.tokenDigest);
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -89,6 +152,11 @@ export class AdminServer {
         return;
       }
       case '/status':
+        if (!this.authorized(req)) {
+          res.setHeader('www-authenticate', 'Bearer realm="imkit-bridge"');
+          send(res, 401, { error: 'unauthorized: send Authorization: Bearer <server.adminToken>' });
+          return;
+        }
         send(res, 200, await this.source.status());
         return;
       case '/metrics': {
@@ -102,6 +170,10 @@ export class AdminServer {
         send(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/status', '/metrics'] });
     }
   }
+}
+
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {

@@ -18,3 +18,6 @@ export function formatDuration(ms: number): string {
   if (ms % 1_000 === 0 && ms > 0) return `${ms / 1_000}s`;
   return `${ms}ms`;
 }
+
+/** The longest delay a Node.js timer holds (2^31-1 ms, about 24.8 days); past it the timer fires at once. */
+export const MAX_DURATION_MS = 2_147_483_647;

@@ -1,11 +1,17 @@
 import { z } from 'zod';
-import { parseDuration } from './duration.js';
+import { MAX_DURATION_MS, parseDuration } from './duration.js';
+import { credentialsToHeader, webhookHeaders } from './headers.js';
 
 /** `250ms`, `5s`, `10m`, `2h` or milliseconds, parsed to milliseconds. */
 const requiredDuration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   const ms = parseDuration(value);
   if (ms === undefined) {
     ctx.addIssue({ code: 'custom', message: `not a duration (use 250ms, 5s, 10m, 2h or milliseconds)` });
+    return z.NEVER;
+  }
+  // Node's timers hold 2^31-1 ms; a longer one fires after 1 ms instead.
+  if (ms > MAX_DURATION_MS) {
+    ctx.addIssue({ code: 'custom', message: `too long: at most ${MAX_DURATION_MS} ms (about 24.8 days)` });
     return z.NEVER;
   }
   return ms;
@@ -70,7 +76,7 @@ const webhook = z.strictObject({
   secret: z.union([webhookSecret, z.array(webhookSecret).min(1)]).optional(),
   accounts: z.array(z.string().min(1)).min(1).default(['*']),
   events: z.array(z.string().min(1)).min(1).default(['*']),
-  headers: z.record(z.string(), z.string()).default({}),
+  headers: webhookHeaders.default({}),
   timeout: duration('15s'),
   concurrency: z.number().int().min(1).max(1000).default(16),
   rateLimit: z.strictObject({ max: z.number().int().min(1), duration: requiredDuration }).optional(),
@@ -101,6 +107,12 @@ export const configSchema = z
       .strictObject({
         host: z.string().min(1).default('0.0.0.0'),
         port: z.number().int().min(0).max(65535).default(9464),
+        // Probes, a Prometheus scrape and an operator need a handful; the cap bounds the file handles
+        // an idle-connection flood can take from webhook delivery.
+        maxConnections: z.number().int().min(4).max(10_000).default(64),
+        // Headers and body of a request must arrive within this; an idle connection is closed after it.
+        requestTimeout: duration('5s').refine((ms) => ms >= 100, 'must be at least 100ms'),
+        adminToken: z.string().min(16, 'use at least 16 characters').optional(),
       })
       .prefault({}),
     imkit: z.strictObject({
@@ -109,7 +121,7 @@ export const configSchema = z
       apiKey: z.string().min(1).optional(),
     }),
     accounts: z.array(account).min(1, 'configure at least one account'),
-    webhooks: z.array(webhook).default([]),
+    webhooks: z.array(webhook.transform(credentialsToHeader)).default([]),
     dedupWindow: duration('10m'),
     shutdownTimeout: duration('25s'),
     limits: z

@@ -11,16 +11,6 @@ const SNIPPET_BYTES = 4096;
 /** Past this much discarded body the connection is dropped instead of drained. */
 const MAX_DRAIN_BYTES = 1_048_576;
 
-const RESERVED_HEADERS = new Set([
-  'webhook-id',
-  'webhook-timestamp',
-  'webhook-signature',
-  'content-type',
-  'content-length',
-  'user-agent',
-  'host',
-]);
-
 export interface DeliveryResult {
   readonly status: number;
 }
@@ -33,7 +23,6 @@ export class WebhookSender {
   private readonly pool: Pool;
   private readonly signer: WebhookSigner;
   private readonly path: string;
-  private readonly extraHeaders: Record<string, string>;
   private closed = false;
 
   constructor(private readonly webhook: WebhookConfig) {
@@ -48,9 +37,6 @@ export class WebhookSender {
       bodyTimeout: webhook.timeout,
     });
     this.signer = new WebhookSigner(webhook.secret);
-    this.extraHeaders = Object.fromEntries(
-      Object.entries(webhook.headers).filter(([name]) => !RESERVED_HEADERS.has(name.toLowerCase())),
-    );
   }
 
   /**
@@ -60,7 +46,8 @@ export class WebhookSender {
   async send(event: DeliveryEvent, ...signals: (AbortSignal | undefined)[]): Promise<DeliveryResult> {
     const timestamp = Math.floor(Date.now() / 1000);
     const headers: Record<string, string> = {
-      ...this.extraHeaders,
+      // Validated by the config: no header the bridge sets or the HTTP client manages (config/headers.ts).
+      ...this.webhook.headers,
       'content-type': 'application/json',
       'user-agent': USER_AGENT,
       'webhook-id': event.id,

@@ -51,13 +51,19 @@ export class Daemon implements AdminSource {
       status: () => daemon.status(),
       refreshMetrics: () => daemon.refreshMetrics(),
     };
-    const admin = new AdminServer(source, metrics, logger.child({ stage: 'admin' }));
+    const admin = new AdminServer(source, metrics, logger.child({ stage: 'admin' }), config.server);
     const daemon = new Daemon(config, role, logger, metrics, queues, admin, ingest, workers);
     try {
       daemon.adminPort = await admin.listen(config.server.host, config.server.port);
     } catch (err) {
       await daemon.close();
       throw err;
+    }
+    if (workers) {
+      for (const w of config.webhooks) {
+        if (w.secret === undefined)
+          logger.warn({ webhook: w.id }, 'webhook has no secret: its requests are not signed');
+      }
     }
     workers?.start();
     ingest?.start();

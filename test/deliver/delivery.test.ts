@@ -24,7 +24,7 @@ async function counter(metrics: BridgeMetrics, outcome: string): Promise<number>
 describe('webhook request', () => {
   it('is signed per Standard Webhooks, carries the exact job body and the SPEC headers', async () => {
     const { receiver, producer, metrics } = await setup(
-      { secret: SECRET_A, headers: { 'x-tenant': 'acme', 'webhook-id': 'forged', 'User-Agent': 'forged' } },
+      { secret: SECRET_A, headers: { 'x-tenant': 'acme' } },
       SECRET_A,
     );
     const job = await producer.add('hook');
@@ -58,6 +58,17 @@ describe('webhook request', () => {
     expect(new Webhook(SECRET_A).verify(req!.body, req!.headers as Record<string, string>)).toEqual(
       JSON.parse(job.body),
     );
+  });
+
+  it('sends credentials from the webhook URL as Basic authorization, and not in the request line', async () => {
+    const receiver = await WebhookReceiver.start();
+    redis.defer(() => receiver.close());
+    const url = receiver.url.replace('http://', 'http://audit%40corp:pa%3Ass@');
+    const { producer } = startDelivery(testConfig(redis.target(), [{ id: 'hook', url }]), redis);
+    await producer.add('hook');
+    const [req] = await waitFor(() => (receiver.requests.length === 1 ? receiver.requests : undefined));
+    expect(req!.headers.authorization).toBe(`Basic ${Buffer.from('audit@corp:pa:ss').toString('base64')}`);
+    expect(req!.url).toBe('/hook');
   });
 
   it('signs with every secret during key rotation, so a verifier holding either one accepts', async () => {
