@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig, readConfig, resolveConfigPath } from './config/load.js';
-import { UsageError } from './errors.js';
+import { loadConfig, readConfig, resolveConfigPath } from './config/load.js';
+import { CommandLineError, ConfigError, UsageError } from './errors.js';
 import type { BridgeConfig } from './config/schema.js';
 import { summarizeConfig } from './config/summary.js';
 import { loadCodec } from './decode/codec.js';
@@ -28,10 +28,6 @@ Exit codes: 0 clean stop, 1 config or usage error, 2 fatal runtime error.`;
 export const EXIT_OK = 0;
 export const EXIT_USAGE = 1;
 export const EXIT_FATAL = 2;
-
-class CommandLineError extends UsageError {
-  readonly code = 'BRIDGE_ERR_USAGE';
-}
 
 const ROLES: readonly Role[] = ['all', 'ingest', 'worker'];
 

@@ -1,9 +1,35 @@
 /**
- * Base of every error the bridge raises on purpose. `code` is stable and documented so operators
- * and tests can match on it instead of on message text.
+ * Every error the bridge raises on purpose, in one place: a class per failure with a stable `code`
+ * that operators and tests match on instead of message text. docs/errors.md lists the same codes
+ * (test/errors.test.ts keeps the two in step). Messages never contain secrets.
  */
+export const ERROR_CODES = {
+  BRIDGE_ERR_USAGE: 'The command line is wrong (unknown command, bad option value). Exit 1.',
+  BRIDGE_ERR_CONFIG:
+    'The config file is invalid; one line per problem names the field path and never a value. Exit 1.',
+  BRIDGE_ERR_CODEC_LOAD: "An account's custom codec cannot be loaded or lacks decode(). Exit 1.",
+  BRIDGE_ERR_TOKEN_UNAVAILABLE:
+    'No IMKIT token could be obtained (unreadable or empty tokenFile, failed issuance); the session retries.',
+  BRIDGE_ERR_IMKIT_REST: 'IMKIT answered a REST call with a non-2xx status or an RC other than 0.',
+  BRIDGE_ERR_IMKIT_AUTH:
+    'IMKIT refused the credentials (HTTP or RC 401): a token or key is wrong or expired.',
+  BRIDGE_ERR_IMKIT_UNREACHABLE: 'IMKIT did not answer a REST call in time, or the connection failed.',
+  BRIDGE_ERR_DELIVERY_RETRY:
+    'A destination did not take an event this time (non-2xx, timeout, network); it is retried per schedule.',
+  BRIDGE_ERR_DELIVERY_GONE: 'A webhook answered 410 Gone: the event is dead-lettered at once.',
+  BRIDGE_ERR_DELIVERY_ABORTED:
+    'A delivery was stopped by shutdown; the event is handed back to the queue, not failed.',
+  BRIDGE_ERR_DLQ_UNKNOWN_WEBHOOK: '`dlq --webhook ID` names no configured webhook. Exit 1.',
+  BRIDGE_ERR_DLQ_UNKNOWN_QUARANTINE_ENTRY:
+    '`dlq replay --quarantine --id` is not a stream id, or no quarantine entry has it. Exit 1.',
+  BRIDGE_ERR_DLQ_REDIS_UNAVAILABLE:
+    'A `dlq` command cannot use Redis; the message names the cause (ECONNREFUSED, WRONGPASS, …). Exit 2.',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
 export abstract class BridgeError extends Error {
-  abstract readonly code: string;
+  abstract readonly code: ErrorCode;
 
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -13,3 +39,99 @@ export abstract class BridgeError extends Error {
 
 /** A problem the operator fixes in the command line or the config file: the CLI exits 1, not 2. */
 export abstract class UsageError extends BridgeError {}
+
+export class CommandLineError extends UsageError {
+  readonly code = 'BRIDGE_ERR_USAGE';
+}
+
+export class ConfigError extends UsageError {
+  readonly code = 'BRIDGE_ERR_CONFIG';
+
+  /** One `path: problem` line per problem, safe to print (never contains values). */
+  constructor(readonly problems: readonly string[]) {
+    super(problems.join('\n'));
+  }
+}
+
+/** The codec named in the config cannot be used: a configuration problem (exit 1), not a runtime one. */
+export class CodecLoadError extends UsageError {
+  readonly code = 'BRIDGE_ERR_CODEC_LOAD';
+}
+
+/** No token could be obtained (unreadable or empty token file, failed issuance). Never holds the token. */
+export class TokenUnavailableError extends BridgeError {
+  readonly code = 'BRIDGE_ERR_TOKEN_UNAVAILABLE';
+}
+
+/** IMKIT answered with an envelope whose `RC` is not 0, or with a non-2xx status. */
+export class ImkitRestError extends BridgeError {
+  readonly code: ErrorCode = 'BRIDGE_ERR_IMKIT_REST';
+
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly rc: unknown,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** IMKIT refused the credentials (HTTP 401 or RC 401): a token or key is wrong or expired. */
+export class ImkitAuthError extends ImkitRestError {
+  override readonly code = 'BRIDGE_ERR_IMKIT_AUTH';
+}
+
+/** No complete answer within the timeout, or the connection failed. */
+export class ImkitUnreachableError extends BridgeError {
+  readonly code = 'BRIDGE_ERR_IMKIT_UNREACHABLE';
+}
+
+/** The webhook did not take the event this time (non-2xx, timeout, network); it will be tried again per schedule. */
+export class DeliveryRetryableError extends BridgeError {
+  readonly code = 'BRIDGE_ERR_DELIVERY_RETRY';
+
+  constructor(
+    message: string,
+    readonly details: {
+      /** HTTP status when the receiver answered; undefined for timeouts and network errors. */
+      readonly status?: number;
+      /** Parsed `Retry-After` in ms (429 and 503 only). */
+      readonly retryAfterMs?: number;
+      /** First bytes of the response body, for the operator. */
+      readonly responseSnippet?: string;
+    } = {},
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** The webhook said 410 Gone: never try this event again; it is dead-lettered at once. */
+export class DeliveryPermanentError extends BridgeError {
+  readonly code = 'BRIDGE_ERR_DELIVERY_GONE';
+
+  constructor(
+    message: string,
+    readonly details: { readonly status: number; readonly responseSnippet?: string },
+  ) {
+    super(message);
+  }
+}
+
+/** The delivery was stopped because this process is shutting down; the job is handed back, not failed. */
+export class DeliveryAbortedError extends BridgeError {
+  readonly code = 'BRIDGE_ERR_DELIVERY_ABORTED';
+}
+
+export class UnknownWebhookError extends UsageError {
+  readonly code = 'BRIDGE_ERR_DLQ_UNKNOWN_WEBHOOK';
+}
+
+export class UnknownQuarantineEntryError extends UsageError {
+  readonly code = 'BRIDGE_ERR_DLQ_UNKNOWN_QUARANTINE_ENTRY';
+}
+
+export class RedisUnavailableError extends BridgeError {
+  readonly code = 'BRIDGE_ERR_DLQ_REDIS_UNAVAILABLE';
+}

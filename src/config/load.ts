@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
 import type { z } from 'zod';
-import { UsageError } from '../errors.js';
+import { ConfigError } from '../errors.js';
 import { substituteEnv, type MissingVariable } from './env.js';
 import { configSchema, type BridgeConfig } from './schema.js';
 
@@ -13,15 +13,6 @@ export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 const MAX_PROBLEMS = 50;
 /** Who needs account credentials, for the note that lists the ones not set. */
 const CREDENTIAL_USERS = 'run --role all|ingest';
-
-export class ConfigError extends UsageError {
-  readonly code = 'BRIDGE_ERR_CONFIG';
-
-  /** One `path: problem` line per problem, safe to print (never contains values). */
-  constructor(readonly problems: readonly string[]) {
-    super(problems.join('\n'));
-  }
-}
 
 export interface ConfigOptions {
   /** The file name that prefixes problems about the file itself; default `config`. */

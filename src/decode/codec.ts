@@ -1,15 +1,10 @@
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { UsageError } from '../errors.js';
+import { CodecLoadError } from '../errors.js';
 
 /** A deployment's private transport codec (`encoding: custom`, see examples/codecs). */
 export interface Codec {
   decode(raw: unknown): unknown;
-}
-
-/** The codec named in the config cannot be used: a configuration problem (exit 1), not a runtime one. */
-export class CodecLoadError extends UsageError {
-  readonly code = 'BRIDGE_ERR_CODEC_LOAD';
 }
 
 /** `file://` URLs as given; absolute paths as they are; anything else relative to the process cwd. */

@@ -1,4 +1,4 @@
-import { DeliveryRetryableError } from './errors.js';
+import { DeliveryRetryableError } from '../errors.js';
 
 export interface RetryPolicy {
   /** Waits after the first try, the second try, ... (ms). */

@@ -3,7 +3,7 @@ import type { WebhookConfig } from '../config/schema.js';
 import type { DeliveryEvent } from '../queue/job.js';
 import { USER_AGENT } from '../version.js';
 import { parseRetryAfter } from './backoff.js';
-import { DeliveryAbortedError, DeliveryPermanentError, DeliveryRetryableError } from './errors.js';
+import { DeliveryAbortedError, DeliveryPermanentError, DeliveryRetryableError } from '../errors.js';
 import { WebhookSigner } from './signature.js';
 
 /** Bytes of a response body kept for logs and `status()`; the rest is read and discarded. */

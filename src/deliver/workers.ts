@@ -21,7 +21,7 @@ import { queueName } from '../queue/names.js';
 import { retryDelay, type RetryPolicy } from './backoff.js';
 import { CircuitBreaker, type BreakerState } from './breaker.js';
 import { DeliveryClaims } from './claims.js';
-import { DeliveryAbortedError, DeliveryPermanentError, DeliveryRetryableError } from './errors.js';
+import { DeliveryAbortedError, DeliveryPermanentError, DeliveryRetryableError } from '../errors.js';
 import { WebhookSender } from './http.js';
 import { OrphanSweeper } from './orphans.js';
 import { Permits } from './permits.js';

@@ -1,7 +1,7 @@
 import { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { BridgeConfig } from '../config/schema.js';
-import { BridgeError, UsageError } from '../errors.js';
+import { RedisUnavailableError, UnknownWebhookError } from '../errors.js';
 import { attemptsOf, isBatch, type DeliveryEvent, type DeliveryJobData } from '../queue/job.js';
 import { quarantineKey, queueName } from '../queue/names.js';
 export { formatDeadLetters, formatReplay } from './format.js';
@@ -12,14 +12,6 @@ import { describeError } from '../lifecycle/describe-error.js';
 const PAGE = 500;
 /** Entries `dlq list` shows per webhook (and from quarantine) as text unless told otherwise; totals are always exact. */
 export const DEFAULT_TEXT_LIMIT = 100;
-
-export class UnknownWebhookError extends UsageError {
-  readonly code = 'BRIDGE_ERR_DLQ_UNKNOWN_WEBHOOK';
-}
-
-export class RedisUnavailableError extends BridgeError {
-  readonly code = 'BRIDGE_ERR_DLQ_REDIS_UNAVAILABLE';
-}
 
 /** How long `dlq list|replay` waits for Redis before giving up with a clear error. */
 export const CONNECT_TIMEOUT_MS = 5000;

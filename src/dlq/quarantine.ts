@@ -4,14 +4,14 @@ import { BridgeMetrics } from '../admin/metrics.js';
 import type { AccountConfig, BridgeConfig } from '../config/schema.js';
 import { createDecoder, type Decoder } from '../decode/decoder.js';
 import { RAW_TYPES, restoreRaw, type RawType } from '../decode/raw.js';
-import { UsageError } from '../errors.js';
+import { RedisUnavailableError, UnknownQuarantineEntryError } from '../errors.js';
 import { createLogger } from '../lifecycle/logger.js';
 import { Enqueuer, type EnqueueResult } from '../queue/enqueuer.js';
 import { quarantineKey } from '../queue/names.js';
 import { createProducerConnection } from '../queue/redis.js';
 import { eventId } from '../route/event-id.js';
 import { Router } from '../route/router.js';
-import { CONNECT_TIMEOUT_MS, RedisUnavailableError, firstError, readyWithin } from './dead-letters.js';
+import { CONNECT_TIMEOUT_MS, firstError, readyWithin } from './dead-letters.js';
 export { formatQuarantineReplay } from './format.js';
 
 /**
@@ -21,10 +21,6 @@ export { formatQuarantineReplay } from './format.js';
 const PAGE = 50;
 const CHAT_MESSAGE = 'chat message';
 const STREAM_ID = /^\d+-\d+$/;
-
-export class UnknownQuarantineEntryError extends UsageError {
-  readonly code = 'BRIDGE_ERR_DLQ_UNKNOWN_QUARANTINE_ENTRY';
-}
 
 export interface QuarantineReplayResult {
   /** Decoded now and landed in the queue of every destination that wants them; removed. */

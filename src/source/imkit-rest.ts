@@ -1,28 +1,5 @@
 import { Agent, request } from 'undici';
-import { BridgeError } from '../errors.js';
-
-/** IMKIT answered with an envelope whose `RC` is not 0, or with a non-2xx status. */
-export class ImkitRestError extends BridgeError {
-  readonly code: string = 'BRIDGE_ERR_IMKIT_REST';
-  constructor(
-    message: string,
-    readonly status: number,
-    readonly rc: unknown,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
-}
-
-/** IMKIT refused the credentials (HTTP 401 or RC 401): a token or key is wrong or expired. */
-export class ImkitAuthError extends ImkitRestError {
-  override readonly code = 'BRIDGE_ERR_IMKIT_AUTH';
-}
-
-/** No complete answer within the timeout, or the connection failed. */
-export class ImkitUnreachableError extends BridgeError {
-  readonly code = 'BRIDGE_ERR_IMKIT_UNREACHABLE';
-}
+import { ImkitAuthError, ImkitRestError, ImkitUnreachableError } from '../errors.js';
 
 export interface ImkitRestOptions {
   /** IMKIT base URL (the same as the socket URL). */

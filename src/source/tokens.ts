@@ -1,12 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { AccountConfig } from '../config/schema.js';
-import { BridgeError } from '../errors.js';
+import { BridgeError, TokenUnavailableError } from '../errors.js';
 import type { ImkitRest } from './imkit-rest.js';
-
-/** No token could be obtained (unreadable or empty token file, failed issuance). Never holds the token. */
-export class TokenUnavailableError extends BridgeError {
-  readonly code = 'BRIDGE_ERR_TOKEN_UNAVAILABLE';
-}
 
 /** Where an account's IMKIT client token comes from. */
 export interface TokenProvider {

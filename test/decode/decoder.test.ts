@@ -5,7 +5,7 @@ import { join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AccountConfig, BridgeConfig } from '../../src/config/schema.js';
-import { CodecLoadError } from '../../src/decode/codec.js';
+import { CodecLoadError } from '../../src/errors.js';
 import { createDecoder, type Decoder, type DecodeResult } from '../../src/decode/decoder.js';
 import { maxRawBytes } from '../../src/decode/limits.js';
 import { restoreRaw, storeRaw } from '../../src/decode/raw.js';

@@ -1,6 +1,6 @@
 import { expect, it } from 'vitest';
 import { parseRetryAfter, retryDelay } from '../../src/deliver/backoff.js';
-import { DeliveryRetryableError } from '../../src/deliver/errors.js';
+import { DeliveryRetryableError } from '../../src/errors.js';
 
 const policy = { schedule: [5_000, 300_000, 1_800_000], jitter: 0.2 };
 

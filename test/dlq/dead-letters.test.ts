@@ -2,9 +2,8 @@ import { UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import type { BridgeConfig } from '../../src/config/schema.js';
+import { RedisUnavailableError, UnknownWebhookError } from '../../src/errors.js';
 import {
-  RedisUnavailableError,
-  UnknownWebhookError,
   formatDeadLetters,
   formatReplay,
   listDeadLetters,

@@ -1,11 +1,8 @@
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import {
-  UnknownQuarantineEntryError,
-  formatQuarantineReplay,
-  replayQuarantine,
-} from '../../src/dlq/quarantine.js';
+import { formatQuarantineReplay, replayQuarantine } from '../../src/dlq/quarantine.js';
+import { UnknownQuarantineEntryError } from '../../src/errors.js';
 import { eventsOf, type DeliveryJobData } from '../../src/queue/job.js';
 import { quarantineKey, queueName } from '../../src/queue/names.js';
 import { eventId } from '../../src/route/event-id.js';

@@ -2,12 +2,8 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { catchUp } from '../../src/source/catch-up.js';
-import {
-  ImkitAuthError,
-  ImkitRest,
-  ImkitRestError,
-  ImkitUnreachableError,
-} from '../../src/source/imkit-rest.js';
+import { ImkitAuthError, ImkitRestError, ImkitUnreachableError } from '../../src/errors.js';
+import { ImkitRest } from '../../src/source/imkit-rest.js';
 import { StaticTokenProvider } from '../../src/source/tokens.js';
 import { ImkitSimulator, type SimulatorOptions } from '../sim/imkit-simulator.js';
 import { freePort, waitFor } from '../support/redis.js';
