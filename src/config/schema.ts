@@ -111,6 +111,7 @@ export const configSchema = z
     accounts: z.array(account).min(1, 'configure at least one account'),
     webhooks: z.array(webhook).default([]),
     dedupWindow: duration('10m'),
+    repeatWindow: duration('5s').refine((ms) => ms > 0, 'must be more than 0'),
     shutdownTimeout: duration('25s'),
     limits: z
       .strictObject({
@@ -172,6 +173,19 @@ export const configSchema = z
           }
         });
       });
+    },
+    { when: () => true },
+  )
+  .superRefine(
+    ({ repeatWindow, dedupWindow }, ctx) => {
+      // A copy is recognised by a record kept for dedupWindow: a longer repeat window would outlive it.
+      if (typeof repeatWindow === 'number' && typeof dedupWindow === 'number' && repeatWindow > dedupWindow) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['repeatWindow'],
+          message: `must not be longer than dedupWindow (${dedupWindow} ms); unset, it is 5s`,
+        });
+      }
     },
     { when: () => true },
   );
