@@ -1,12 +1,16 @@
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import type { BridgeMetrics } from '../../src/admin/metrics.js';
+import type { BridgeConfig } from '../../src/config/schema.js';
 import { DeliveryClaims } from '../../src/deliver/claims.js';
+import { DeliveryWorkers } from '../../src/deliver/workers.js';
+import { Enqueuer } from '../../src/queue/enqueuer.js';
 import type { DeliveryEvent } from '../../src/queue/job.js';
 import { eventIdentity } from '../../src/route/event-id.js';
+import type { RelayedEvent } from '../../src/route/event.js';
 import { WebhookReceiver } from '../support/receiver.js';
 import { waitFor } from '../support/redis.js';
-import { SECRET_A, redisSuite, startDelivery, testConfig } from './fixtures.js';
+import { SECRET_A, TestProducer, redisSuite, silentDeps, startDelivery, testConfig } from './fixtures.js';
 
 const redis = redisSuite();
 
@@ -32,6 +36,28 @@ async function setup() {
     repeatWindow: WINDOW,
   });
   return { receiver, ...startDelivery(config, redis) };
+}
+
+/** One `--role all` process: ingest's Enqueuer sends what it lands through its own delivery lane. */
+function allInOne(config: BridgeConfig): { enqueuer: Enqueuer; metrics: BridgeMetrics } {
+  const { logger, metrics } = silentDeps();
+  const workers = new DeliveryWorkers({ config, logger, metrics });
+  const enqueuer = new Enqueuer({
+    redisUrl: config.redis.url,
+    prefix: config.redis.prefix,
+    webhooks: config.webhooks,
+    dedupWindowMs: config.dedupWindow,
+    bufferEvents: 1000,
+    logger,
+    metrics,
+    directDelivery: (id) => workers.direct(id),
+  });
+  redis.defer(async () => {
+    await enqueuer.close();
+    await workers.close(1000);
+  });
+  workers.start();
+  return { enqueuer, metrics };
 }
 
 async function deduplicated(metrics: BridgeMetrics): Promise<number> {
@@ -87,6 +113,32 @@ describe('non-chat events at delivery: copies within repeatWindow are one event,
     expect(delivered).toBeGreaterThanOrEqual(10);
     expect(delivered).toBeLessThanOrEqual(20);
     expect(new Set(receiver.deliveredIds()).size).toBe(delivered);
+  });
+
+  it('two --role all replicas, each sending its copy directly across a slot boundary: one delivery', async () => {
+    const receiver = await WebhookReceiver.start({ secret: SECRET_A });
+    redis.defer(() => receiver.close());
+    const config = testConfig(redis.target(), [{ id: 'hook', url: receiver.url, secret: SECRET_A }], {
+      repeatWindow: WINDOW,
+    });
+    const replicas = [allInOne(config), allInOne(config)];
+    const producer = new TestProducer(config);
+    redis.defer(() => producer.close());
+    const boundary = slotStart() + WINDOW;
+    const copies: RelayedEvent[] = [boundary - 2, boundary + 2].map((receivedAt) => ({
+      ...eventIdentity('audit-bot', 'typing', TYPING, receivedAt, WINDOW),
+      type: 'typing',
+      account: 'audit-bot',
+      receivedAt,
+      data: TYPING,
+    }));
+    await Promise.all(copies.map((copy, i) => replicas[i]!.enqueuer.enqueue(copy, config.webhooks)));
+    const skipped = async () =>
+      (await Promise.all(replicas.map((r) => deduplicated(r.metrics)))).reduce((a, b) => a + b);
+    await waitFor(async () => (await skipped()) === 1, { what: 'one copy skipped' });
+    await producer.waitEmpty('hook');
+    expect(receiver.requests).toHaveLength(1);
+    expect(copies.map((c) => c.id)).toContain(receiver.deliveredIds()[0]);
   });
 
   it('a job written before repeat keys existed still delivers, claimed by id alone', async () => {
