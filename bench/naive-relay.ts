@@ -7,7 +7,8 @@
  */
 import { io } from 'socket.io-client';
 import { Pool } from 'undici';
-import { eventId } from '../src/route/event-id.js';
+import { configSchema } from '../src/config/schema.js';
+import { eventIdentity } from '../src/route/event-id.js';
 import { WebhookSigner } from '../src/deliver/signature.js';
 
 export interface NaiveRelaySettings {
@@ -20,6 +21,8 @@ export interface NaiveRelaySettings {
 }
 
 const settings = JSON.parse(process.argv[2] ?? '{}') as NaiveRelaySettings;
+// The bridge's default, so the event id costs what the bridge's does.
+const REPEAT_WINDOW_MS = configSchema.shape.repeatWindow.parse(undefined);
 const target = new URL(settings.webhookUrl);
 const pool = new Pool(target.origin, { connections: settings.connections, keepAliveTimeout: 30_000 });
 const signer = new WebhookSigner(settings.secret);
@@ -36,7 +39,7 @@ function relay(account: string, type: string, payload: unknown): void {
     }
   }
   const receivedAt = Date.now();
-  const id = eventId(account, type, data);
+  const { id } = eventIdentity(account, type, data, receivedAt, REPEAT_WINDOW_MS);
   const body = JSON.stringify({ id, type, timestamp: new Date(receivedAt).toISOString(), account, data });
   const timestamp = Math.floor(receivedAt / 1000);
   pool

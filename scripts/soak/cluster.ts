@@ -7,6 +7,8 @@ import { RedisServer } from '../../test/support/redis.js';
 import { TcpProxy } from '../../test/support/tcp-proxy.js';
 
 export const SOAK_SECRET = 'whsec_c29hay1zZWNyZXQtZm9yLWlta2l0LWJyaWRnZS1zb2Fr';
+/** The bridges' `repeatWindow`: the verifier derives non-chat event ids with it. */
+export const SOAK_REPEAT_WINDOW_MS = 5_000;
 
 export interface SoakAccount {
   readonly id: string;
@@ -245,6 +247,7 @@ export class SoakCluster {
       })),
       // Covers the whole run, so catch-up and replica races can never deliver an event twice as new.
       dedupWindow: '2h',
+      repeatWindow: SOAK_REPEAT_WINDOW_MS,
       shutdownTimeout: '3s',
       log: { level: 'info' },
     });

@@ -1,11 +1,12 @@
 import type { ImkitSimulator, SimMessage } from '../../test/sim/imkit-simulator.js';
-import { eventId } from '../../src/route/event-id.js';
-import type { SoakAccount, SoakWebhook } from './cluster.js';
+import { eventIdentity } from '../../src/route/event-id.js';
+import { SOAK_REPEAT_WINDOW_MS, type SoakAccount, type SoakWebhook } from './cluster.js';
 import type { Rng } from './rng.js';
 
 /** One distinct event the bridge must deliver (per webhook that wants it). */
 export interface ExpectedEvent {
-  readonly id: string;
+  /** What identifies it whenever received (`ledgerKey`). */
+  readonly key: string;
   readonly account: string;
   readonly type: string;
   /** When the simulator first emitted it (epoch ms). */
@@ -21,8 +22,19 @@ export interface MalformedPayload {
 }
 
 /**
- * Everything the simulator emitted, keyed by the event id the bridge must derive for it
- * (src/route/event-id.ts): identical emissions within the dedup window are one event by contract.
+ * What identifies an event whenever the bridge received it (src/route/event-id.ts): a chat
+ * message's event id, or another event's repeat key (its id also depends on when it was received).
+ */
+export function ledgerKey(account: string, type: string, data: unknown, receivedAt: number): string {
+  const identity = eventIdentity(account, type, data, receivedAt, SOAK_REPEAT_WINDOW_MS);
+  return identity.repeatKey ?? identity.id;
+}
+
+/**
+ * Everything the simulator emitted, keyed by `ledgerKey`. Chat messages emitted again (an edit
+ * reaching several accounts, say) are one event by contract. Every other emission has content of
+ * its own, so each is one event: repeats of identical content are the business of
+ * test/deliver/repeats.test.ts, not of a ledger that cannot know when each replica received them.
  */
 export class Ledger {
   readonly events = new Map<string, ExpectedEvent>();
@@ -33,8 +45,9 @@ export class Ledger {
   record(account: string, type: string, data: unknown, emittedAt: number, sockets: number): void {
     this.emissions++;
     this.byType.set(type, (this.byType.get(type) ?? 0) + 1);
-    const id = eventId(account, type, data);
-    if (!this.events.has(id)) this.events.set(id, { id, account, type, emittedAt, sockets });
+    const key = ledgerKey(account, type, data, emittedAt);
+    if (this.events.has(key) && type !== 'chat message') throw new Error(`${type} emitted twice: ${key}`);
+    if (!this.events.has(key)) this.events.set(key, { key, account, type, emittedAt, sockets });
   }
 
   /** Events a webhook must receive, by its account and event filters (bridge.* is never emitted here). */
@@ -192,12 +205,11 @@ export class TrafficGenerator {
       case 'lastRead':
         return { roomID: room, memberID: 'alice', messageID, seq: n };
       case 'typing':
-        // Identical typing events are one event by contract; most carry a distinct sender info.
         return {
           room,
           message: 'typing',
           sender: 'alice',
-          senderInfo: { _id: 'alice', nickname: `Alice ${n % 7}` },
+          senderInfo: { _id: 'alice', nickname: `Alice ${n}` },
         };
       case 'ai_streaming':
         return { room, sender: 'assistant', text: `token ${n} `, messageId: `ai-${Math.floor(n / 5)}` };
@@ -227,7 +239,9 @@ export class TrafficGenerator {
       case 'userDeleteMessages':
         return { room, messages: [messageID, `m${n}`], isUserDeleteAllMessagesInRoom: false };
       case 'messageDeleted':
-        return { room, messageID: n % 10 === 0 ? '_all' : `${messageID}-${n}` };
+        return n % 10 === 0
+          ? { room: `${room}-${n}`, messageID: '_all' }
+          : { room, messageID: `${messageID}-${n}` };
     }
   }
 }

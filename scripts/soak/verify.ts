@@ -1,9 +1,9 @@
 import { Redis } from 'ioredis';
-import { eventId } from '../../src/route/event-id.js';
+import { eventIdentity } from '../../src/route/event-id.js';
 import { quarantineKey } from '../../src/queue/names.js';
 import type { ReceivedRequest, WebhookReceiver } from '../../test/support/receiver.js';
 import type { Ledger, ExpectedEvent } from './traffic.js';
-import type { SoakWebhook } from './cluster.js';
+import { SOAK_REPEAT_WINDOW_MS, type SoakWebhook } from './cluster.js';
 
 /** What one webhook's receiver saw, checked against the ledger. */
 export interface WebhookVerdict {
@@ -12,17 +12,20 @@ export interface WebhookVerdict {
   readonly expected: number;
   /** Of those, delivered (2xx) at least once. */
   readonly delivered: number;
-  /** Expected, never delivered, and not a dead letter the faults made permanent. */
+  /** Ledger keys of events expected, never delivered, and not a dead letter the faults made permanent. */
   readonly lost: string[];
   /** 2xx deliveries beyond the first of an event. */
   readonly duplicates: number;
-  /** Deliveries whose `webhook-id` or body id differ from the id the event must have. */
+  /**
+   * Deliveries whose `webhook-id` or body id differ from the id the event must have, or from the id
+   * of the event's first delivery (a duplicate the receiver could not recognise).
+   */
   readonly idMismatches: number;
   /** 2xx deliveries whose Standard Webhooks signature did not verify. */
   readonly unverified: number;
-  /** Delivered events the simulator never emitted. */
+  /** Ledger keys of delivered events the simulator never emitted. */
   readonly unexpected: string[];
-  /** Events whose last answer from the receiver was 410: the only ones allowed to be dead letters. */
+  /** Ids of events whose last answer from the receiver was 410: the only ones allowed to be dead letters. */
   readonly expectedDead: string[];
   /** Emit → first 2xx, ms, over events delivered without a dead-letter detour. */
   readonly delays: number[];
@@ -31,6 +34,7 @@ export interface WebhookVerdict {
 interface Body {
   id: string;
   type: string;
+  timestamp: string;
   account: string;
   data: unknown;
 }
@@ -41,39 +45,47 @@ export function judgeWebhook(
   expectedEvents: readonly ExpectedEvent[],
   receiver: WebhookReceiver,
 ): WebhookVerdict {
-  const expected = new Map(expectedEvents.map((e) => [e.id, e]));
-  const firstDelivery = new Map<string, number>();
-  const lastStatus = new Map<string, number | undefined>();
+  const expected = new Map(expectedEvents.map((e) => [e.key, e]));
+  const firstDelivery = new Map<string, { at: number; id: string }>();
+  /** By event id: the last answer, and the ledger key of the event. */
+  const lastStatus = new Map<string, { status: number | undefined; key: string }>();
   let duplicates = 0;
   let idMismatches = 0;
   let unverified = 0;
   const unexpected = new Set<string>();
   for (const request of receiver.requests) {
-    const trueId = identify(request);
-    if (trueId === undefined) {
+    const identity = identify(request);
+    if (identity === undefined) {
       idMismatches++;
       continue;
     }
-    lastStatus.set(trueId, request.status);
+    const { id, key } = identity;
+    lastStatus.set(id, { status: request.status, key });
     if (request.status === undefined || request.status >= 300) continue;
-    if (request.headers['webhook-id'] !== trueId) idMismatches++;
+    if (request.headers['webhook-id'] !== id) idMismatches++;
     if (request.verified !== true) unverified++;
-    if (!expected.has(trueId)) unexpected.add(trueId);
-    if (firstDelivery.has(trueId)) duplicates++;
-    else firstDelivery.set(trueId, request.at);
+    if (!expected.has(key)) unexpected.add(key);
+    const first = firstDelivery.get(key);
+    if (first === undefined) {
+      firstDelivery.set(key, { at: request.at, id });
+      continue;
+    }
+    duplicates++;
+    if (first.id !== id) idMismatches++;
   }
-  const expectedDead = [...lastStatus].filter(([, status]) => status === 410).map(([id]) => id);
-  const dead = new Set(expectedDead);
+  const gone = [...lastStatus].filter(([, last]) => last.status === 410);
+  const expectedDead = gone.map(([id]) => id);
+  const dead = new Set(gone.map(([, last]) => last.key));
   const lost: string[] = [];
   const delays: number[] = [];
   let delivered = 0;
   for (const event of expected.values()) {
-    const at = firstDelivery.get(event.id);
-    if (at !== undefined) {
+    const first = firstDelivery.get(event.key);
+    if (first !== undefined) {
       delivered++;
-      if (!dead.has(event.id)) delays.push(at - event.emittedAt);
-    } else if (!dead.has(event.id)) {
-      lost.push(event.id);
+      if (!dead.has(event.key)) delays.push(first.at - event.emittedAt);
+    } else if (!dead.has(event.key)) {
+      lost.push(event.key);
     }
   }
   return {
@@ -91,19 +103,25 @@ export function judgeWebhook(
 }
 
 /**
- * The id the event in a request must carry, computed from its content (not from its headers), so a
- * duplicate is recognised even if it came with another `webhook-id`. Undefined: unreadable body or a
- * body id that disagrees with the content.
+ * The id the event in a request must carry, computed from its content and timestamp (not from its
+ * headers), and its ledger key, so a duplicate is recognised even if it came with another
+ * `webhook-id`. Undefined: unreadable body or a body id that disagrees with the content.
  */
-function identify(request: ReceivedRequest): string | undefined {
+function identify(request: ReceivedRequest): { id: string; key: string } | undefined {
   let body: Body;
   try {
     body = JSON.parse(request.body) as Body;
   } catch {
     return undefined;
   }
-  const id = eventId(body.account, body.type, body.data);
-  return body.id === id ? id : undefined;
+  const { id, repeatKey } = eventIdentity(
+    body.account,
+    body.type,
+    body.data,
+    Date.parse(body.timestamp),
+    SOAK_REPEAT_WINDOW_MS,
+  );
+  return body.id === id ? { id, key: repeatKey ?? id } : undefined;
 }
 
 /** Markers of malformed payloads found in the quarantine stream, and the stream's length. */

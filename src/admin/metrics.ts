@@ -16,7 +16,7 @@ export class BridgeMetrics {
 
   readonly eventsDeduplicated = new Counter({
     name: 'imkit_bridge_events_deduplicated_total',
-    help: 'Events dropped at ingest because the same event id was already queued inside dedupWindow.',
+    help: 'Queued copies not sent: the event id was claimed within dedupWindow, or (non-chat) the same content received within repeatWindow was sent.',
     registers: [this.registry],
   });
 

@@ -33,6 +33,7 @@ const webhookSecret = z.string().refine((value) => {
 }, 'must be whsec_ followed by base64 of at least 24 random bytes');
 
 export const DEFAULT_RETRY_SCHEDULE = ['5s', '5m', '30m', '2h', '5h', '10h', '10h'];
+const DEFAULT_REPEAT_WINDOW = '5s';
 
 const account = z
   .strictObject({
@@ -123,6 +124,7 @@ export const configSchema = z
     accounts: z.array(account).min(1, 'configure at least one account'),
     webhooks: z.array(webhook.transform(credentialsToHeader)).default([]),
     dedupWindow: duration('10m'),
+    repeatWindow: duration(DEFAULT_REPEAT_WINDOW).refine((ms) => ms > 0, 'must be more than 0'),
     shutdownTimeout: duration('25s'),
     limits: z
       .strictObject({
@@ -186,6 +188,19 @@ export const configSchema = z
           }
         });
       });
+    },
+    { when: () => true },
+  )
+  .superRefine(
+    ({ repeatWindow, dedupWindow }, ctx) => {
+      // A copy is recognised by a record kept for dedupWindow: a longer repeat window would outlive it.
+      if (typeof repeatWindow === 'number' && typeof dedupWindow === 'number' && repeatWindow > dedupWindow) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['repeatWindow'],
+          message: `must not be longer than dedupWindow (${dedupWindow} ms); unset, it is ${DEFAULT_REPEAT_WINDOW}`,
+        });
+      }
     },
     { when: () => true },
   );

@@ -54,6 +54,9 @@ export function summarizeConfig(config: BridgeConfig, file: string): string {
   }
   lines.push(...more(config.webhooks.length));
   if (config.webhooks.length === 0) lines.push('  (none: events are received but not delivered anywhere)');
-  lines.push(`dedup window: ${config.dedupWindow} ms, shutdown timeout: ${config.shutdownTimeout} ms`);
+  lines.push(
+    `dedup window: ${config.dedupWindow} ms, repeat window: ${config.repeatWindow} ms, ` +
+      `shutdown timeout: ${config.shutdownTimeout} ms`,
+  );
   return lines.join('\n');
 }

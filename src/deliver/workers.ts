@@ -188,7 +188,10 @@ class WebhookLane implements DirectDelivery {
     this.queue.on('error', (err) => this.logger.debug({ err: err.message }, 'queue error'));
     this.sender = new WebhookSender(webhook);
     setMaxListeners(0, this.shutdownController.signal);
-    this.claims = new DeliveryClaims(this.connection, config.redis.prefix, webhook.id, config.dedupWindow);
+    this.claims = new DeliveryClaims(this.connection, config.redis.prefix, webhook.id, {
+      dedupMs: config.dedupWindow,
+      repeatMs: config.repeatWindow,
+    });
     this.permits = new Permits(webhook.concurrency);
     this.policy = { schedule: webhook.retry.schedule, jitter: webhook.retry.jitter };
     this.breaker = new CircuitBreaker(
@@ -409,10 +412,7 @@ class WebhookLane implements DirectDelivery {
     data: BatchJobData,
     signal: AbortSignal | undefined,
   ): Promise<void> {
-    const owned = await this.claims.claim(
-      jobId,
-      data.events.map((event) => event.id),
-    );
+    const owned = await this.claims.claim(jobId, data.events);
     const mine = data.events.filter((_, i) => owned[i]);
     if (mine.length < data.events.length)
       this.metrics.eventsDeduplicated.inc(data.events.length - mine.length);

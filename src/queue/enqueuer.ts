@@ -198,6 +198,7 @@ export class Enqueuer {
         receivedAt: event.receivedAt,
         event: {
           id: event.id,
+          ...(event.repeatKey === undefined ? {} : { repeatKey: event.repeatKey }),
           type: event.type,
           account: event.account,
           receivedAt: event.receivedAt,

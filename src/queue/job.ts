@@ -4,6 +4,11 @@ import type { WebhookConfig } from '../config/schema.js';
 /** One event on its way to one webhook. */
 export interface DeliveryEvent {
   readonly id: string;
+  /**
+   * Non-chat events only (src/route/event-id.ts): lets the delivery claim recognise a copy received
+   * in another repeat-window slot. Jobs written before it existed lack it and claim by id alone.
+   */
+  readonly repeatKey?: string;
   readonly type: string;
   readonly account: string;
   /** Epoch ms the event was received; the source of `imkit_bridge_event_latency_seconds`. */

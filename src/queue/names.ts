@@ -24,3 +24,11 @@ export function seenKey(prefix: string, eventId: string): string {
 export function claimKey(prefix: string, webhookId: string, eventId: string): string {
   return `${prefix}:${queueName(webhookId)}:claim:${eventId}`;
 }
+
+/**
+ * The last occurrence of a non-chat event's content claimed for a webhook: its id and receivedAt,
+ * for `dedupWindow` (src/deliver/claims.ts).
+ */
+export function repeatKeyName(prefix: string, webhookId: string, repeatKey: string): string {
+  return `${prefix}:${queueName(webhookId)}:repeat:${repeatKey}`;
+}

@@ -62,9 +62,9 @@ export function redisEndpoint(url: string): string {
 }
 
 /**
- * A Lua script that answers 1 or 0 per key, defined once per connection (sent as EVALSHA). One
- * command for a whole batch of keys: an ioredis pipeline would copy every script BullMQ defined on
- * the connection onto itself, per call.
+ * A Lua script that answers 1 or 0 per item (a key, or an event with several keys), defined once
+ * per connection (sent as EVALSHA). One command for a whole batch of items: an ioredis pipeline
+ * would copy every script BullMQ defined on the connection onto itself, per call.
  */
 export function perKeyFlagScript(
   connection: Redis,

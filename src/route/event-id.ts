@@ -3,29 +3,53 @@ import { createHash } from 'node:crypto';
 const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
 const ID_CHARS = 26;
 
-/**
- * `evt_` + 26 lowercase base32 characters (130 bits) of SHA-256 over a canonical form of what was
- * received, so replicas, reconnect replays and REST catch-up agree on the id (docs/architecture.md).
- */
-export function eventId(account: string, type: string, data: unknown): string {
-  return `evt_${base32(
-    createHash('sha256')
-      .update(canonicalForm(account, type, data))
-      .digest(),
-  )}`;
+/** How the bridge tells one event from another (docs/architecture.md, "Ids and de-duplication"). */
+export interface EventIdentity {
+  /** `evt_` + 26 lowercase base32 characters (130 bits) of SHA-256: the event id, `webhook-id`. */
+  readonly id: string;
+  /**
+   * Only for events identified by their content (everything but a chat message with an id): the
+   * same for every repeat of that content, whenever received. Delivery uses it to recognise a copy
+   * whose id differs because it was received across a repeat-window boundary (src/deliver/claims.ts).
+   */
+  readonly repeatKey?: string;
 }
 
-function canonicalForm(account: string, type: string, data: unknown): string {
-  if (type === 'chat message' && data !== null && typeof data === 'object') {
-    const m = data as Record<string, unknown>;
-    const id = m._id ?? m.id;
-    if (typeof id === 'string' || typeof id === 'number') {
-      // An edit or recall keeps `_id` but changes messageType and/or updatedAtMS: a new event.
-      const at = timeMs(m.updatedAtMS) ?? timeMs(m.messageTimeMS) ?? timeMs(m.messageTime);
-      return JSON.stringify(['m1', account, String(id), m.messageType ?? null, at ?? null]);
-    }
-  }
-  return JSON.stringify(['g1', account, type]) + canonicalJson(data);
+/**
+ * A `chat message` with an `_id` (or REST `id`) is identified by that id and its revision, so
+ * replicas, reconnect replays and REST catch-up agree on it whenever they receive it. Anything else
+ * has only its content: its id adds the `repeatWindow` slot it was received in, so copies received
+ * together share an id and a repeat of the same content later is a new event.
+ */
+export function eventIdentity(
+  account: string,
+  type: string,
+  data: unknown,
+  receivedAt: number,
+  repeatWindowMs: number,
+): EventIdentity {
+  const message = chatMessageForm(account, type, data);
+  if (message !== undefined) return { id: `evt_${digest(message)}` };
+  const content = canonicalJson(data);
+  const slot = Math.floor(receivedAt / repeatWindowMs);
+  return {
+    id: `evt_${digest(JSON.stringify(['g2', account, type, slot]) + content)}`,
+    repeatKey: digest(JSON.stringify(['r1', account, type]) + content),
+  };
+}
+
+function chatMessageForm(account: string, type: string, data: unknown): string | undefined {
+  if (type !== 'chat message' || data === null || typeof data !== 'object') return undefined;
+  const m = data as Record<string, unknown>;
+  const id = m._id ?? m.id;
+  if (typeof id !== 'string' && typeof id !== 'number') return undefined;
+  // An edit or recall keeps `_id` but changes messageType and/or updatedAtMS: a new event.
+  const at = timeMs(m.updatedAtMS) ?? timeMs(m.messageTimeMS) ?? timeMs(m.messageTime);
+  return JSON.stringify(['m1', account, String(id), m.messageType ?? null, at ?? null]);
+}
+
+function digest(form: string): string {
+  return base32(createHash('sha256').update(form).digest());
 }
 
 /** Socket payloads carry numbers; REST shapes may carry numeric strings or only the ISO time. */

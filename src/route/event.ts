@@ -2,6 +2,8 @@
 export interface RelayedEvent {
   /** `evt_…`, deterministic from what was received (see event-id.ts). */
   readonly id: string;
+  /** Set for events identified by their content: the same for every repeat of it (see event-id.ts). */
+  readonly repeatKey?: string;
   /** The IMKIT event name (`chat message`, `lastRead`, …) or a bridge lifecycle type (`bridge.gap`). */
   readonly type: string;
   /** The configured account id whose session received it. */

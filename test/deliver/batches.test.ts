@@ -54,7 +54,10 @@ describe('de-duplication at delivery', () => {
   });
 
   it('an event delivered inside dedupWindow is not sent again; after the window it is', async () => {
-    const { receiver, producer, metrics, target } = await setup({ dedupWindow: '1500ms' });
+    const { receiver, producer, metrics, target } = await setup({
+      dedupWindow: '1500ms',
+      repeatWindow: '1s',
+    });
     const connection = new Redis(target.url);
     redis.defer(async () => void connection.disconnect());
     const id = eventId();
@@ -78,13 +81,21 @@ describe('de-duplication at delivery', () => {
     const target = redis.target();
     const connection = new Redis(target.url);
     redis.defer(async () => void connection.disconnect());
-    const claims = new DeliveryClaims(connection, target.prefix, 'hook', 60_000);
-    const [a, b, c] = [eventId(), eventId(), eventId()];
+    const claims = new DeliveryClaims(connection, target.prefix, 'hook', {
+      dedupMs: 60_000,
+      repeatMs: 5_000,
+    });
+    const receivedAt = Date.now();
+    const [a, b, c] = [
+      { id: eventId(), receivedAt },
+      { id: eventId(), receivedAt },
+      { id: eventId(), receivedAt },
+    ];
     expect(await claims.claim('job-1', [a, b])).toEqual([true, true]);
     expect(await claims.claim('job-2', [b, c, a])).toEqual([false, true, false]);
     // job-1 crashed and runs again: still its events; job-2's stay job-2's.
     expect(await claims.claim('job-1', [a, b, c])).toEqual([true, true, false]);
-    const ttl = await connection.pttl(claimKey(target.prefix, 'hook', a));
+    const ttl = await connection.pttl(claimKey(target.prefix, 'hook', a.id));
     expect(ttl).toBeGreaterThan(55_000);
     expect(ttl).toBeLessThanOrEqual(60_000);
     expect(await claims.claim('job-3', [])).toEqual([]);

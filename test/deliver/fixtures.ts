@@ -79,7 +79,8 @@ export class TestProducer {
           account,
           data: { text: 'héllo ✓', n: 1 },
         });
-      return { id, type, account, receivedAt, body };
+      const repeatKey = overrides.repeatKey === undefined ? {} : { repeatKey: overrides.repeatKey };
+      return { id, ...repeatKey, type, account, receivedAt, body };
     });
     const { name, data, opts } = batchJob(`b-test-${randomBytes(6).toString('hex')}`, complete);
     await this.queue(webhookId).add(name, data, opts);

@@ -10,7 +10,7 @@ import { MAX_BATCH_EVENTS, eventsOf, type DeliveryEvent, type DeliveryJobData } 
 import { quarantineKey, queueName, seenKey, waitListKey } from '../../src/queue/names.js';
 import { requestBody } from '../../src/route/body.js';
 import type { RelayedEvent } from '../../src/route/event.js';
-import { eventId } from '../../src/route/event-id.js';
+import { eventIdentity } from '../../src/route/event-id.js';
 import { RedisServer, testRedis, waitFor } from '../support/redis.js';
 
 const logger = createLogger({ level: 'silent' });
@@ -33,11 +33,12 @@ function event(i: number, account = 'bot'): RelayedEvent {
     messageTimeMS: 1_700_000_000_000 + i,
     message: `héllo "${i}" \u2028 😀`,
   };
+  const receivedAt = 1_764_000_000_000 + i;
   return {
-    id: eventId(account, 'chat message', data),
+    ...eventIdentity(account, 'chat message', data, receivedAt, 5_000),
     type: 'chat message',
     account,
-    receivedAt: 1_764_000_000_000 + i,
+    receivedAt,
     data,
   };
 }
@@ -281,6 +282,24 @@ describe('Enqueuer on a shared Redis', () => {
       account: 'bot',
       data: e.data,
     });
+  });
+
+  it("carries a non-chat event's repeat key to delivery in the job, never in the body", async () => {
+    const { enqueuer, prefix } = make();
+    const data = { room: 'r1', message: 'typing' };
+    const receivedAt = 1_764_000_000_000;
+    const typing: RelayedEvent = {
+      ...eventIdentity('bot', 'typing', data, receivedAt, 5_000),
+      type: 'typing',
+      account: 'bot',
+      receivedAt,
+      data,
+    };
+    expect(typing.repeatKey).toBeDefined();
+    await enqueuer.enqueue(typing, [hooks[0]!]);
+    const [stored] = await queuedEvents(redis, prefix, 'a');
+    expect(stored).toMatchObject({ id: typing.id, repeatKey: typing.repeatKey });
+    expect(stored!.body).not.toContain(typing.repeatKey);
   });
 
   it('is a no-op for events without targets, and resolves dropped after close (twice is safe)', async () => {
