@@ -9,7 +9,7 @@ import { createLogger } from '../lifecycle/logger.js';
 import { Enqueuer, type EnqueueResult } from '../queue/enqueuer.js';
 import { quarantineKey } from '../queue/names.js';
 import { createProducerConnection } from '../queue/redis.js';
-import { eventId } from '../route/event-id.js';
+import { identifiedEvent } from '../route/event-id.js';
 import { Router } from '../route/router.js';
 import { CONNECT_TIMEOUT_MS, firstError, readyWithin } from './dead-letters.js';
 export { formatQuarantineReplay } from './format.js';
@@ -160,13 +160,7 @@ class QuarantineReplay {
     const relayed = account.events.includes('*') || account.events.includes(type);
     const targets = relayed ? this.router.targets(account.id, type) : [];
     if (targets.length === 0) return { kind: 'unrouted' };
-    const event = {
-      id: eventId(account.id, type, decoded.data),
-      type,
-      account: account.id,
-      receivedAt,
-      data: decoded.data,
-    };
+    const event = identifiedEvent(account.id, type, decoded.data, receivedAt, this.config.repeatWindow);
     return {
       kind: 'enqueued',
       landed: this.enqueuer.enqueue(event, targets, { markSeen: type === CHAT_MESSAGE }),

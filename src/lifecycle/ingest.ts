@@ -6,8 +6,7 @@ import type { AccountConfig, BridgeConfig } from '../config/schema.js';
 import { createDecoder, type DecodeFailure, type Decoder } from '../decode/decoder.js';
 import { CHECKPOINT_INTERVAL_MS, SessionCheckpoints } from '../queue/checkpoints.js';
 import { Enqueuer, type DirectDelivery, type OverflowReport } from '../queue/enqueuer.js';
-import type { RelayedEvent } from '../route/event.js';
-import { eventIdentity } from '../route/event-id.js';
+import { identifiedEvent } from '../route/event-id.js';
 import { Router } from '../route/router.js';
 import { catchUp } from '../source/catch-up.js';
 import { ImkitRest } from '../source/imkit-rest.js';
@@ -179,13 +178,7 @@ export class Ingest {
   ): Promise<{ fresh: boolean }> {
     const targets = this.router.targets(account, type);
     if (targets.length === 0) return Promise.resolve({ fresh: false });
-    const event: RelayedEvent = {
-      ...eventIdentity(account, type, data, receivedAt, this.config.repeatWindow),
-      type,
-      account,
-      receivedAt,
-      data,
-    };
+    const event = identifiedEvent(account, type, data, receivedAt, this.config.repeatWindow);
     // Only catch-up asks whether an event is fresh, and it fetches chat messages only.
     return this.enqueuer.enqueue(event, targets, { markSeen: type === CHAT_MESSAGE });
   }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { RelayedEvent } from './event.js';
 
 const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
 const ID_CHARS = 26;
@@ -60,6 +61,23 @@ function timeMs(value: unknown): number | undefined {
     return Number.isFinite(n) ? n : undefined;
   }
   return undefined;
+}
+
+/** An event as received, with its identity: what live ingest and a quarantine replay both relay. */
+export function identifiedEvent(
+  account: string,
+  type: string,
+  data: unknown,
+  receivedAt: number,
+  repeatWindowMs: number,
+): RelayedEvent {
+  return {
+    ...eventIdentity(account, type, data, receivedAt, repeatWindowMs),
+    type,
+    account,
+    receivedAt,
+    data,
+  };
 }
 
 /**

@@ -2,7 +2,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { ConfigError, parseConfig } from '../../src/config/load.js';
+import { parseConfig } from '../../src/config/load.js';
+import { ConfigError } from '../../src/errors.js';
 import { runCli } from '../support/bridge-process.js';
 
 const BASE = `

@@ -5,7 +5,7 @@ import { formatQuarantineReplay, replayQuarantine } from '../../src/dlq/quaranti
 import { UnknownQuarantineEntryError } from '../../src/errors.js';
 import { eventsOf, type DeliveryJobData } from '../../src/queue/job.js';
 import { quarantineKey, queueName } from '../../src/queue/names.js';
-import { eventId } from '../../src/route/event-id.js';
+import { eventIdentity } from '../../src/route/event-id.js';
 import { redisSuite, testConfig } from '../deliver/fixtures.js';
 
 const redis = redisSuite();
@@ -72,7 +72,7 @@ describe('dlq replay --quarantine', () => {
     });
     const [event] = await queued();
     expect(event).toMatchObject({
-      id: eventId('audit-bot', 'chat message', message),
+      id: eventIdentity('audit-bot', 'chat message', message, RECEIVED_AT, 5_000).id,
       type: 'chat message',
       receivedAt: RECEIVED_AT,
     });

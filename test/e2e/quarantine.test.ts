@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { afterEach, beforeEach, expect, test } from 'vitest';
-import { eventId } from '../../src/route/event-id.js';
+import { eventIdentity } from '../../src/route/event-id.js';
 import { runCli, writeConfig } from '../support/bridge-process.js';
 import type { ReceivedRequest } from '../support/receiver.js';
 import { waitFor } from '../support/redis.js';
@@ -159,7 +159,7 @@ test('dlq replay --quarantine relays what decodes under raised limits with the b
 
   const [delivered] = await world.waitDelivered(1, 'chat message');
   expect(delivered).toEqual({
-    id: eventId(BOT, 'chat message', fits),
+    id: eventIdentity(BOT, 'chat message', fits, 0, 5_000).id,
     type: 'chat message',
     timestamp: entryOfFits.receivedAt,
     account: BOT,
