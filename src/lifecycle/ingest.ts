@@ -54,7 +54,7 @@ export class Ingest {
   private readonly checkpoints: SessionCheckpoints;
   private readonly rest: ImkitRest;
   private readonly accounts: AccountRelay[] = [];
-  private readonly recoveries = new Recoveries();
+  private readonly recoveries = new Recoveries(() => void this.checkpoints.write());
   private closing: Promise<Map<string, number>> | undefined;
 
   private constructor(

@@ -16,6 +16,9 @@ export class Recoveries {
   private readonly running = new Set<Promise<void>>();
   private readonly controller = new AbortController();
 
+  /** `onRelease` runs each time a hold is released: the checkpoint may move on. */
+  constructor(private readonly onRelease: () => void) {}
+
   /**
    * Runs `task` in the background with a hold on `account`'s checkpoint at `at`. The task resolves
    * true once its window is covered (the hold is released), false when it stopped short (kept).
@@ -31,7 +34,9 @@ export class Recoveries {
     holds.add(hold);
     const run = task(hold, this.controller.signal).then(
       (covered) => {
-        if (covered) holds.delete(hold);
+        if (!covered) return;
+        holds.delete(hold);
+        this.onRelease();
       },
       () => undefined,
     );
