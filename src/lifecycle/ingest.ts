@@ -283,7 +283,7 @@ export class Ingest {
     this.recoveries.start(account.id, -Infinity, async (hold, signal) => {
       let last: number | undefined;
       const read = await this.retrying(log, 'checkpoint read', signal, async () => {
-        last = await this.checkpoints.read(account.id);
+        last = await this.checkpoints.read(account.id, signal);
       });
       if (!read) return false;
       if (last === undefined || last >= now) return true;

@@ -33,10 +33,12 @@ export class SessionCheckpoints {
   }
 
   /**
-   * Epoch ms of `account`'s checkpoint, or undefined when it has none. Rejects when Redis does not
-   * answer (the connection fails fast while not connected): the caller decides whether to try again.
+   * Epoch ms of `account`'s checkpoint, or undefined when it has none. Waits for the connection (at
+   * start-up a session can go live before it is up) until `signal` aborts; rejects when Redis fails
+   * to answer, and the caller decides whether to try again.
    */
-  async read(account: string): Promise<number | undefined> {
+  async read(account: string, signal: AbortSignal): Promise<number | undefined> {
+    await this.connected(signal);
     const value = await this.connection.get(this.key(account));
     const at = value === null ? NaN : Number(value);
     return Number.isFinite(at) ? at : undefined;
@@ -58,6 +60,23 @@ export class SessionCheckpoints {
       this.connection.disconnect();
     })();
     return this.closing;
+  }
+
+  private connected(signal: AbortSignal): Promise<void> {
+    if (this.connection.status === 'ready') return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const done = (err?: Error) => {
+        this.connection.off('ready', onReady);
+        signal.removeEventListener('abort', onAbort);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onReady = () => done();
+      const onAbort = () => done(new Error('stopped before Redis was connected'));
+      if (signal.aborted) return onAbort();
+      this.connection.once('ready', onReady);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
   }
 
   private key(account: string): string {
