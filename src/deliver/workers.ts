@@ -5,6 +5,7 @@ import type { DirectDelivery, DirectSlot } from '../queue/enqueuer.js';
 import { createWorkerConnection } from '../queue/redis.js';
 import type { BridgeMetrics } from '../admin/metrics.js';
 import type { BridgeConfig, WebhookConfig } from '../config/schema.js';
+import { within } from '../lifecycle/deadline.js';
 import type { Logger } from '../lifecycle/logger.js';
 import {
   BATCH_JOB_NAME,
@@ -296,10 +297,11 @@ class WebhookLane implements DirectDelivery {
 
   async stopWorker(): Promise<void> {
     this.stopping = true;
-    // With nothing running there is nothing to wait for, but BullMQ's close still waits for Redis
-    // (for ever while it is away): close without waiting then.
+    // BullMQ's close waits for Redis even with nothing running (for ever while it is away); with
+    // nothing running there is nothing to wait for, so close without waiting then.
     const idle = this.inFlightTokens.size === 0 && this.directRuns.size === 0;
-    await Promise.all([this.worker?.close(idle), ...[...this.directRuns.values()].map((d) => d.run)]);
+    const force = idle && this.connection.status !== 'ready';
+    await Promise.all([this.worker?.close(force), ...[...this.directRuns.values()].map((d) => d.run)]);
     clearInterval(this.leaseTimer);
   }
 
@@ -584,17 +586,5 @@ class WebhookLane implements DirectDelivery {
     } catch (err) {
       this.logger.debug({ err: String(err) }, 'could not pause the queue for the breaker');
     }
-  }
-}
-
-async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>(
-    (resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, ms))),
-  );
-  try {
-    return await Promise.race([promise.then(() => true as const), timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }
