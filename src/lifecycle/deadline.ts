@@ -23,7 +23,9 @@ export class Deadline {
 /** True when `promise` settles within `ms`, false when the time runs out first (it keeps running). */
 export async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, ms))));
+  const timeout = new Promise<false>(
+    (resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, ms))),
+  );
   try {
     return await Promise.race([
       promise.then(

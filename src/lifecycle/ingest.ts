@@ -4,12 +4,7 @@ import type { BridgeMetrics } from '../admin/metrics.js';
 import type { AccountConfig, BridgeConfig } from '../config/schema.js';
 import { createDecoder, type Decoder } from '../decode/decoder.js';
 import { CHECKPOINT_INTERVAL_MS, SessionCheckpoints } from '../queue/checkpoints.js';
-import {
-  Enqueuer,
-  type DirectDelivery,
-  type EnqueueResult,
-  type OverflowReport,
-} from '../queue/enqueuer.js';
+import { Enqueuer, type DirectDelivery, type EnqueueResult, type OverflowReport } from '../queue/enqueuer.js';
 import type { RelayedEvent } from '../route/event.js';
 import { eventId } from '../route/event-id.js';
 import { Router } from '../route/router.js';
@@ -17,6 +12,7 @@ import { catchUp, type CatchUpResult } from '../source/catch-up.js';
 import { ImkitRest } from '../source/imkit-rest.js';
 import { AccountSession, type SessionStatus } from '../source/session.js';
 import { createTokenProvider, type TokenProvider } from '../source/tokens.js';
+import { BridgeError } from '../errors.js';
 import { Deadline, within } from './deadline.js';
 import type { Logger } from './logger.js';
 import { Recoveries } from './recoveries.js';
@@ -207,12 +203,7 @@ export class Ingest {
     this.relay(relay.account.id, name, decoded.data, receivedAt);
   }
 
-  private relay(
-    account: string,
-    type: string,
-    data: unknown,
-    receivedAt: number,
-  ): Promise<EnqueueResult> {
+  private relay(account: string, type: string, data: unknown, receivedAt: number): Promise<EnqueueResult> {
     const targets = this.router.targets(account, type);
     if (targets.length === 0) return Promise.resolve({ fresh: false });
     const event: RelayedEvent = { id: eventId(account, type, data), type, account, receivedAt, data };
@@ -318,7 +309,7 @@ export class Ingest {
     let recovered = 0;
     const done = await this.retrying(log, 'catch-up', signal, async () => {
       // What was buffered before the gap lands first, so `recovered` counts only what REST added.
-      if (!(await this.enqueuer.drain(Infinity, signal))) throw new Error('stopped');
+      if (!(await this.enqueuer.drain(Infinity, signal))) signal.throwIfAborted();
       const token = await relay.tokens.token();
       result = await catchUp({ rest: this.rest, token, gap: window, logger: log });
       recovered = await this.land(relay, result.messages);
@@ -357,7 +348,7 @@ export class Ingest {
           return this.relay(relay.account.id, CHAT_MESSAGE, message, Date.now());
         }),
       );
-      if (outcomes.some((o) => o.dropped)) throw new Error('recovered messages were dropped before reaching Redis');
+      if (outcomes.some((o) => o.dropped)) throw new RecoveryNotLandedError();
       recovered += outcomes.filter((o) => o.fresh).length;
     }
     return recovered;
@@ -407,6 +398,15 @@ export class Ingest {
   /** Every replica reports its own session, so lifecycle events name the instance (the pod) too. */
   private emitLifecycle(account: string, type: string, data: Record<string, unknown>): void {
     void this.relay(account, type, { account, instance: this.instance, ...data }, Date.now());
+  }
+}
+
+/** Some recovered messages did not reach Redis (the buffer was full or closing): the recovery is tried again. */
+export class RecoveryNotLandedError extends BridgeError {
+  readonly code = 'BRIDGE_ERR_RECOVERY_NOT_LANDED';
+
+  constructor() {
+    super('recovered messages were dropped before reaching Redis');
   }
 }
 

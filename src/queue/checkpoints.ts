@@ -72,7 +72,7 @@ export class SessionCheckpoints {
         else resolve();
       };
       const onReady = () => done();
-      const onAbort = () => done(new Error('stopped before Redis was connected'));
+      const onAbort = () => done(signal.reason as Error);
       if (signal.aborted) return onAbort();
       this.connection.once('ready', onReady);
       signal.addEventListener('abort', onAbort, { once: true });

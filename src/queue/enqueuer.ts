@@ -289,7 +289,8 @@ export class Enqueuer {
       entry.resolve({ fresh: false, dropped: true });
     }
     if (lost.size > 0) {
-      for (const [account, count] of lost) this.options.metrics.eventsLost.inc({ account, reason: 'shutdown' }, count);
+      for (const [account, count] of lost)
+        this.options.metrics.eventsLost.inc({ account, reason: 'shutdown' }, count);
       this.log.error(
         { lost: Object.fromEntries(lost) },
         'events lost: still buffered at shutdown because Redis did not take them in time',
