@@ -13,4 +13,17 @@ export default tseslint.config(
       'no-constant-condition': ['error', { checkLoops: false }],
     },
   },
+  {
+    files: ['src/**/*.ts'],
+    rules: {
+      // pino's serializer gives every error line the same shape (type, message, stack, code, cause).
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: "Property[key.name='err'][value.type!='Identifier']",
+          message: 'Log errors as { err } (the error object itself), so pino serializes them.',
+        },
+      ],
+    },
+  },
 );

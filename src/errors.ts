@@ -14,6 +14,8 @@ export const ERROR_CODES = {
   BRIDGE_ERR_IMKIT_AUTH:
     'IMKIT refused the credentials (HTTP or RC 401): a token or key is wrong or expired.',
   BRIDGE_ERR_IMKIT_UNREACHABLE: 'IMKIT did not answer a REST call in time, or the connection failed.',
+  BRIDGE_ERR_RECOVERY_NOT_LANDED:
+    'REST catch-up recovered messages that were dropped before reaching Redis; the recovery is tried again and the checkpoint waits.',
   BRIDGE_ERR_DELIVERY_RETRY:
     'A destination did not take an event this time (non-2xx, timeout, network); it is retried per schedule.',
   BRIDGE_ERR_DELIVERY_GONE: 'A webhook answered 410 Gone: the event is dead-lettered at once.',
@@ -122,6 +124,15 @@ export class DeliveryPermanentError extends BridgeError {
 /** The delivery was stopped because this process is shutting down; the job is handed back, not failed. */
 export class DeliveryAbortedError extends BridgeError {
   readonly code = 'BRIDGE_ERR_DELIVERY_ABORTED';
+}
+
+/** Some recovered messages did not reach Redis (the buffer was full or closing): the recovery is tried again. */
+export class RecoveryNotLandedError extends BridgeError {
+  readonly code = 'BRIDGE_ERR_RECOVERY_NOT_LANDED';
+
+  constructor() {
+    super('recovered messages were dropped before reaching Redis');
+  }
 }
 
 export class UnknownWebhookError extends UsageError {

@@ -53,6 +53,13 @@ export class BridgeMetrics {
     registers: [this.registry],
   });
 
+  readonly eventsLost = new Counter({
+    name: 'imkit_bridge_events_lost_total',
+    help: 'Events received and never landed in Redis, by account and reason (shutdown: still buffered when the process stopped).',
+    labelNames: ['account', 'reason'] as const,
+    registers: [this.registry],
+  });
+
   readonly catchUpMessages = new Counter({
     name: 'imkit_bridge_catch_up_messages_total',
     help: 'Chat messages fetched over REST after a gap.',

@@ -6,6 +6,7 @@ import { createWorkerConnection } from '../queue/redis.js';
 import type { BridgeMetrics } from '../admin/metrics.js';
 import type { BridgeConfig, WebhookConfig } from '../config/schema.js';
 import { LogThrottle } from '../lifecycle/log-throttle.js';
+import { within } from '../lifecycle/deadline.js';
 import type { Logger } from '../lifecycle/logger.js';
 import {
   BATCH_JOB_NAME,
@@ -180,12 +181,12 @@ class WebhookLane implements DirectDelivery {
     this.connection = createWorkerConnection(config.redis.url, {
       name: `imkit-bridge-deliver-${webhook.id}`,
     });
-    this.connection.on('error', (err) => this.logger.debug({ err: err.message }, 'redis connection error'));
+    this.connection.on('error', (err) => this.logger.debug({ err }, 'redis connection error'));
     this.queue = new Queue(queueName(webhook.id), {
       connection: this.connection,
       prefix: config.redis.prefix,
     });
-    this.queue.on('error', (err) => this.logger.debug({ err: err.message }, 'queue error'));
+    this.queue.on('error', (err) => this.logger.debug({ err }, 'queue error'));
     this.sender = new WebhookSender(webhook);
     setMaxListeners(0, this.shutdownController.signal);
     this.claims = new DeliveryClaims(this.connection, config.redis.prefix, webhook.id, {
@@ -290,11 +291,9 @@ class WebhookLane implements DirectDelivery {
       this.worker = this.createWorker();
       this.lastProgress = Date.now();
       // Nothing is in flight on the old worker, so forcing its close loses no delivery.
-      await worker
-        .close(true)
-        .catch((err: unknown) => this.logger.debug({ err: String(err) }, 'old worker close'));
+      await worker.close(true).catch((err: unknown) => this.logger.debug({ err }, 'old worker close'));
     } catch (err) {
-      this.logger.debug({ err: err instanceof Error ? err.message : String(err) }, 'watchdog check failed');
+      this.logger.debug({ err }, 'watchdog check failed');
     } finally {
       this.recovering = false;
     }
@@ -302,7 +301,11 @@ class WebhookLane implements DirectDelivery {
 
   async stopWorker(): Promise<void> {
     this.stopping = true;
-    await Promise.all([this.worker?.close(), ...[...this.directRuns.values()].map((d) => d.run)]);
+    // BullMQ's close waits for Redis even with nothing running (for ever while it is away); with
+    // nothing running there is nothing to wait for, so close without waiting then.
+    const idle = this.inFlightTokens.size === 0 && this.directRuns.size === 0;
+    const force = idle && this.connection.status !== 'ready';
+    await Promise.all([this.worker?.close(force), ...[...this.directRuns.values()].map((d) => d.run)]);
     clearInterval(this.leaseTimer);
   }
 
@@ -349,7 +352,7 @@ class WebhookLane implements DirectDelivery {
     );
     worker.on('active', () => (this.lastProgress = Date.now()));
     worker.on('drained', () => (this.lastProgress = Date.now()));
-    worker.run().catch((err: unknown) => this.logger.error({ err: String(err) }, 'delivery worker stopped'));
+    worker.run().catch((err: unknown) => this.logger.error({ err }, 'delivery worker stopped'));
     return worker;
   }
 
@@ -365,7 +368,7 @@ class WebhookLane implements DirectDelivery {
       await this.queue.remove(jobId);
     } catch (err) {
       this.logger.warn(
-        { jobId, err: err instanceof Error ? err.message : String(err) },
+        { jobId, err },
         'direct delivery not recorded; a worker runs the job when its lease ends',
       );
     }
@@ -378,7 +381,7 @@ class WebhookLane implements DirectDelivery {
       direct.leasedAt = now;
       new Job(this.queue, BATCH_JOB_NAME, {}, {}, jobId)
         .changeDelay(DIRECT_LEASE_MS)
-        .catch((err: unknown) => this.logger.debug({ jobId, err: String(err) }, 'could not renew a lease'));
+        .catch((err: unknown) => this.logger.debug({ jobId, err }, 'could not renew a lease'));
     }
   }
 
@@ -512,7 +515,7 @@ class WebhookLane implements DirectDelivery {
       if (probe) {
         await this.queue
           .removeRateLimitKey()
-          .catch((e: unknown) => this.logger.debug({ err: String(e) }, 'could not lift the breaker pause'));
+          .catch((err: unknown) => this.logger.debug({ err }, 'could not lift the breaker pause'));
       }
       return { outcome: 'delivered' };
     } catch (caught) {
@@ -588,19 +591,7 @@ class WebhookLane implements DirectDelivery {
     try {
       await this.queue.rateLimit(ms);
     } catch (err) {
-      this.logger.debug({ err: String(err) }, 'could not pause the queue for the breaker');
+      this.logger.debug({ err }, 'could not pause the queue for the breaker');
     }
-  }
-}
-
-async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>(
-    (resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, ms))),
-  );
-  try {
-    return await Promise.race([promise.then(() => true as const), timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }

@@ -133,8 +133,8 @@ class QuarantineReplay {
     return { replayed: this.replayed, unrouted: this.unrouted, stillFailing, reasons: { ...this.reasons } };
   }
 
-  close(): Promise<void> {
-    return this.enqueuer.close();
+  async close(): Promise<void> {
+    await this.enqueuer.close();
   }
 
   private async attempt(fields: Map<string, string>): Promise<Outcome> {

@@ -6,17 +6,23 @@ import { DeliveryWorkers } from '../deliver/workers.js';
 import { UsageError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { describeError } from './describe-error.js';
+import { Deadline, within } from './deadline.js';
 import { Ingest } from './ingest.js';
 import { createLogger, type Logger } from './logger.js';
 
 export type Role = 'all' | 'ingest' | 'worker';
+
+/** How a stop went: events that were received and never landed in Redis. */
+export interface StopReport {
+  readonly lost: number;
+}
 
 const REDIS_CHECK_TIMEOUT_MS = 2_000;
 
 /** A running bridge: the parts its role needs, the admin server, and an ordered `close()`. */
 export class Daemon implements AdminSource {
   private readonly startedAt = Date.now();
-  private closing: Promise<void> | undefined;
+  private closing: Promise<StopReport> | undefined;
   adminPort = 0;
 
   private constructor(
@@ -131,17 +137,23 @@ export class Daemon implements AdminSource {
   }
 
   /**
-   * Ordered: stop reading sockets and land what was buffered, then let deliveries finish (bounded by
-   * `shutdownTimeout`) and hand the rest back, then the status connection and the admin server.
+   * Ordered, within one `shutdownTimeout` (docs/operations.md, "Shutdown"): stop reading sockets,
+   * finish recoveries and land what was buffered (with workers in this process, in at most half of
+   * the time, while deliveries go on), then let deliveries finish in what is left and hand the rest
+   * back, then the status connection and the admin server. A phase with nothing to wait for takes
+   * no time.
    */
-  close(): Promise<void> {
+  close(): Promise<StopReport> {
     this.closing ??= (async () => {
+      const deadline = Deadline.in(this.config.shutdownTimeout);
       this.logger.info({ role: this.role }, 'stopping');
-      await this.ingest?.close();
-      await this.workers?.close(this.config.shutdownTimeout);
-      await this.queues.close();
+      const lost = await this.ingest?.close(this.workers ? deadline.share(0.5) : deadline);
+      await this.workers?.close(deadline.remaining());
+      await within(this.queues.close(), deadline.remaining());
       await this.admin?.close();
-      this.logger.info('stopped');
+      const report = { lost: [...(lost?.values() ?? [])].reduce((a, b) => a + b, 0) };
+      this.logger.info(report, 'stopped');
+      return report;
     })();
     return this.closing;
   }
@@ -189,8 +201,9 @@ export async function runDaemon(config: BridgeConfig, role: Role): Promise<numbe
       }
       stopping = true;
       logger.info({ signal }, 'signal received');
+      // Events that never reached Redis are a fatal runtime error: the stop lost data.
       daemon.close().then(
-        () => resolve(0),
+        (report) => resolve(report.lost > 0 ? 2 : 0),
         (err: unknown) => {
           logger.error({ err }, 'error while stopping');
           resolve(2);

@@ -5,15 +5,18 @@ import type { BridgeMetrics } from '../admin/metrics.js';
 import type { AccountConfig, BridgeConfig } from '../config/schema.js';
 import { createDecoder, type DecodeFailure, type Decoder } from '../decode/decoder.js';
 import { CHECKPOINT_INTERVAL_MS, SessionCheckpoints } from '../queue/checkpoints.js';
-import { Enqueuer, type DirectDelivery, type OverflowReport } from '../queue/enqueuer.js';
+import { Enqueuer, type DirectDelivery, type EnqueueResult, type OverflowReport } from '../queue/enqueuer.js';
 import { identifiedEvent } from '../route/event-id.js';
 import { Router } from '../route/router.js';
-import { catchUp } from '../source/catch-up.js';
+import { catchUp, type CatchUpResult } from '../source/catch-up.js';
 import { ImkitRest } from '../source/imkit-rest.js';
 import { AccountSession, type SessionStatus } from '../source/session.js';
 import { createTokenProvider, type TokenProvider } from '../source/tokens.js';
+import { RecoveryNotLandedError } from '../errors.js';
+import { Deadline, within } from './deadline.js';
 import { LogThrottle } from './log-throttle.js';
 import type { Logger } from './logger.js';
+import { Recoveries } from './recoveries.js';
 
 /**
  * Catch-up starts this long before the heartbeat window that preceded a detected drop: the socket may
@@ -21,8 +24,13 @@ import type { Logger } from './logger.js';
  * events already received is removed by de-duplication.
  */
 const CATCH_UP_SLACK_MS = 5_000;
-const CATCH_UP_DRAIN_MS = 10_000;
 const CATCH_UP_SLICE = 500;
+/**
+ * A failed recovery (IMKIT's API or Redis away) is tried again after 1 s, doubling up to 60 s: the
+ * bounds of the session's own reconnect backoff, for the same kind of outage.
+ */
+const RECOVERY_RETRY_FIRST_MS = 1_000;
+const RECOVERY_RETRY_CAP_MS = 60_000;
 const CHAT_MESSAGE = 'chat message';
 const QUARANTINED = 'bridge.quarantined';
 
@@ -46,7 +54,8 @@ export class Ingest {
   /** One for all sessions: an IMKIT outage logs a line per cause, not one per account. */
   private readonly sessionFailures = new LogThrottle();
   private readonly quarantineLog = new LogThrottle();
-  private closing: Promise<void> | undefined;
+  private readonly recoveries = new Recoveries(() => void this.checkpoints.write());
+  private closing: Promise<Map<string, number>> | undefined;
 
   private constructor(
     private readonly config: BridgeConfig,
@@ -61,7 +70,7 @@ export class Ingest {
       apiKey: config.imkit.apiKey,
     });
     this.checkpoints = new SessionCheckpoints(config.redis.url, config.redis.prefix, () =>
-      this.accounts.filter((r) => r.session.live).map((r) => r.account.id),
+      this.checkpointPositions(this.liveAccounts(), Date.now()),
     );
     this.enqueuer = new Enqueuer({
       redisUrl: config.redis.url,
@@ -103,6 +112,10 @@ export class Ingest {
     return this.enqueuer.ready;
   }
 
+  liveAccounts(): string[] {
+    return this.accounts.filter((r) => r.session.live).map((r) => r.account.id);
+  }
+
   notLive(): string[] {
     return this.accounts.filter((r) => !r.session.live).map((r) => r.account.id);
   }
@@ -115,16 +128,40 @@ export class Ingest {
     };
   }
 
-  /** Sockets first (no new events), then whatever is buffered goes to Redis within the enqueuer's bound. */
-  close(): Promise<void> {
+  /**
+   * Sockets first (no new events); running recoveries get up to half of the time to `deadline`,
+   * landing the buffer the rest; then the final checkpoints. Resolves with the events per account
+   * that were still buffered and are lost (logged and counted by the enqueuer).
+   */
+  close(deadline = Deadline.in(this.config.shutdownTimeout)): Promise<Map<string, number>> {
     this.closing ??= (async () => {
-      // The final checkpoint is written while the sessions are still live.
-      await this.checkpoints.close();
+      const stoppedAt = Date.now();
+      const live = this.liveAccounts();
       await Promise.all(this.accounts.map((r) => r.session.close()));
-      await this.enqueuer.close();
+      await this.recoveries.close(deadline.share(0.5).remaining());
+      // Whatever a recovery still waits for from IMKIT is abandoned with it.
       await this.rest.close();
+      await this.enqueuer.drain(deadline.remaining());
+      await within(this.checkpoints.close(this.checkpointPositions(live, stoppedAt)), deadline.remaining());
+      return this.enqueuer.close();
     })();
     return this.closing;
+  }
+
+  /**
+   * Per account, where its checkpoint may move: everything it received before that time has landed
+   * in Redis. That is `now`, held back by any recovery still pending for it and by the oldest of its
+   * events still in the in-memory buffer; an account that is held entirely (its recovery has not read
+   * the checkpoint yet) is left out.
+   */
+  private checkpointPositions(accounts: readonly string[], now: number): Map<string, number> {
+    const buffered = this.enqueuer.oldestBuffered();
+    const positions = new Map<string, number>();
+    for (const account of accounts) {
+      const at = Math.min(now, this.recoveries.heldAt(account), buffered.get(account) ?? Infinity);
+      if (Number.isFinite(at)) positions.set(account, at);
+    }
+    return positions;
   }
 
   private async relayFor(account: AccountConfig): Promise<AccountRelay> {
@@ -170,12 +207,7 @@ export class Ingest {
     this.relay(relay.account.id, name, decoded.data, receivedAt);
   }
 
-  private relay(
-    account: string,
-    type: string,
-    data: unknown,
-    receivedAt: number,
-  ): Promise<{ fresh: boolean }> {
+  private relay(account: string, type: string, data: unknown, receivedAt: number): Promise<EnqueueResult> {
     const targets = this.router.targets(account, type);
     if (targets.length === 0) return Promise.resolve({ fresh: false });
     const event = identifiedEvent(account, type, data, receivedAt, this.config.repeatWindow);
@@ -224,72 +256,79 @@ export class Ingest {
     this.emitLifecycle(account.id, 'bridge.connected', { at: iso(info.at) });
     const gap = info.gap;
     if (!gap) {
-      if (account.catchUp) void this.recoverSinceCheckpoint(relay, info.at);
-      return;
-    }
-    void this.checkpoints.markLive(account.id).catch(() => undefined);
-    if (!account.catchUp) {
+      if (account.catchUp) this.recoverSinceCheckpoint(relay, info.at);
+    } else if (!account.catchUp) {
       this.emitLifecycle(account.id, 'bridge.gap', { ...gapFields(gap), catchUp: false });
-      return;
+    } else {
+      // The socket may have been silently dead for up to heartbeatTimeout before the drop was noticed.
+      const since = gap.from - account.heartbeatTimeout;
+      this.recoveries.start(account.id, since, (_hold, signal) =>
+        this.recover(relay, { since, to: gap.to }, gap, signal),
+      );
     }
-    void this.recover(
-      relay,
-      { from: gap.from - account.heartbeatTimeout - CATCH_UP_SLACK_MS, to: gap.to },
-      gap,
-    );
+    // Holds are in place: record the live time now rather than at the next periodic write.
+    void this.checkpoints.write();
   }
 
   /**
-   * First connection of this process: whatever nobody received since the account was last live
-   * anywhere (this process before a restart, or a replica) is fetched over REST. Reported as a gap
-   * only when something was missing or the account was unattended for a while: with replicas, a
-   * rolling restart finds a fresh checkpoint and nothing to recover.
+   * First connection of this process: whatever nobody received since the account's checkpoint (this
+   * process before a restart, or a replica) is fetched over REST. Until the checkpoint has been read
+   * the account's checkpoint is not written at all. Reported as a gap only when something was missing
+   * or the account was unattended for a while: with replicas, a rolling restart finds a fresh
+   * checkpoint and nothing to recover.
    */
-  private async recoverSinceCheckpoint(relay: AccountPipeline, now: number): Promise<void> {
-    const last = await this.checkpoints.lastLive(relay.account.id);
-    await this.checkpoints.markLive(relay.account.id).catch(() => undefined);
-    if (last === undefined || last >= now) return;
-    const gap = { from: last, to: now };
-    await this.recover(relay, { from: last - CATCH_UP_SLACK_MS, to: now }, gap, {
-      reason: 'restart',
-      reportUnless: (recovered) => recovered === 0 && now - last <= 2 * CHECKPOINT_INTERVAL_MS,
+  private recoverSinceCheckpoint(relay: AccountPipeline, now: number): void {
+    const { account, log } = relay;
+    this.recoveries.start(account.id, -Infinity, async (hold, signal) => {
+      let last: number | undefined;
+      const read = await this.retrying(log, 'checkpoint read', signal, async () => {
+        last = await this.checkpoints.read(account.id, signal);
+      });
+      if (!read) return false;
+      if (last === undefined || last >= now) return true;
+      hold.at = last;
+      return this.recover(relay, { since: last, to: now }, { from: last, to: now }, signal, {
+        reason: 'restart',
+        reportUnless: (recovered) => recovered === 0 && now - last! <= 2 * CHECKPOINT_INTERVAL_MS,
+      });
     });
   }
 
-  /** REST catch-up for an interval; every message goes through the same id and dedup path. */
+  /**
+   * REST catch-up for what the account received from `span.since` (checkpoint time) to `span.to`;
+   * every message goes through the same id and dedup path. Tried until it lands everything it
+   * fetched; true then, false when shutdown stopped it first. A truncated catch-up (page cap, a
+   * crowded millisecond) counts as done: it is reported incomplete, because fetching the same window
+   * again would stop at the same place (docs/architecture.md, "Checkpoints").
+   */
   private async recover(
     relay: AccountPipeline,
-    window: { from: number; to: number },
+    span: { since: number; to: number },
     gap: { from: number; to: number },
+    signal: AbortSignal,
     options: GapOptions = { reason: 'disconnected' },
-  ): Promise<void> {
+  ): Promise<boolean> {
     const { reportUnless, ...extra } = options;
     const { reason } = extra;
     const { account, log } = relay;
-    try {
+    // IMKIT stamps a message before the bridge receives it: start the window a little earlier.
+    const window = { from: span.since - CATCH_UP_SLACK_MS, to: span.to };
+    let result: CatchUpResult | undefined;
+    let recovered = 0;
+    const done = await this.retrying(log, 'catch-up', signal, async () => {
       // What was buffered before the gap lands first, so `recovered` counts only what REST added.
-      await this.enqueuer.drain(CATCH_UP_DRAIN_MS);
+      if (!(await this.enqueuer.drain(Infinity, signal))) signal.throwIfAborted();
       const token = await relay.tokens.token();
-      const result = await catchUp({ rest: this.rest, token, gap: window, logger: log });
-      // Fed in slices that fit the buffer, each landing before the next: a catch-up larger than the
-      // buffer must not overflow it and trigger another catch-up.
-      const slice = Math.max(1, Math.min(CATCH_UP_SLICE, Math.floor(this.config.limits.bufferEvents / 2)));
-      let recovered = 0;
-      for (let i = 0; i < result.messages.length; i += slice) {
-        const outcomes = await Promise.all(
-          result.messages.slice(i, i + slice).map((message) => {
-            this.receivedCounter(relay, CHAT_MESSAGE).inc();
-            return this.relay(account.id, CHAT_MESSAGE, message, Date.now());
-          }),
-        );
-        recovered += outcomes.filter((o) => o.fresh).length;
-      }
-      this.metrics.catchUpMessages.inc({ account: account.id }, result.messages.length);
-      log.info(
-        { fetched: result.messages.length, recovered, truncated: result.truncated, reason },
-        'catch-up done',
-      );
-      if (reportUnless?.(recovered)) return;
+      result = await catchUp({ rest: this.rest, token, gap: window, logger: log });
+      recovered = await this.land(relay, result.messages);
+    });
+    if (!done || !result) return false;
+    this.metrics.catchUpMessages.inc({ account: account.id }, result.messages.length);
+    log.info(
+      { fetched: result.messages.length, recovered, truncated: result.truncated, reason },
+      'catch-up done',
+    );
+    if (!reportUnless?.(recovered)) {
       this.emitLifecycle(account.id, 'bridge.gap', {
         ...gapFields(gap),
         ...extra,
@@ -298,29 +337,62 @@ export class Ingest {
         recovered,
         complete: !result.truncated,
       });
-    } catch (err) {
-      log.warn(
-        { err: { code: (err as { code?: string }).code, message: (err as Error).message } },
-        'catch-up failed',
-      );
-      this.emitLifecycle(account.id, 'bridge.gap', {
-        ...gapFields(gap),
-        ...extra,
-        catchUp: true,
-        recovered: 0,
-        complete: false,
-        error: (err as Error).message,
-      });
     }
+    return true;
+  }
+
+  /**
+   * Feeds recovered messages in slices that fit the buffer, each landing before the next: a catch-up
+   * larger than the buffer must not overflow it and trigger another catch-up. Resolves with how many
+   * were new; rejects if any did not reach Redis.
+   */
+  private async land(relay: AccountPipeline, messages: readonly unknown[]): Promise<number> {
+    const slice = Math.max(1, Math.min(CATCH_UP_SLICE, Math.floor(this.config.limits.bufferEvents / 2)));
+    let recovered = 0;
+    for (let i = 0; i < messages.length; i += slice) {
+      const outcomes = await Promise.all(
+        messages.slice(i, i + slice).map((message) => {
+          this.receivedCounter(relay, CHAT_MESSAGE).inc();
+          return this.relay(relay.account.id, CHAT_MESSAGE, message, Date.now());
+        }),
+      );
+      if (outcomes.some((o) => o.dropped)) throw new RecoveryNotLandedError();
+      recovered += outcomes.filter((o) => o.fresh).length;
+    }
+    return recovered;
+  }
+
+  /** Runs `attempt` until it succeeds, waiting longer after each failure; false once `signal` aborts. */
+  private async retrying(
+    log: Logger,
+    what: string,
+    signal: AbortSignal,
+    attempt: () => Promise<void>,
+  ): Promise<boolean> {
+    for (let failures = 0; !signal.aborted; failures++) {
+      try {
+        await attempt();
+        return true;
+      } catch (err) {
+        if (signal.aborted) break;
+        const retryInMs = Math.min(RECOVERY_RETRY_FIRST_MS * 2 ** failures, RECOVERY_RETRY_CAP_MS);
+        log.warn({ err, retryInMs }, `${what} failed; trying again`);
+        await sleep(retryInMs, signal);
+      }
+    }
+    return false;
   }
 
   private onOverflow(report: OverflowReport): void {
     const relay = this.accounts.find((r) => r.account.id === report.account);
     const gap = { from: report.from, to: report.to };
     if (relay?.account.catchUp) {
-      // IMKIT stamps a message before the bridge receives it: start the window a little earlier.
-      const window = { from: report.from - CATCH_UP_SLACK_MS, to: report.to };
-      void this.recover(relay, window, gap, { reason: 'buffer-overflow', dropped: report.dropped });
+      this.recoveries.start(report.account, report.from, (_hold, signal) =>
+        this.recover(relay, { since: report.from, to: report.to }, gap, signal, {
+          reason: 'buffer-overflow',
+          dropped: report.dropped,
+        }),
+      );
     } else {
       this.emitLifecycle(report.account, 'bridge.gap', {
         ...gapFields(gap),
@@ -355,6 +427,19 @@ interface AccountPipeline {
 
 interface AccountRelay extends AccountPipeline {
   readonly session: AccountSession;
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 function iso(ms: number): string {

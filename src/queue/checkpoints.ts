@@ -1,14 +1,14 @@
 import type { Redis } from 'ioredis';
 import { createProducerConnection } from './redis.js';
 
-/** How often a live session's "still live at" time is written. */
+/** How often the checkpoints of live accounts are written. */
 export const CHECKPOINT_INTERVAL_MS = 5_000;
-const READY_TIMEOUT_MS = 5_000;
 
 /**
- * Per account, the last time any ingest process had it live, kept in Redis. A process that starts
- * (a restart, a rolling upgrade, a crash) reads it on its first live connection and catches up on
- * what nobody received in between. Every replica writes it; the newest time wins.
+ * Per account, a time before which everything the account received has landed in Redis: its
+ * checkpoint, kept in Redis. A process that starts (a restart, a rolling upgrade, a crash) reads it on
+ * its first live connection and catches up from it. Every replica writes it; the newest time wins.
+ * Which time is safe to write is the caller's policy (`positions`); this class only stores it.
  */
 export class SessionCheckpoints {
   private readonly connection: Redis;
@@ -18,68 +18,64 @@ export class SessionCheckpoints {
   constructor(
     redisUrl: string,
     private readonly prefix: string,
-    private readonly liveAccounts: () => readonly string[],
+    /** Per account, the time its checkpoint may move to now (accounts absent: not written). */
+    private readonly positions: () => ReadonlyMap<string, number>,
     private readonly intervalMs = CHECKPOINT_INTERVAL_MS,
   ) {
     this.connection = createProducerConnection(redisUrl, { name: 'imkit-bridge-checkpoints' });
-    // Checkpoints are best effort: an outage only widens the next catch-up window.
+    // A failed write leaves a checkpoint where it was: the next catch-up only starts earlier.
     this.connection.on('error', () => {});
   }
 
   start(): void {
-    this.timer ??= setInterval(() => void this.writeAll().catch(() => undefined), this.intervalMs);
+    this.timer ??= setInterval(() => void this.write(), this.intervalMs);
     this.timer.unref();
   }
 
-  /** Epoch ms when `account` was last known live, or undefined when never (or Redis is away). */
-  async lastLive(account: string): Promise<number | undefined> {
-    if (!(await this.ready())) return undefined;
-    const value = await this.connection.get(this.key(account)).catch(() => null);
+  /**
+   * Epoch ms of `account`'s checkpoint, or undefined when it has none. Waits for the connection (at
+   * start-up a session can go live before it is up) until `signal` aborts; rejects when Redis fails
+   * to answer, and the caller decides whether to try again.
+   */
+  async read(account: string, signal: AbortSignal): Promise<number | undefined> {
+    await this.connected(signal);
+    const value = await this.connection.get(this.key(account));
     const at = value === null ? NaN : Number(value);
     return Number.isFinite(at) ? at : undefined;
   }
 
-  /** Records now for one account that just went live (the periodic write covers it afterwards). */
-  async markLive(account: string): Promise<void> {
-    if (!(await this.ready())) return;
-    await this.connection.eval(ADVANCE, 1, this.key(account), String(Date.now()));
-  }
-
-  /** Records now for every live account, in one round trip; only ever moves a checkpoint forward. */
-  private async writeAll(): Promise<void> {
-    const accounts = this.liveAccounts();
-    if (accounts.length === 0 || !(await this.ready())) return;
-    const at = String(Date.now());
+  /** Writes the current positions in one round trip; a checkpoint only ever moves forward. Never rejects. */
+  async write(positions: ReadonlyMap<string, number> = this.positions()): Promise<void> {
+    if (positions.size === 0 || this.connection.status !== 'ready') return;
     const pipeline = this.connection.pipeline();
-    for (const account of accounts) pipeline.eval(ADVANCE, 1, this.key(account), at);
-    await pipeline.exec();
+    for (const [account, at] of positions) pipeline.eval(ADVANCE, 1, this.key(account), String(at));
+    await pipeline.exec().catch(() => undefined);
   }
 
-  /** Writes a final checkpoint (the process stops while live) and disconnects; safe to call twice. */
-  close(): Promise<void> {
+  /** Stops the periodic write, writes `final` if Redis is connected (never waits for it), disconnects. */
+  close(final: ReadonlyMap<string, number>): Promise<void> {
     this.closing ??= (async () => {
       clearInterval(this.timer);
-      await this.writeAll().catch(() => undefined);
+      await this.write(final);
       this.connection.disconnect();
     })();
     return this.closing;
   }
 
-  /**
-   * The connection fails fast while not connected; at start-up the first session can go live before
-   * it is, so wait (bounded) for it rather than lose the first read or checkpoint.
-   */
-  private ready(): Promise<boolean> {
-    if (this.connection.status === 'ready') return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const done = (ok: boolean) => {
-        clearTimeout(timer);
+  private connected(signal: AbortSignal): Promise<void> {
+    if (this.connection.status === 'ready') return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const done = (err?: Error) => {
         this.connection.off('ready', onReady);
-        resolve(ok);
+        signal.removeEventListener('abort', onAbort);
+        if (err) reject(err);
+        else resolve();
       };
-      const onReady = () => done(true);
-      const timer = setTimeout(() => done(false), READY_TIMEOUT_MS);
+      const onReady = () => done();
+      const onAbort = () => done(signal.reason as Error);
+      if (signal.aborted) return onAbort();
       this.connection.once('ready', onReady);
+      signal.addEventListener('abort', onAbort, { once: true });
     });
   }
 

@@ -33,8 +33,6 @@ export interface EnqueuerOptions {
   readonly onOverflow?: (gap: OverflowReport) => void;
   /** Most entries written per Redis round trip; default 500. */
   readonly batchSize?: number;
-  /** Bound on the drain inside close(); default 5 s. */
-  readonly closeTimeoutMs?: number;
   /** The webhook's delivery lane in this process (`--role all`), if any: it sends what it reserves itself. */
   readonly directDelivery?: (webhookId: string) => DirectDelivery | undefined;
 }
@@ -153,7 +151,7 @@ export class Enqueuer {
   private landed = 0;
   private readonly landedWaiters = new Set<() => void>();
   private closed = false;
-  private closing: Promise<void> | undefined;
+  private closing: Promise<Map<string, number>> | undefined;
   /** Batch job ids: random per instance plus a counter, unique across replicas without per-job entropy. */
   private readonly instance = randomBytes(5).toString('hex');
   private sequence = 0;
@@ -248,46 +246,77 @@ export class Enqueuer {
     });
   }
 
-  /** True when everything accepted before this call is in Redis (or was reported dropped). */
-  async drain(timeoutMs: number): Promise<boolean> {
+  /**
+   * True when everything accepted before this call is in Redis (or was reported dropped); false when
+   * `timeoutMs` (Infinity: no bound) passes or `signal` aborts first.
+   */
+  async drain(timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
     const target = this.accepted;
     if (this.landed >= target) return true;
+    if (signal?.aborted) return false;
     return new Promise((resolve) => {
       const done = (ok: boolean) => {
         clearTimeout(timer);
+        signal?.removeEventListener('abort', abort);
         this.landedWaiters.delete(check);
         resolve(ok);
       };
       const check = () => {
         if (this.landed >= target) done(true);
       };
-      const timer = setTimeout(() => done(false), timeoutMs);
+      const abort = () => done(false);
+      const timer = Number.isFinite(timeoutMs) ? setTimeout(abort, timeoutMs) : undefined;
+      signal?.addEventListener('abort', abort, { once: true });
       this.landedWaiters.add(check);
     });
   }
 
-  close(): Promise<void> {
-    this.closing ??= this.shutdown();
+  /**
+   * Per account, `receivedAt` of the oldest event or quarantine entry still held in memory: nothing
+   * the account received from then on is known to be in Redis.
+   */
+  oldestBuffered(): Map<string, number> {
+    const oldest = new Map<string, number>();
+    for (const entry of this.buffer) {
+      const at = oldest.get(entry.account);
+      if (at === undefined || entry.receivedAt < at) oldest.set(entry.account, entry.receivedAt);
+    }
+    return oldest;
+  }
+
+  /**
+   * Lands what is buffered within `timeoutMs` (nothing buffered: no wait), then stops. Resolves with
+   * how many entries per account were still buffered and are lost; each is logged and counted.
+   */
+  close(timeoutMs = 0): Promise<Map<string, number>> {
+    this.closing ??= this.shutdown(timeoutMs);
     return this.closing;
   }
 
-  private async shutdown(): Promise<void> {
-    const drained = await this.drain(this.options.closeTimeoutMs ?? 5_000);
+  private async shutdown(timeoutMs: number): Promise<Map<string, number>> {
+    await this.drain(timeoutMs);
     this.closed = true;
     this.wake?.();
-    if (!drained) {
+    const lost = new Map<string, number>();
+    for (const entry of this.buffer.splice(0)) {
+      lost.set(entry.account, (lost.get(entry.account) ?? 0) + 1);
+      entry.resolve({ fresh: false, dropped: true });
+    }
+    if (lost.size > 0) {
+      for (const [account, count] of lost)
+        this.options.metrics.eventsLost.inc({ account, reason: 'shutdown' }, count);
       this.log.error(
-        { lost: this.buffer.length },
-        'closing with events still buffered: Redis did not take them in time',
+        { lost: Object.fromEntries(lost) },
+        'events lost: still buffered at shutdown because Redis did not take them in time',
       );
     }
-    for (const entry of this.buffer.splice(0)) entry.resolve({ fresh: false, dropped: true });
     this.options.metrics.ingestBuffered.set(0);
     this.endEpisode();
     await Promise.allSettled([...this.queues.values()].map((q) => q.close()));
     if (this.connection.status === 'ready')
       await this.connection.quit().catch(() => this.connection.disconnect());
     else this.connection.disconnect();
+    return lost;
   }
 
   /** Buffer admission. Full buffer: drop the newest, so what is kept stays a contiguous prefix. */
@@ -368,8 +397,7 @@ export class Enqueuer {
         try {
           await this.write(batch);
         } catch (err) {
-          if (!this.failing)
-            this.log.warn({ err: String(err) }, 'Redis write failed; buffering events and retrying');
+          if (!this.failing) this.log.warn({ err }, 'Redis write failed; buffering events and retrying');
           this.failing = true;
           await this.pause(reconnectDelay(this.attempt++));
           continue;

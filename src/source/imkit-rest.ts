@@ -93,10 +93,11 @@ export class ImkitRest {
     return asPage<ImkitMessage>(await this.call('GET', `${path}?${qs}`, this.clientHeaders(token)), path);
   }
 
+  /** Aborts calls still waiting for an answer: at close nobody is left to use it. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.agent.close();
+    await this.agent.destroy();
   }
 
   private adminHeaders(): Record<string, string> {

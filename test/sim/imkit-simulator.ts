@@ -134,6 +134,13 @@ export class ImkitSimulator {
   readonly stats: SimulatorStats = { connections: 0, confs: 0, authOk: 0, authFailed: 0, pongs: 0 };
   /** Every auth2 received, oldest first (tests assert what `extra` carried). */
   readonly auths: AuthRecord[] = [];
+  /**
+   * Clients whose REST catch-up calls (rooms, room messages) are never answered while listed: an
+   * IMKIT API that hangs. Calls made after a client is removed are answered as usual.
+   */
+  readonly restHeld = new Set<string>();
+  /** REST catch-up calls received, per client, answered or held. */
+  readonly restCalls = new Map<string, number>();
 
   private readonly options: SimulatorOptions;
   private readonly clients = new Map<string, SimClient>();
@@ -513,6 +520,8 @@ export class ImkitSimulator {
     if (req.method === 'GET' && (path === '/rooms' || /^\/rooms\/[^/]+\/messages\/v3$/.test(path))) {
       const clientId = this.restClient(req);
       if (clientId === undefined) return this.send(res, 401, 401, 'invalid client key or token');
+      this.restCalls.set(clientId, (this.restCalls.get(clientId) ?? 0) + 1);
+      if (this.restHeld.has(clientId)) return;
       if (path === '/rooms') {
         const after = parseTime(url.searchParams.get('updatedAfter')) ?? 0;
         const skip = intParam(url.searchParams.get('skip'), 0);
