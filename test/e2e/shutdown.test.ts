@@ -1,5 +1,6 @@
+import { createServer } from 'node:net';
 import { afterEach, beforeEach, expect, test } from 'vitest';
-import type { BridgeProcess } from '../support/bridge-process.js';
+import { runCli, writeConfig, type BridgeProcess } from '../support/bridge-process.js';
 import { waitFor } from '../support/redis.js';
 import { BOT, World } from './world.js';
 
@@ -68,4 +69,20 @@ test('SIGTERM with Redis down, events buffered and a webhook that hangs: the pro
   expect(bridge.exitCode).toBe(2);
   expect(took).toBeLessThan(SHUTDOWN_TIMEOUT_MS + EXIT_MARGIN_MS);
   expect(lossRecord(bridge)).toMatchObject({ lost: { [BOT]: 4 } });
+});
+
+test('a bridge that cannot start writes its fatal line, with the cause, before it exits 2', async () => {
+  const taken = createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  const { port } = taken.address() as { port: number };
+  try {
+    const config = world.config({ top: { server: { host: '127.0.0.1', port } } });
+    const run = await runCli(['run', '--config', writeConfig(config)], { env: { BOT_TOKEN: world.token } });
+    expect(run.code).toBe(2);
+    const lines = run.stdout.split('\n').filter((l) => l.startsWith('{'));
+    const fatal = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((r) => r.level === 60);
+    expect(fatal).toMatchObject({ msg: 'cannot start', err: { code: 'EADDRINUSE' } });
+  } finally {
+    taken.close();
+  }
 });
