@@ -197,6 +197,7 @@ export class Enqueuer {
         event: {
           id: event.id,
           ...(event.repeatKey === undefined ? {} : { repeatKey: event.repeatKey }),
+          ...roomField(event),
           type: event.type,
           account: event.account,
           receivedAt: event.receivedAt,
@@ -548,4 +549,12 @@ function chunked(entries: readonly JobEntry[]): JobEntry[][] {
   }
   if (current.length > 0) chunks.push(current);
   return chunks;
+}
+
+/** A chat message's room id (`room`, or `room._id` where the room is an object), read once at ingest. */
+function roomField(event: RelayedEvent): { room?: string } {
+  if (event.type !== 'chat message' || event.data === null || typeof event.data !== 'object') return {};
+  const room = (event.data as { room?: unknown }).room;
+  const id = typeof room === 'object' && room !== null ? (room as { _id?: unknown })._id : room;
+  return typeof id === 'string' && id !== '' ? { room: id } : {};
 }

@@ -9,6 +9,8 @@ export interface DeliveryEvent {
    * in another repeat-window slot. Jobs written before it existed lack it and claim by id alone.
    */
   readonly repeatKey?: string;
+  /** A chat message's room id, for destinations whose subject, key or stream name uses `{room}`. */
+  readonly room?: string;
   readonly type: string;
   readonly account: string;
   /** Epoch ms the event was received; the source of `imkit_bridge_event_latency_seconds`. */

@@ -1,0 +1,69 @@
+import type { z } from 'zod';
+import type { Logger } from '../lifecycle/logger.js';
+import type { DeliveryEvent } from '../queue/job.js';
+
+/**
+ * What one attempt to hand one event to a destination came to. A destination only reports; what an
+ * outcome leads to (done, another try, a dead letter, the breaker) is decided in one place by the lane.
+ */
+export type SendOutcome =
+  /** The far end acknowledged the event (2xx, a PubAck, a publisher confirm, a stream entry, a job). */
+  | { readonly kind: 'delivered'; readonly note?: string }
+  /** Not taken this time; tried again per the schedule. `waitMs`: the far end asked for this wait. */
+  | {
+      readonly kind: 'retry';
+      readonly reason: string;
+      readonly waitMs?: number;
+      readonly status?: number;
+      readonly response?: string;
+    }
+  /** Can never be taken as it is (a webhook's 410, a message over the broker's size limit): dead-lettered now. */
+  | {
+      readonly kind: 'permanent';
+      readonly reason: string;
+      readonly status?: number;
+      readonly response?: string;
+    }
+  /** Cut off by shutdown or a job's abort: handed back, no attempt used. */
+  | { readonly kind: 'aborted' };
+
+/**
+ * One configured destination in one process. `send` never throws and never puts a credential in a
+ * reason; it bounds itself by the destination's `timeout` and returns `aborted` once any of
+ * `signals` fires.
+ */
+export interface Destination {
+  readonly id: string;
+  readonly type: string;
+  /** Starts connecting; `send` (re)connects by itself when needed, so callers need not await this. */
+  connect(): Promise<void>;
+  send(event: DeliveryEvent, signals: readonly AbortSignal[]): Promise<SendOutcome>;
+  /** Called once nothing is in flight. */
+  close(): Promise<void>;
+}
+
+export interface DestinationDeps {
+  readonly logger: Logger;
+  /** The bridge's own Redis: the default target of `redis-stream` and `bullmq` destinations. */
+  readonly bridgeRedisUrl: string;
+  readonly dedupWindowMs: number;
+}
+
+/** Keys every destination has, whatever its type, as a kind's `create` sees them (durations in ms). */
+export interface CommonDestinationConfig {
+  readonly id: string;
+  readonly timeout: number;
+  readonly concurrency: number;
+}
+
+/**
+ * A kind of destination: its own config keys (schema.ts adds the common ones), a description safe to
+ * show (`/status`, `config check`: never a credential), and a factory that does no I/O. A new kind is
+ * one file exporting one of these, plus its entry in the registry.
+ */
+export interface DestinationKind<Type extends string, Options extends z.ZodObject> {
+  readonly type: Type;
+  readonly options: Options;
+  describe(options: z.output<Options>): string;
+  create(config: z.output<Options> & CommonDestinationConfig, deps: DestinationDeps): Destination;
+}
