@@ -80,10 +80,30 @@ export class TcpProxy {
     this.pairs.clear();
   }
 
+  /**
+   * Resets every open connection and stops listening, so new connections are refused (ECONNREFUSED),
+   * as from a host whose broker is down. `accept()` listens again on the same port.
+   */
+  async refuse(): Promise<void> {
+    this.drop();
+    if (!this.server.listening) return;
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  async accept(): Promise<void> {
+    if (this.server.listening) return;
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.listeningPort, '127.0.0.1', () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.drop();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await this.refuse();
   }
 }

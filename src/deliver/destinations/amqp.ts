@@ -188,7 +188,9 @@ export class AmqpDestination implements Destination {
  * callback for the ack, so a return is always recorded before the callback that must see it.
  */
 class Link {
+  /** Set once the destination stops using this link; it is then being closed or is closed. */
   ended = false;
+  private gone = false;
   private channel: ConfirmChannel | undefined;
   /**
    * Ids of returned (unroutable) messages whose confirm callback has not run yet. Keyed by event id:
@@ -204,7 +206,10 @@ class Link {
   ) {
     // An 'error' without a listener would throw out of amqplib's frame handling and end the process.
     model.on('error', (err: Error) => (this.closeReason = `connection error: ${err.message}`));
-    model.on('close', () => this.onEnd(this.closeReason));
+    model.on('close', () => {
+      this.gone = true;
+      this.onEnd(this.closeReason);
+    });
     model.on(
       'blocked',
       (reason: string) => (this.closeReason = `connection blocked by the broker: ${reason}`),
@@ -271,9 +276,17 @@ class Link {
     });
   }
 
+  /**
+   * Settles when the connection is closed, by the handshake or otherwise: amqplib never settles a
+   * close() whose socket dies while it waits for the broker's CloseOk.
+   */
   async close(): Promise<void> {
     this.ended = true;
-    await this.model.close().catch(() => {});
+    if (this.gone) return;
+    await new Promise<void>((resolve) => {
+      this.model.once('close', () => resolve());
+      this.model.close().then(resolve, () => resolve());
+    });
   }
 }
 
