@@ -301,6 +301,19 @@ describe('amqp destination: a broker path that fails mid-stream loses nothing', 
     expect(Date.now() - started).toBeLessThan(2_000);
     expect(await destination.send(event(), [shutdown.signal])).toEqual({ kind: 'aborted' });
   });
+  it('closes promptly when its connection dies during the close handshake', async () => {
+    const { proxy, url } = await proxied();
+    const { exchange } = await boundQueue();
+    const destination = create({ url, exchange }, 10_000);
+    expect(await destination.send(event(), [])).toEqual({ kind: 'delivered' });
+
+    proxy.freeze();
+    const started = Date.now();
+    const closing = destination.close();
+    proxy.drop();
+    await closing;
+    expect(Date.now() - started).toBeLessThan(2_000);
+  });
 });
 
 describe('amqp destination: credentials', () => {
