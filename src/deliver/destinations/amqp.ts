@@ -146,7 +146,7 @@ export class AmqpDestination implements Destination {
     } catch (err) {
       return this.scrub(err);
     }
-    const link = new Link(model, (why) => this.drop(link, why));
+    const link = new Link(model, this.log, (why) => this.drop(link, why));
     let failed: string | undefined;
     try {
       const channel = await withDeadline(() => model.createConfirmChannel(), this.config.timeout, []);
@@ -202,6 +202,7 @@ class Link {
 
   constructor(
     private readonly model: ChannelModel,
+    log: Logger,
     private readonly onEnd: (why: string) => void,
   ) {
     // An 'error' without a listener would throw out of amqplib's frame handling and end the process.
@@ -210,10 +211,9 @@ class Link {
       this.gone = true;
       this.onEnd(this.closeReason);
     });
-    model.on(
-      'blocked',
-      (reason: string) => (this.closeReason = `connection blocked by the broker: ${reason}`),
-    );
+    // A resource alarm: publishes wait, and show as confirm timeouts until the broker unblocks.
+    model.on('blocked', (reason: string) => log.warn({ reason }, 'amqp connection blocked by the broker'));
+    model.on('unblocked', () => log.info('amqp connection unblocked'));
   }
 
   attach(channel: ConfirmChannel): void {
