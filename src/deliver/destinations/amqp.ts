@@ -101,7 +101,10 @@ export class AmqpDestination implements Destination {
       this.config.timeout,
       signals,
     );
-    if (result.ok) return result.value;
+    if (result.ok) {
+      const outcome = result.value;
+      return outcome.kind === 'retry' ? retry(this.scrub(outcome.reason)) : outcome;
+    }
     if (result.why === 'aborted') return { kind: 'aborted' };
     if (used !== undefined) this.drop(used, 'a confirm did not come in time');
     return retry(
@@ -173,7 +176,7 @@ export class AmqpDestination implements Destination {
     void link.close();
   }
 
-  /** A client error's message with the URL's password taken out, should a client ever echo it. */
+  /** A client's or broker's message with the URL's password taken out, should one ever echo it. */
   private scrub(err: unknown): string {
     const text = err instanceof Error ? err.message : String(err);
     const password = new URL(this.config.url).password;
