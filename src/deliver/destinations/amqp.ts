@@ -70,7 +70,7 @@ export class AmqpDestination implements Destination {
     deps: DestinationDeps,
   ) {
     this.id = config.id;
-    this.log = deps.logger.child({ destination: config.id });
+    this.log = deps.logger.child({ destination: config.id, type: 'amqp' });
     this.target = safeUrl(config.url);
   }
 
@@ -181,7 +181,7 @@ export class AmqpDestination implements Destination {
     const text = err instanceof Error ? err.message : String(err);
     const password = new URL(this.config.url).password;
     if (password === '') return text;
-    return [password, decodeURIComponent(password)].reduce((t, p) => t.split(p).join('***'), text);
+    return [password, decodeURIComponent(password)].reduce((t, p) => t.split(p).join('[redacted]'), text);
   }
 }
 
