@@ -14,6 +14,8 @@ import type {
 import { renderTemplate, templateProblem } from '../template.js';
 
 export const DEFAULT_NATS_SUBJECT = 'imkit.{account}.{type}';
+/** JetStream's err_code for a message over the stream's max_msg_size. */
+const STREAM_MESSAGE_TOO_BIG = 10054;
 
 const natsUrl = z
   .url({ protocol: /^(nats|tls)$/, error: 'must be a nats:// or tls:// URL' })
@@ -156,19 +158,19 @@ class NatsDestination implements Destination {
     if (!pending) return;
     // A connect still in flight is bounded by the client's own `timeout` (the destination's).
     const link = await pending.catch(() => undefined);
-    if (!link) return;
-    // Nothing is in flight when the lane closes us; drain is bounded all the same.
-    const drained = await withDeadline(() => link.nc.drain(), this.config.timeout, []).catch(() => undefined);
-    if (!drained?.ok) await link.nc.close().catch(() => undefined);
+    // No drain: we hold no subscription and nothing is in flight when the lane closes us, and a drain
+    // would wait on a server that is down. A publish cut off here was reported aborted or retry.
+    await link?.nc.close().catch(() => undefined);
   }
 
   private linked(): Promise<Link> {
     if (!this.link) {
       const pending = this.open();
       this.link = pending;
-      pending.catch((err: unknown) => {
+      pending.catch((cause: unknown) => {
         if (this.link === pending) this.link = undefined;
-        this.log.warn({ err: this.safeError(err), server: this.endpoint.server }, 'nats: cannot connect');
+        const err = this.safeError(cause);
+        this.log.warn({ err, server: this.endpoint.server }, 'nats: cannot connect');
       });
     }
     return this.link;
@@ -193,25 +195,36 @@ class NatsDestination implements Destination {
       maxReconnectAttempts: -1,
       waitOnFirstConnect: false,
     });
-    const link: Link = { nc, js: jetstream(nc), jsm: await jetstreamManager(nc, { checkAPI: false }), headers };
+    const link: Link = {
+      nc,
+      js: jetstream(nc),
+      jsm: await jetstreamManager(nc, { checkAPI: false }),
+      headers,
+    };
     this.log.info({ server }, 'nats: connected');
-    void this.watch(nc);
+    this.watch(nc);
     return link;
   }
 
   /** Logs the connection's life, and forgets it once closed so the next send connects anew. */
-  private async watch(nc: NatsConnection): Promise<void> {
+  private watch(nc: NatsConnection): void {
     const server = this.endpoint.server;
-    for await (const status of nc.status()) {
-      if (status.type === 'disconnect') this.log.warn({ server }, 'nats: disconnected; reconnecting');
-      else if (status.type === 'reconnect') this.log.info({ server }, 'nats: reconnected');
-      else if (status.type === 'error') this.log.warn({ err: this.safeError(status.error) }, 'nats: error');
-    }
-    const err = await nc.closed();
-    if (!this.closed) {
+    void (async () => {
+      for await (const status of nc.status()) {
+        if (status.type === 'disconnect') this.log.warn({ server }, 'nats: disconnected; reconnecting');
+        else if (status.type === 'reconnect') this.log.info({ server }, 'nats: reconnected');
+        else if (status.type === 'error') {
+          const err = this.safeError(status.error);
+          this.log.warn({ err, server }, 'nats: error');
+        }
+      }
+    })();
+    void nc.closed().then((cause) => {
+      if (this.closed) return;
       this.link = undefined;
-      this.log.warn({ err: err ? this.safeError(err) : undefined, server }, 'nats: connection closed');
-    }
+      const err = cause ? this.safeError(cause) : undefined;
+      this.log.warn({ err, server }, 'nats: connection closed; the next send connects again');
+    });
   }
 
   private headersFor(link: Link, event: DeliveryEvent): MsgHdrs {
@@ -235,17 +248,19 @@ class NatsDestination implements Destination {
           (limit ? ` (${limit} bytes)` : ''),
       };
     }
-    if (name === 'JetStreamApiError' && /message size exceeds/i.test(message)) {
+    if (name === 'JetStreamApiError' && (err as { code?: unknown }).code === STREAM_MESSAGE_TOO_BIG) {
       return { kind: 'permanent', reason: `stream refused the message: ${message}` };
     }
     if (name === 'JetStreamNotEnabled') {
       return { kind: 'retry', reason: `no stream captures ${subject} (503 no responders)` };
     }
-    if (name === 'TimeoutError') return { kind: 'retry', reason: `no PubAck within ${this.config.timeout} ms` };
+    if (name === 'TimeoutError')
+      return { kind: 'retry', reason: `no PubAck within ${this.config.timeout} ms` };
     if (name === 'ClosedConnectionError' || name === 'DrainingConnectionError') {
       return { kind: 'retry', reason: 'connection closed' };
     }
-    if (name === 'JetStreamApiError') return { kind: 'retry', reason: `stream refused the message: ${message}` };
+    if (name === 'JetStreamApiError')
+      return { kind: 'retry', reason: `stream refused the message: ${message}` };
     if (!link) return { kind: 'retry', reason: `not connected: ${message}` };
     return { kind: 'retry', reason: `publish failed: ${message}` };
   }
@@ -268,8 +283,9 @@ class NatsDestination implements Destination {
           );
         }
       })
-      .catch((err: unknown) => {
-        this.log.debug({ err: this.safeError(err), stream }, 'nats: cannot read the stream duplicate window');
+      .catch((cause: unknown) => {
+        const err = this.safeError(cause);
+        this.log.debug({ err, stream }, 'nats: cannot read the stream duplicate window');
       });
   }
 
@@ -287,7 +303,9 @@ class NatsDestination implements Destination {
   }
 }
 
+const DELIVERED: SendOutcome = { kind: 'delivered' };
+
 function delivered(ack: PubAck): SendOutcome {
   // A duplicate PubAck: the stream already holds this event id, stored by an earlier attempt or process.
-  return { kind: 'delivered', note: ack.duplicate ? `duplicate of ${ack.stream} seq ${ack.seq}` : undefined };
+  return ack.duplicate ? { kind: 'delivered', note: `duplicate of ${ack.stream} seq ${ack.seq}` } : DELIVERED;
 }
