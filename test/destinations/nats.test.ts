@@ -253,6 +253,15 @@ describe('nats destination: JetStream contract (shared server)', () => {
     expect(logs.text).toMatch(/"duplicateWindowMs":120000/);
   });
 
+  it('dead-letters an event whose type no NATS header can carry', async () => {
+    const { name, prefix } = await stream();
+    const dest = destination({ url, subject: `${prefix}.{type}` });
+    const outcome = await dest.send(event({ type: 'evil\r\nNats-Msg-Id: x' }), []);
+    expect(outcome).toMatchObject({ kind: 'permanent', reason: expect.stringMatching(/line break/) });
+    expect(await dest.send(event(), [])).toEqual({ kind: 'delivered' });
+    expect((await jsm.streams.info(name)).state.messages).toBe(1);
+  });
+
   it('returns aborted at once for a signal that has fired, and nothing is published', async () => {
     const { name, prefix } = await stream();
     const dest = destination({ url, subject: `${prefix}.x` });

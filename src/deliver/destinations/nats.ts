@@ -121,6 +121,13 @@ class NatsDestination implements Destination {
 
   async send(event: DeliveryEvent, signals: readonly AbortSignal[]): Promise<SendOutcome> {
     if (this.closed) return { kind: 'retry', reason: 'destination closed' };
+    // The type comes from the IMKIT server as sent; a header value cannot hold a line break.
+    if (/[\r\n]/.test(event.type)) {
+      return {
+        kind: 'permanent',
+        reason: 'the event type has a line break, which a NATS header cannot carry',
+      };
+    }
     const subject = renderTemplate(this.config.subject, event);
     const timeout = this.config.timeout;
     let link: Link | undefined;
