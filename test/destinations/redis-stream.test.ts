@@ -273,9 +273,9 @@ describe('redis-stream credentials', () => {
     await target.startProcess();
 
     // The log says what went wrong, without the secret.
+    for (const text of [JSON.stringify([refusal, down]), logs.text()]) expect(text).not.toContain(PASSWORD);
     expect(logs.text()).toContain('WRONGPASS');
     expect(logs.text()).toContain('BRIDGE_ERR_DESTINATION_UNREACHABLE');
-    for (const text of [JSON.stringify([refusal, down]), logs.text()]) expect(text).not.toContain(PASSWORD);
   });
 });
 
