@@ -15,7 +15,10 @@ import { RedisTarget, sharesBridgeKeyspace, targetDescription, targetRedisUrl } 
 const options = z.strictObject({
   url: targetRedisUrl,
   // BullMQ refuses a queue name with ":" (its key separator).
-  queue: z.string().min(1).regex(/^[^:]+$/, 'must not contain ":"'),
+  queue: z
+    .string()
+    .min(1)
+    .regex(/^[^:]+$/, 'must not contain ":"'),
   prefix: z.string().min(1).default('bull'),
 });
 
@@ -101,7 +104,10 @@ class BullmqDestination implements Destination {
   /** The queue, made on first use so that neither `create` nor `config check` loads BullMQ or does I/O. */
   private open(): Promise<Queue> {
     this.queue ??= import('bullmq').then(({ Queue }) => {
-      const queue = new Queue(this.config.queue, { connection: this.target.client, prefix: this.config.prefix });
+      const queue = new Queue(this.config.queue, {
+        connection: this.target.client,
+        prefix: this.config.prefix,
+      });
       // Connection errors are the target's to report (once per outage); a listener is required anyway.
       queue.on('error', () => {});
       return queue;

@@ -165,7 +165,10 @@ class RedisStreamDestination implements Destination {
   private wrongTypeRetry(stream: string, reason: string): SendOutcome {
     if (!this.wrongType.has(stream)) {
       this.wrongType.add(stream);
-      this.log.error({ stream }, 'the key of this stream holds another type; events wait until it is removed');
+      this.log.error(
+        { stream },
+        'the key of this stream holds another type; events wait until it is removed',
+      );
     }
     return { kind: 'retry', reason: `WRONGTYPE: key "${stream}" is not a stream (${reason})` };
   }

@@ -68,10 +68,9 @@ export class RedisTarget {
       this.lastError = this.redact(describeError(err));
       if (this.outageLogged) return;
       this.outageLogged = true;
-      this.log.warn(
-        { err: new DestinationUnreachableError(this.lastError) },
-        'destination Redis unreachable; reconnecting, events wait',
-      );
+      // Not the client's error itself: ioredis attaches a failed AUTH's arguments (the password) to it.
+      const unreachable = new DestinationUnreachableError(this.lastError);
+      this.log.warn({ err: unreachable }, 'destination Redis unreachable; reconnecting, events wait');
     });
     this.client.on('ready', () => {
       this.lastError = undefined;
@@ -141,7 +140,9 @@ function credentialsOf(url: string): string[] {
   try {
     const parsed = new URL(url);
     const secret = parsed.password || parsed.username;
-    return [secret, safeDecode(secret)].filter((value, i, all) => value.length > 0 && all.indexOf(value) === i);
+    return [secret, safeDecode(secret)].filter(
+      (value, i, all) => value.length > 0 && all.indexOf(value) === i,
+    );
   } catch {
     return [];
   }
