@@ -123,6 +123,23 @@ describe('bullmq destination', () => {
     expect(new Set(jobs.map((j) => j.id))).toEqual(new Set(events.map((e) => e.id)));
   });
 
+  it('reports a retry while the target refuses writes (OOM), and delivers once it has room', async () => {
+    const name = uniqueQueue();
+    const destination = bullmqDestination({ queue: name });
+    const [event] = deliveryEvents(1);
+    await redis.config('SET', 'maxmemory', '1');
+    try {
+      expect(await destination.send(event!, [])).toMatchObject({
+        kind: 'retry',
+        reason: expect.stringContaining('OOM'),
+      });
+    } finally {
+      await redis.config('SET', 'maxmemory', '0');
+    }
+    expect(await destination.send(event!, [])).toMatchObject({ kind: 'delivered' });
+    expect(await consumerQueue(name).getJobCounts('waiting')).toEqual({ waiting: 1 });
+  });
+
   it('is cut off by a caller signal (aborted) and by its timeout (retry) when the target hangs', async () => {
     const name = uniqueQueue();
     const destination = bullmqDestination({ queue: name }, { timeout: 400 });

@@ -147,6 +147,23 @@ describe('redis-stream destination', () => {
     expect(await redis.xlen(stream)).toBe(1);
   });
 
+  it('reports a retry while the target refuses writes (OOM), and delivers once it has room', async () => {
+    const stream = uniqueStream();
+    const destination = streamDestination({ stream });
+    const [event] = deliveryEvents(1);
+    await redis.config('SET', 'maxmemory', '1');
+    try {
+      expect(await destination.send(event!, [])).toMatchObject({
+        kind: 'retry',
+        reason: expect.stringContaining('OOM'),
+      });
+    } finally {
+      await redis.config('SET', 'maxmemory', '0');
+    }
+    expect(await destination.send(event!, [])).toMatchObject({ kind: 'delivered' });
+    expect(await redis.xlen(stream)).toBe(1);
+  });
+
   it('is cut off by a caller signal (aborted) and by its timeout (retry) when the target hangs', async () => {
     const stream = uniqueStream();
     const destination = streamDestination({ stream }, { timeout: 400 });
