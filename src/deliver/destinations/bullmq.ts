@@ -101,18 +101,34 @@ class BullmqDestination implements Destination {
     await this.target.close();
   }
 
-  /** The queue, made on first use so that neither `create` nor `config check` loads BullMQ or does I/O. */
+  /**
+   * The queue, made on first use so that neither `create` nor `config check` loads BullMQ or does
+   * I/O. A queue whose set-up failed (the connection dropped during BullMQ's version check) stays
+   * broken, so it is dropped and made again on the next attempt.
+   */
   private open(): Promise<Queue> {
-    this.queue ??= import('bullmq').then(({ Queue }) => {
-      const queue = new Queue(this.config.queue, {
-        connection: this.target.client,
-        prefix: this.config.prefix,
-      });
-      // Connection errors are the target's to report (once per outage); a listener is required anyway.
-      queue.on('error', () => {});
-      return queue;
+    this.queue ??= this.makeQueue().catch((err: unknown) => {
+      this.queue = undefined;
+      throw err;
     });
     return this.queue;
+  }
+
+  private async makeQueue(): Promise<Queue> {
+    const { Queue } = await import('bullmq');
+    const queue = new Queue(this.config.queue, {
+      connection: this.target.client,
+      prefix: this.config.prefix,
+    });
+    // Connection errors are the target's to report (once per outage); a listener is required anyway.
+    queue.on('error', () => {});
+    try {
+      await queue.waitUntilReady();
+    } catch (err) {
+      await queue.close().catch(() => {});
+      throw err;
+    }
+    return queue;
   }
 }
 
