@@ -21,6 +21,8 @@ export const ERROR_CODES = {
   BRIDGE_ERR_DELIVERY_GONE: 'A webhook answered 410 Gone: the event is dead-lettered at once.',
   BRIDGE_ERR_DELIVERY_ABORTED:
     'A delivery was stopped by shutdown; the event is handed back to the queue, not failed.',
+  BRIDGE_ERR_DESTINATION_UNREACHABLE:
+    'A destination cannot reach its broker or Redis (refused, lost, authentication refused); its events wait and are retried.',
   BRIDGE_ERR_DLQ_UNKNOWN_WEBHOOK: '`dlq --webhook ID` names no configured webhook. Exit 1.',
   BRIDGE_ERR_DLQ_UNKNOWN_QUARANTINE_ENTRY:
     '`dlq replay --quarantine --id` is not a stream id, or no quarantine entry has it. Exit 1.',
@@ -133,6 +135,15 @@ export class RecoveryNotLandedError extends BridgeError {
   constructor() {
     super('recovered messages were dropped before reaching Redis');
   }
+}
+
+/**
+ * A destination's connection to its broker or Redis is down. Logged once per outage; the message is
+ * the client's one-line cause with every credential of the URL removed, and it carries no cause
+ * (client errors can hold the AUTH arguments).
+ */
+export class DestinationUnreachableError extends BridgeError {
+  readonly code = 'BRIDGE_ERR_DESTINATION_UNREACHABLE';
 }
 
 export class UnknownWebhookError extends UsageError {

@@ -22,6 +22,9 @@ export const REDACT_PATHS = [
   '*.headers.authorization',
   'extra.Authorization',
   'extra["IM-Authorization"]',
+  // ioredis attaches the failed command to its errors: for AUTH that is the password.
+  'err.command.args',
+  'err.cause.command.args',
 ];
 
 export function createLogger(options: { level: string; destination?: pino.DestinationStream }): Logger {

@@ -1,10 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
-import { ConfigError } from '../../src/errors.js';
 import { runCli } from '../support/bridge-process.js';
+import { configFile as file, configProblems as problems } from './problems.js';
 
 const SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
 const VALID = `
@@ -18,23 +15,6 @@ webhooks:
     url: https://audit.example.com/imkit?key=query-secret
     secret: \${env:AUDIT_SECRET}
 `;
-
-function file(text: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'imkit-bridge-config-'));
-  const path = join(dir, 'bridge.yaml');
-  writeFileSync(path, text);
-  return path;
-}
-
-function problems(text: string, env: NodeJS.ProcessEnv = {}): string[] {
-  try {
-    parseConfig(text, env);
-  } catch (err) {
-    if (err instanceof ConfigError) return [...err.problems];
-    throw err;
-  }
-  return [];
-}
 
 describe('config', () => {
   test('defaults fill in, durations become milliseconds, env references resolve, and the result is frozen', () => {

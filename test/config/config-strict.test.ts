@@ -1,11 +1,8 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
-import { ConfigError } from '../../src/errors.js';
 import { BridgeProcess, runCli } from '../support/bridge-process.js';
 import { RedisServer, waitFor } from '../support/redis.js';
+import { configFile as file, configProblems } from './problems.js';
 
 const SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
 
@@ -28,22 +25,6 @@ ${options.top ?? ''}
 }
 
 const FULL_ENV = { AUDIT_BOT_TOKEN: 'tok', AUDIT_WEBHOOK_SECRET: SECRET, IMKIT_CLIENT_KEY: 'ck' };
-
-function file(text: string): string {
-  const path = join(mkdtempSync(join(tmpdir(), 'imkit-bridge-strict-')), 'bridge.yaml');
-  writeFileSync(path, text);
-  return path;
-}
-
-function problems(text: string, env: NodeJS.ProcessEnv = FULL_ENV): string[] {
-  try {
-    parseConfig(text, env);
-  } catch (err) {
-    if (err instanceof ConfigError) return [...err.problems];
-    throw err;
-  }
-  return [];
-}
 
 /** The environment of a shell that has none of the config's variables, whatever the test runner has. */
 const NO_ENV = { AUDIT_BOT_TOKEN: '', AUDIT_WEBHOOK_SECRET: '', IMKIT_CLIENT_KEY: '' };
@@ -281,3 +262,7 @@ describe('config check on a huge file stays quick and short', () => {
     expect(lines.at(-1)).toMatch(/^… and \d+ more problems$/);
   });
 });
+
+function problems(text: string, env: NodeJS.ProcessEnv = FULL_ENV): string[] {
+  return configProblems(text, env);
+}

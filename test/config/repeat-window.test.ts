@@ -1,26 +1,13 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
-import { ConfigError } from '../../src/errors.js';
 import { runCli } from '../support/bridge-process.js';
+import { configFile, configProblems as problems } from './problems.js';
 
 const BASE = `
 redis: { url: redis://127.0.0.1:6379 }
 imkit: { url: https://app.imkit.io }
 accounts: [{ id: audit-bot, token: t }]
 `;
-
-function problems(text: string): string[] {
-  try {
-    parseConfig(text, {});
-  } catch (err) {
-    if (err instanceof ConfigError) return [...err.problems];
-    throw err;
-  }
-  return [];
-}
 
 describe('repeatWindow', () => {
   test('defaults to 5 s and takes a duration', () => {
@@ -42,9 +29,7 @@ describe('repeatWindow', () => {
   });
 
   test('config check shows it in the summary', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'imkit-bridge-config-'));
-    const path = join(dir, 'bridge.yaml');
-    writeFileSync(path, `${BASE}repeatWindow: 750ms\n`);
+    const path = configFile(`${BASE}repeatWindow: 750ms\n`);
     const result = await runCli(['config', 'check', '--config', path]);
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('repeat window: 750 ms');

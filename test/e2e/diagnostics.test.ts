@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Daemon } from '../../src/lifecycle/daemon.js';
 import { testConfig, silentDeps } from '../deliver/fixtures.js';
-import { runCli, writeConfig } from '../support/bridge-process.js';
+import { BridgeProcess, runCli, writeConfig } from '../support/bridge-process.js';
 import { RedisServer, freePort, waitFor } from '../support/redis.js';
 
 /** An operator reads /readyz and the CLI to find out what is wrong: they must name the Redis error. */
@@ -61,6 +61,26 @@ describe('readiness names the Redis error', () => {
     const reasons = await readinessReasons(`redis://127.0.0.1:${port}`);
     expect(reasons.join('\n')).toMatch(new RegExp(`^redis: .*ECONNREFUSED 127\\.0\\.0\\.1:${port}`, 'm'));
   });
+});
+
+it('a wrong Redis password never reaches the logs, even at debug level', async () => {
+  const secret = 'wrong-but-still-a-secret';
+  const file = writeConfig({
+    redis: { url: withPassword(secret), prefix: 'diag-leak' },
+    server: { host: '127.0.0.1', port: 0 },
+    imkit: { url: 'http://127.0.0.1:1' },
+    accounts: [{ id: 'bot', token: 'literal-token' }],
+    webhooks: [{ id: 'hook', url: 'http://127.0.0.1:1/hook' }],
+    log: { level: 'debug' },
+  });
+  const bridge = await BridgeProcess.start(file, { role: 'worker' });
+  try {
+    // ioredis attaches the AUTH command's arguments to the error it emits; pino must not print them.
+    await waitFor(() => bridge.logs.some((l) => l.includes('WRONGPASS')), { what: 'a WRONGPASS log line' });
+    expect(bridge.logs.join('\n')).not.toContain(secret);
+  } finally {
+    await bridge.stop('SIGKILL');
+  }
 });
 
 describe('dlq commands against a Redis they cannot use', () => {

@@ -1,0 +1,157 @@
+import { Redis } from 'ioredis';
+import { z } from 'zod';
+import { DestinationUnreachableError } from '../../errors.js';
+import { describeError } from '../../lifecycle/describe-error.js';
+import type { Logger } from '../../lifecycle/logger.js';
+import { reconnectDelay, redisEndpoint } from '../../queue/redis.js';
+
+/** `url` of a destination that writes to Redis; absent means the bridge's own Redis. */
+export const targetRedisUrl = z
+  .url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' })
+  .optional();
+
+/** Where a destination writes, safe to show: the endpoint without credentials. */
+export function targetDescription(url: string | undefined): string {
+  return url === undefined ? "the bridge's Redis" : redisEndpoint(url);
+}
+
+/**
+ * True when a destination's `url` (absent: the bridge's Redis) is the bridge's own keyspace: same
+ * host, port and database. Two names for one server (`localhost`, `127.0.0.1`) are not recognised.
+ */
+export function sharesBridgeKeyspace(url: string | undefined, bridgeRedisUrl: string): boolean {
+  if (url === undefined) return true;
+  const a = keyspaceOf(url);
+  return a !== undefined && a === keyspaceOf(bridgeRedisUrl);
+}
+
+function keyspaceOf(url: string): string | undefined {
+  try {
+    const parsed = new URL(url);
+    const db = Number(parsed.pathname.replace(/^\//, '') || '0');
+    return `${parsed.hostname.toLowerCase()}:${parsed.port || '6379'}/${db}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The Redis a destination writes to, on a client of its own: it reconnects forever, fails fast
+ * between reconnect attempts (a send then retries at once instead of waiting out its timeout),
+ * bounds every command by the destination's `timeout`, and never lets a credential out in a reason
+ * or a log line.
+ */
+export class RedisTarget {
+  readonly client: Redis;
+  private readonly secrets: readonly string[];
+  private lastError: string | undefined;
+  private outageLogged = false;
+
+  constructor(
+    url: string,
+    timeoutMs: number,
+    connectionName: string,
+    private readonly log: Logger,
+  ) {
+    this.secrets = credentialsOf(url);
+    this.client = new Redis(url, {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      commandTimeout: timeoutMs,
+      connectTimeout: timeoutMs,
+      retryStrategy: reconnectDelay,
+      connectionName,
+    });
+    // ioredis reports every failed reconnect: one warning per outage, one info when it ends.
+    this.client.on('error', (err: unknown) => {
+      this.lastError = this.redact(describeError(err));
+      if (this.outageLogged) return;
+      this.outageLogged = true;
+      // Not the client's error itself: ioredis attaches a failed AUTH's arguments (the password) to it.
+      const unreachable = new DestinationUnreachableError(this.lastError);
+      this.log.warn({ err: unreachable }, 'destination Redis unreachable; reconnecting, events wait');
+    });
+    this.client.on('ready', () => {
+      this.lastError = undefined;
+      if (this.outageLogged) this.log.info('destination Redis reachable again');
+      this.outageLogged = false;
+    });
+  }
+
+  /** Starts connecting; resolves once connected or once the first attempt failed (already logged). */
+  async connect(): Promise<void> {
+    if (this.client.status !== 'wait') return;
+    await this.client.connect().catch(() => {});
+  }
+
+  /**
+   * Undefined once the client can take a command, else why not. Waits (bounded by `signal`) only
+   * while a connection attempt is under way; between attempts it answers at once.
+   */
+  async unusable(signal: AbortSignal): Promise<string | undefined> {
+    const status = this.client.status;
+    if (status === 'ready') return undefined;
+    if (status === 'wait') void this.connect();
+    else if (status !== 'connecting' && status !== 'connect') return this.notConnected();
+    await attemptSettled(this.client, signal);
+    return this.client.status === 'ready' ? undefined : this.notConnected();
+  }
+
+  /** A command's failure in one line, credentials removed. */
+  reason(err: unknown): string {
+    return this.redact(describeError(err));
+  }
+
+  async close(): Promise<void> {
+    if (this.client.status === 'ready') await this.client.quit().catch(() => {});
+    this.client.disconnect();
+  }
+
+  private notConnected(): string {
+    return `not connected: ${this.lastError ?? this.client.status}`;
+  }
+
+  private redact(text: string): string {
+    return this.secrets.reduce((out, secret) => out.split(secret).join('***'), text);
+  }
+}
+
+/** Resolves when the client is ready, when its attempt failed, or when `signal` fires. */
+function attemptSettled(client: Redis, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      client.off('ready', done);
+      client.off('close', done);
+      client.off('end', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    if (signal.aborted) return resolve();
+    client.once('ready', done);
+    client.once('close', done);
+    client.once('end', done);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** The URL's password, raw and decoded; the user name too when it stands alone (a token). */
+function credentialsOf(url: string): string[] {
+  try {
+    const parsed = new URL(url);
+    const secret = parsed.password || parsed.username;
+    return [secret, safeDecode(secret)].filter(
+      (value, i, all) => value.length > 0 && all.indexOf(value) === i,
+    );
+  } catch {
+    return [];
+  }
+}
+
+function safeDecode(value: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+}

@@ -1,0 +1,102 @@
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import type { z } from 'zod';
+import { createLogger, type Logger } from '../../src/lifecycle/logger.js';
+import type {
+  CommonDestinationConfig,
+  Destination,
+  DestinationKind,
+  SendOutcome,
+} from '../../src/deliver/destination.js';
+import type { DeliveryEvent } from '../../src/queue/job.js';
+
+/** Events shaped as ingest makes them: the webhook body serialised once, with awkward content. */
+export function deliveryEvents(count: number, options: { types?: readonly string[] } = {}): DeliveryEvent[] {
+  const run = randomBytes(4).toString('hex');
+  const types = options.types ?? ['chat message', 'edit message', 'bridge.gap'];
+  const base = Date.parse('2026-03-01T12:00:00.000Z');
+  return Array.from({ length: count }, (_, i) => {
+    const type = types[i % types.length]!;
+    const id = `evt_${run}_${i}`;
+    const receivedAt = base + i * 7;
+    const room = type === 'chat message' ? `room ${i % 3}/é` : undefined;
+    const data = { message: `héllo 😀 "${i}"\n\t\\`, room, n: i, nested: { a: [1, 2.5, null] } };
+    const body = JSON.stringify({
+      id,
+      type,
+      timestamp: new Date(receivedAt).toISOString(),
+      account: 'audit-bot',
+      data,
+    });
+    return { id, type, account: 'audit-bot', receivedAt, body, ...(room === undefined ? {} : { room }) };
+  });
+}
+
+/** A logger whose every line (after pino's redaction) is kept for assertions. */
+export function capturedLogger(): { logger: Logger; text(): string } {
+  const lines: string[] = [];
+  const logger = createLogger({ level: 'debug', destination: { write: (line: string) => lines.push(line) } });
+  return { logger, text: () => lines.join('') };
+}
+
+export const silentLogger = (): Logger => createLogger({ level: 'silent' });
+
+export const TEN_MINUTES = 600_000;
+
+/** A destination of `kind` as the seam makes one: options parsed by the kind's schema, common keys added. */
+export function destinationOf<T extends string, O extends z.ZodObject>(
+  kind: DestinationKind<T, O>,
+  raw: Record<string, unknown>,
+  deps: { logger?: Logger; bridgeRedisUrl: string; dedupWindowMs?: number },
+  common: Partial<CommonDestinationConfig> = {},
+): Destination {
+  const options = kind.options.parse(raw) as z.output<O>;
+  return kind.create(
+    { ...options, id: 'dest-test', timeout: 2_000, concurrency: 8, ...common },
+    {
+      logger: deps.logger ?? silentLogger(),
+      bridgeRedisUrl: deps.bridgeRedisUrl,
+      dedupWindowMs: deps.dedupWindowMs ?? TEN_MINUTES,
+    },
+  );
+}
+
+/** What the lane does with a retry, reduced to its bones: send again shortly, until delivered. */
+export async function sendUntilDelivered(
+  destination: Destination,
+  event: DeliveryEvent,
+  deadlineMs = 20_000,
+): Promise<SendOutcome> {
+  const deadline = Date.now() + deadlineMs;
+  for (;;) {
+    const outcome = await destination.send(event, []);
+    if (outcome.kind !== 'retry' || Date.now() > deadline) return outcome;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Runs `work` over `items` with at most `width` at a time. */
+export async function inParallel<T, R>(
+  items: readonly T[],
+  width: number,
+  work: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        results[i] = await work(items[i]!);
+      }
+    }),
+  );
+  return results;
+}
+
+/** A plain client for reading what landed (and for setting traps). */
+export function reader(url: string): Redis {
+  const client = new Redis(url, { maxRetriesPerRequest: 1 });
+  client.on('error', () => {});
+  return client;
+}
