@@ -116,7 +116,7 @@ describe('imkit-bridge config check', () => {
     });
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('audit-bot: static token, encoding base64');
-    expect(result.stdout).toContain('audit: https://audit.example.com/imkit, signed (1 secret)');
+    expect(result.stdout).toContain('audit (http): https://audit.example.com/imkit, signed (1 secret)');
     for (const secret of ['tok-secret-value', SECRET, 'query-secret'])
       expect(result.stdout).not.toContain(secret);
   });

@@ -66,7 +66,7 @@ describe('an unset ${env:NAME} is an error, except account credentials a command
     });
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
-    expect(result.stdout).toContain('audit: https://audit.example.com/imkit, UNSIGNED');
+    expect(result.stdout).toContain('audit (http): https://audit.example.com/imkit, UNSIGNED');
   });
 
   test('config check does not need account credentials: it notes which are unset and who needs them', async () => {
@@ -213,7 +213,7 @@ describe('config that would fail at run time fails config check', () => {
 
     const check = await runCli(['config', 'check', '--config', file(withUrl(yaml()))], { env: FULL_ENV });
     expect(check.code).toBe(0);
-    expect(check.stdout).toContain('audit: https://audit.example.com/imkit, signed (1 secret)');
+    expect(check.stdout).toContain('audit (http): https://audit.example.com/imkit, signed (1 secret)');
     expect(check.stdout).toContain('headers authorization');
     expect(check.stdout).not.toMatch(/p%3Ass|p:ss|aud%40it/);
   });
