@@ -123,7 +123,7 @@ describe('an unset ${env:NAME} is an error, except account credentials a command
         what: 'unsigned worker started',
       });
       await unsigned.stop();
-      expect(warnings()).toEqual([expect.objectContaining({ webhook: 'audit' })]);
+      expect(warnings()).toEqual([expect.objectContaining({ destination: 'audit' })]);
 
       for (const role of ['all', 'ingest']) {
         const run = await runCli(['run', '--role', role, '--config', path], { env });
