@@ -89,10 +89,10 @@ function oneProcess(): {
     await workers.close(1000);
   });
   workers.start();
-  const send = async (n: number) => {
+  const send = async (n: number, type = 'typing') => {
     const events: RelayedEvent[] = Array.from({ length: n }, (_, i) => ({
       id: eventId(),
-      type: 'typing',
+      type,
       account: 'audit-bot',
       receivedAt: Date.now(),
       data: { room: `r${i}` },
@@ -127,9 +127,11 @@ describe('a destination kind registered from outside delivery', () => {
     memory.received.length = 0;
     memory.answer = (_e, tries) => (tries < 3 ? { kind: 'retry', reason: 'not now' } : { kind: 'delivered' });
     const { send, metrics } = oneProcess();
-    const ids = await send(3);
+    const ids = await send(3, 'chat message');
     await waitFor(async () => memory.received.length >= 3, { what: 'delivered on the third try' });
     expect(receivedIds()).toEqual([...ids].sort());
+    // A retry is the event's own job: it still carries the room a `{room}` template needs.
+    expect(memory.received.map((e) => e.room).sort()).toEqual(['r0', 'r1', 'r2']);
     expect(ids.map((id) => memory.tries.get(id))).toEqual([3, 3, 3]);
     expect(await outcomes(metrics, 'retry')).toBe(6);
   });
