@@ -52,7 +52,7 @@ afterAll(() => unregister());
 /** `--role all` with one destination of the test's kind and no webhook. */
 function oneProcess(): {
   config: BridgeConfig;
-  send: (n: number) => Promise<string[]>;
+  send: (n: number, type?: string) => Promise<string[]>;
   metrics: BridgeMetrics;
 } {
   const base = testConfig(redis.target(), []);
