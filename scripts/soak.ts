@@ -37,7 +37,7 @@ const REPLAY_TIMEOUT_MS = 30_000;
 const GIVE_UP_WHEN_EMPTY_MS = 20_000;
 
 interface DeadLetterListJson {
-  webhooks: { webhook: string; total: number; entries: { id: string }[] }[];
+  destinations: { destination: string; total: number; entries: { id: string }[] }[];
   quarantine: { total: number };
 }
 
@@ -172,7 +172,7 @@ async function main(): Promise<number> {
     const quarantine = await readQuarantine(cluster.redis.url, cluster.prefix, ledger);
     const deadMatches = first.map((v) => {
       const listed = new Set(
-        list.webhooks.find((w) => w.webhook === v.webhook)?.entries.map((e) => e.id) ?? [],
+        list.destinations.find((d) => d.destination === v.webhook)?.entries.map((e) => e.id) ?? [],
       );
       const wanted = new Set(v.expectedDead);
       return {

@@ -13,14 +13,15 @@ const USAGE = `imkit-bridge ${VERSION}
 Usage:
   imkit-bridge run [--config FILE] [--role all|ingest|worker]
   imkit-bridge config check [--config FILE]
-  imkit-bridge dlq list [--config FILE] [--webhook ID] [--limit N] [--offset N] [--json]
-  imkit-bridge dlq replay [--config FILE] [--webhook ID] [--id EVENT_ID] [--json]
+  imkit-bridge dlq list [--config FILE] [--destination ID] [--limit N] [--offset N] [--json]
+  imkit-bridge dlq replay [--config FILE] [--destination ID] [--id EVENT_ID] [--json]
   imkit-bridge dlq replay --quarantine [--config FILE] [--id STREAM_ID] [--json]
       decode quarantined payloads again with the current limits and codecs; relay and
       remove those that now decode, keep and report the rest
 
-dlq list shows the newest 100 entries of each webhook and of quarantine (--limit N for more,
+dlq list shows the newest 100 entries of each destination and of quarantine (--limit N for more,
 --offset N to skip the newest N); --json prints every entry unless --limit is given.
+--webhook ID is an alias of --destination ID.
 
 Config file: --config, else $IMKIT_BRIDGE_CONFIG, else config/bridge.yaml.
 Exit codes: 0 clean stop, 1 config or usage error, 2 fatal runtime error.`;
@@ -38,6 +39,7 @@ async function main(argv: string[]): Promise<number> {
     options: {
       config: { type: 'string', short: 'c' },
       role: { type: 'string' },
+      destination: { type: 'string' },
       webhook: { type: 'string' },
       id: { type: 'string' },
       limit: { type: 'string' },
@@ -58,6 +60,7 @@ async function main(argv: string[]): Promise<number> {
     return values.help || command === 'help' ? EXIT_OK : EXIT_USAGE;
   }
   const configPath = resolveConfigPath(values.config, process.env);
+  const destination = destinationOption(values.destination, values.webhook);
 
   switch (command) {
     case 'config check': {
@@ -84,7 +87,7 @@ async function main(argv: string[]): Promise<number> {
       const limit = count('--limit', values.limit, 1) ?? (json ? undefined : DEFAULT_TEXT_LIMIT);
       const offset = count('--offset', values.offset, 0) ?? 0;
       const list = await listDeadLetters(config, {
-        webhook: values.webhook,
+        destination,
         offset,
         ...(limit !== undefined ? { limit } : {}),
       });
@@ -93,9 +96,9 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'dlq replay': {
       if (values.quarantine) {
-        if (values.webhook !== undefined) {
+        if (destination !== undefined) {
           throw new CommandLineError(
-            '--webhook does not apply to --quarantine: a payload goes to every webhook that wants it',
+            '--destination does not apply to --quarantine: a payload goes to every destination that wants it',
           );
         }
         const config = loadConfig(configPath, { accountCredentials: false });
@@ -106,13 +109,23 @@ async function main(argv: string[]): Promise<number> {
       }
       const config = loadConfig(configPath, { accountCredentials: false });
       const { replayDeadLetters, formatReplay } = await import('./dlq/dead-letters.js');
-      const result = await replayDeadLetters(config, { webhook: values.webhook, id: values.id });
+      const result = await replayDeadLetters(config, { destination, id: values.id });
       process.stdout.write(`${formatReplay(result, { json: values.json ?? false })}\n`);
       return EXIT_OK;
     }
     default:
       throw new CommandLineError(`unknown command "${command}"`);
   }
+}
+
+/** `--destination ID`, or `--webhook ID`, its alias from before 0.2; both given must agree. */
+function destinationOption(destination: string | undefined, webhook: string | undefined): string | undefined {
+  if (destination !== undefined && webhook !== undefined && destination !== webhook) {
+    throw new CommandLineError(
+      `--webhook is an alias of --destination; given both, they must name the same destination ("${destination}" vs "${webhook}")`,
+    );
+  }
+  return destination ?? webhook;
 }
 
 /** A whole number of at least `min` from the command line, or undefined when the option is absent. */

@@ -17,13 +17,13 @@ export const ERROR_CODES = {
   BRIDGE_ERR_RECOVERY_NOT_LANDED:
     'REST catch-up recovered messages that were dropped before reaching Redis; the recovery is tried again and the checkpoint waits.',
   BRIDGE_ERR_DELIVERY_RETRY:
-    'A destination did not take an event this time (non-2xx, timeout, network); it is retried per schedule.',
-  BRIDGE_ERR_DELIVERY_GONE: 'A webhook answered 410 Gone: the event is dead-lettered at once.',
-  BRIDGE_ERR_DELIVERY_ABORTED:
-    'A delivery was stopped by shutdown; the event is handed back to the queue, not failed.',
+    'A destination did not take an event this time (non-2xx, timeout, network, a broker down or refusing); it is retried per schedule.',
+  BRIDGE_ERR_DELIVERY_GONE:
+    "A destination refused an event for good (a webhook's 410 Gone, a message a broker can never take): it is dead-lettered at once.",
   BRIDGE_ERR_DESTINATION_UNREACHABLE:
     'A destination cannot reach its broker or Redis (refused, lost, authentication refused); its events wait and are retried.',
-  BRIDGE_ERR_DLQ_UNKNOWN_WEBHOOK: '`dlq --webhook ID` names no configured webhook. Exit 1.',
+  BRIDGE_ERR_DLQ_UNKNOWN_DESTINATION:
+    '`dlq --destination ID` (or its alias `--webhook ID`) names no configured destination. Exit 1.',
   BRIDGE_ERR_DLQ_UNKNOWN_QUARANTINE_ENTRY:
     '`dlq replay --quarantine --id` is not a stream id, or no quarantine entry has it. Exit 1.',
   BRIDGE_ERR_DLQ_REDIS_UNAVAILABLE:
@@ -91,41 +91,38 @@ export class ImkitUnreachableError extends BridgeError {
   readonly code = 'BRIDGE_ERR_IMKIT_UNREACHABLE';
 }
 
-/** The webhook did not take the event this time (non-2xx, timeout, network); it will be tried again per schedule. */
+/**
+ * A destination did not take an event this time; thrown to BullMQ so the event job is tried again
+ * after `delayMs` (src/deliver/outcome.ts decides it), and logged with each retry.
+ */
 export class DeliveryRetryableError extends BridgeError {
   readonly code = 'BRIDGE_ERR_DELIVERY_RETRY';
 
   constructor(
     message: string,
     readonly details: {
-      /** HTTP status when the receiver answered; undefined for timeouts and network errors. */
+      /** The wait before the next try, as decided (schedule, jitter, the far end's requested wait). */
+      readonly delayMs?: number;
+      /** HTTP status when a webhook answered. */
       readonly status?: number;
-      /** Parsed `Retry-After` in ms (429 and 503 only). */
-      readonly retryAfterMs?: number;
-      /** First bytes of the response body, for the operator. */
-      readonly responseSnippet?: string;
+      /** First bytes of the far end's answer, for the operator. */
+      readonly response?: string;
     } = {},
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
-}
-
-/** The webhook said 410 Gone: never try this event again; it is dead-lettered at once. */
-export class DeliveryPermanentError extends BridgeError {
-  readonly code = 'BRIDGE_ERR_DELIVERY_GONE';
-
-  constructor(
-    message: string,
-    readonly details: { readonly status: number; readonly responseSnippet?: string },
   ) {
     super(message);
   }
 }
 
-/** The delivery was stopped because this process is shutting down; the job is handed back, not failed. */
-export class DeliveryAbortedError extends BridgeError {
-  readonly code = 'BRIDGE_ERR_DELIVERY_ABORTED';
+/** A destination refused an event for good (a webhook's 410 Gone, a message a broker can never take). */
+export class DeliveryPermanentError extends BridgeError {
+  readonly code = 'BRIDGE_ERR_DELIVERY_GONE';
+
+  constructor(
+    message: string,
+    readonly details: { readonly status?: number; readonly response?: string } = {},
+  ) {
+    super(message);
+  }
 }
 
 /** Some recovered messages did not reach Redis (the buffer was full or closing): the recovery is tried again. */
@@ -146,8 +143,8 @@ export class DestinationUnreachableError extends BridgeError {
   readonly code = 'BRIDGE_ERR_DESTINATION_UNREACHABLE';
 }
 
-export class UnknownWebhookError extends UsageError {
-  readonly code = 'BRIDGE_ERR_DLQ_UNKNOWN_WEBHOOK';
+export class UnknownDestinationError extends UsageError {
+  readonly code = 'BRIDGE_ERR_DLQ_UNKNOWN_DESTINATION';
 }
 
 export class UnknownQuarantineEntryError extends UsageError {

@@ -162,7 +162,7 @@ export class SoakCluster {
     }
   }
 
-  /** Jobs not yet settled, per webhook queue, read through any live process's /status. */
+  /** Jobs not yet settled, per destination queue, read through any live process's /status. */
   async pendingJobs(): Promise<number | undefined> {
     for (const slot of [...this.workerSlots, ...this.ingestSlots]) {
       const bridge = slot.process;
@@ -172,10 +172,13 @@ export class SoakCluster {
         const status = JSON.parse(res.body) as {
           redis: string;
           ingest?: { buffered: number };
-          webhooks: { waiting?: number; active?: number; delayed?: number }[];
+          destinations: { waiting?: number; active?: number; delayed?: number }[];
         };
         if (status.redis !== 'ok') continue;
-        return status.webhooks.reduce((n, w) => n + (w.waiting ?? 0) + (w.active ?? 0) + (w.delayed ?? 0), 0);
+        return status.destinations.reduce(
+          (n, w) => n + (w.waiting ?? 0) + (w.active ?? 0) + (w.delayed ?? 0),
+          0,
+        );
       } catch {
         continue;
       }

@@ -70,44 +70,44 @@ export class BridgeMetrics {
   readonly deliveries = new Counter({
     name: 'imkit_bridge_deliveries_total',
     help: 'Delivery attempts by outcome: delivered, retry (will be tried again) or dead (dead-lettered).',
-    labelNames: ['webhook', 'outcome'] as const,
+    labelNames: ['destination', 'outcome'] as const,
     registers: [this.registry],
   });
 
   readonly deliveryDuration = new Histogram({
     name: 'imkit_bridge_delivery_duration_seconds',
-    help: 'Duration of one HTTP delivery attempt.',
-    labelNames: ['webhook'] as const,
+    help: 'Duration of one delivery attempt (a request, a publish and its acknowledgement).',
+    labelNames: ['destination'] as const,
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [this.registry],
   });
 
   readonly eventLatency = new Histogram({
     name: 'imkit_bridge_event_latency_seconds',
-    help: 'From the bridge receiving an event to the webhook acknowledging it.',
-    labelNames: ['webhook'] as const,
+    help: 'From the bridge receiving an event to the destination acknowledging it.',
+    labelNames: ['destination'] as const,
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300, 3600, 36000],
     registers: [this.registry],
   });
 
   readonly queueJobs = new Gauge({
     name: 'imkit_bridge_queue_jobs',
-    help: 'Jobs in each webhook queue by state (waiting, active, delayed, failed = dead-lettered).',
-    labelNames: ['webhook', 'state'] as const,
+    help: 'Jobs in each destination queue by state (waiting, active, delayed, failed = dead-lettered).',
+    labelNames: ['destination', 'state'] as const,
     registers: [this.registry],
   });
 
   readonly oldestWaiting = new Gauge({
     name: 'imkit_bridge_queue_oldest_waiting_seconds',
-    help: 'Age of the oldest event waiting in each webhook queue (0 when none waits): a stuck queue grows it.',
-    labelNames: ['webhook'] as const,
+    help: 'Age of the oldest event waiting in each destination queue (0 when none waits): a stuck queue grows it.',
+    labelNames: ['destination'] as const,
     registers: [this.registry],
   });
 
   readonly breakerOpen = new Gauge({
     name: 'imkit_bridge_breaker_open',
-    help: '1 while the webhook circuit breaker is open or half-open, else 0.',
-    labelNames: ['webhook'] as const,
+    help: "1 while the destination's circuit breaker is open or half-open, else 0.",
+    labelNames: ['destination'] as const,
     registers: [this.registry],
   });
 

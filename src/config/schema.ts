@@ -1,36 +1,12 @@
 import { z } from 'zod';
-import { MAX_DURATION_MS, parseDuration } from './duration.js';
-import { credentialsToHeader, webhookHeaders } from './headers.js';
+import { credentialsToHeader } from './headers.js';
+import { KINDS, type AnyKind } from '../deliver/registry.js';
+import { duration, httpUrl, requiredDuration } from './fields.js';
 
-/** `250ms`, `5s`, `10m`, `2h` or milliseconds, parsed to milliseconds. */
-const requiredDuration = z.union([z.string(), z.number()]).transform((value, ctx) => {
-  const ms = parseDuration(value);
-  if (ms === undefined) {
-    ctx.addIssue({ code: 'custom', message: `not a duration (use 250ms, 5s, 10m, 2h or milliseconds)` });
-    return z.NEVER;
-  }
-  // Node's timers hold 2^31-1 ms; a longer one fires after 1 ms instead.
-  if (ms > MAX_DURATION_MS) {
-    ctx.addIssue({ code: 'custom', message: `too long: at most ${MAX_DURATION_MS} ms (about 24.8 days)` });
-    return z.NEVER;
-  }
-  return ms;
-});
-
-/** The fallback is given in the file's own notation and parsed like any value. */
-const duration = (fallback: string) => requiredDuration.prefault(fallback);
-
-const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
 const redisUrl = z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' });
 const name = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'use 1-64 letters, digits, ".", "_" or "-"');
-
-/** Standard Webhooks secrets: `whsec_` followed by base64 of at least 24 bytes. */
-const webhookSecret = z.string().refine((value) => {
-  const body = value.startsWith('whsec_') ? value.slice(6) : '';
-  return body.length > 0 && /^[A-Za-z0-9+/]+={0,2}$/.test(body) && Buffer.from(body, 'base64').length >= 24;
-}, 'must be whsec_ followed by base64 of at least 24 random bytes');
 
 export const DEFAULT_RETRY_SCHEDULE = ['5s', '5m', '30m', '2h', '5h', '10h', '10h'];
 const DEFAULT_REPEAT_WINDOW = '5s';
@@ -71,13 +47,11 @@ const account = z
   )
   .transform((value) => ({ ...value, deviceId: value.deviceId ?? `imkit-bridge-${value.id}` }));
 
-const webhook = z.strictObject({
+/** Keys every destination has, whatever its type: which events it takes, pacing, retries, breaker. */
+const laneKeys = {
   id: name,
-  url: httpUrl,
-  secret: z.union([webhookSecret, z.array(webhookSecret).min(1)]).optional(),
   accounts: z.array(z.string().min(1)).min(1).default(['*']),
   events: z.array(z.string().min(1)).min(1).default(['*']),
-  headers: webhookHeaders.default({}),
   timeout: duration('15s'),
   concurrency: z.number().int().min(1).max(1000).default(16),
   rateLimit: z.strictObject({ max: z.number().int().min(1), duration: requiredDuration }).optional(),
@@ -93,7 +67,28 @@ const webhook = z.strictObject({
       cooldown: duration('30s'),
     })
     .prefault({}),
-});
+};
+
+/** A `webhooks:` entry: the http kind's keys and the lane keys; credentials in the URL become a header. */
+const webhook = KINDS.http.options.extend(laneKeys).transform(credentialsToHeader);
+
+/** The kinds `destinations:` takes: every registered kind but http, which `webhooks:` lists. */
+const brokerKinds = (Object.values(KINDS) as AnyKind[]).filter((kind) => kind.type !== KINDS.http.type);
+const brokerTypes = brokerKinds.map((kind) => kind.type);
+
+/** A `destinations:` entry: its kind's keys (by `type`) and the lane keys. */
+const destination = z.discriminatedUnion(
+  'type',
+  brokerKinds.map((kind) => kind.options.extend({ type: z.literal(kind.type), ...laneKeys })) as [
+    z.ZodObject<{ type: z.ZodLiteral<string> } & typeof laneKeys>,
+  ],
+  {
+    error: (issue) =>
+      issue.code === 'invalid_union'
+        ? `must be one of ${brokerTypes.join(', ') || '(none registered)'}; http destinations go under webhooks:`
+        : undefined,
+  },
+);
 
 export const configSchema = z
   .strictObject({
@@ -122,7 +117,8 @@ export const configSchema = z
       apiKey: z.string().min(1).optional(),
     }),
     accounts: z.array(account).min(1, 'configure at least one account'),
-    webhooks: z.array(webhook.transform(credentialsToHeader)).default([]),
+    webhooks: z.array(webhook).default([]),
+    destinations: z.array(destination).default([]),
     dedupWindow: duration('10m'),
     repeatWindow: duration(DEFAULT_REPEAT_WINDOW).refine((ms) => ms > 0, 'must be more than 0'),
     shutdownTimeout: duration('25s'),
@@ -143,7 +139,6 @@ export const configSchema = z
   .superRefine(
     (config, ctx) => {
       const accounts: unknown[] = Array.isArray(config.accounts) ? config.accounts : [];
-      const webhooks: unknown[] = Array.isArray(config.webhooks) ? config.webhooks : [];
       const accountIds = new Set<string>();
       accounts.forEach((a, i) => {
         const { id, issueToken } = (a ?? {}) as { id?: unknown; issueToken?: unknown };
@@ -164,30 +159,35 @@ export const configSchema = z
           });
         }
       });
-      const webhookIds = new Set<string>();
-      webhooks.forEach((w, i) => {
-        const { id, accounts: names } = (w ?? {}) as { id?: unknown; accounts?: unknown };
-        if (typeof id === 'string') {
-          if (webhookIds.has(id)) {
-            ctx.addIssue({
-              code: 'custom',
-              path: ['webhooks', i, 'id'],
-              message: `duplicate webhook id "${id}"`,
-            });
+      // Ids name queues, metrics and `dlq --destination`: unique across both lists.
+      const firstPathOf = new Map<string, string>();
+      for (const list of ['webhooks', 'destinations'] as const) {
+        const entries: unknown[] = Array.isArray(config[list]) ? config[list] : [];
+        entries.forEach((entry, i) => {
+          const { id, accounts: names } = (entry ?? {}) as { id?: unknown; accounts?: unknown };
+          if (typeof id === 'string') {
+            const first = firstPathOf.get(id);
+            if (first !== undefined) {
+              ctx.addIssue({
+                code: 'custom',
+                path: [list, i, 'id'],
+                message: `duplicate destination id "${id}" (also ${first})`,
+              });
+            } else firstPathOf.set(id, `${list}[${i}].id`);
           }
-          webhookIds.add(id);
-        }
-        if (!Array.isArray(names)) return;
-        names.forEach((name, j) => {
-          if (typeof name === 'string' && name !== '*' && !accountIds.has(name)) {
-            ctx.addIssue({
-              code: 'custom',
-              path: ['webhooks', i, 'accounts', j],
-              message: `no account has id "${name}"`,
-            });
-          }
+          if (list === 'destinations') keyspaceProblems(entry, i, config.redis, ctx);
+          if (!Array.isArray(names)) return;
+          names.forEach((name, j) => {
+            if (typeof name === 'string' && name !== '*' && !accountIds.has(name)) {
+              ctx.addIssue({
+                code: 'custom',
+                path: [list, i, 'accounts', j],
+                message: `no account has id "${name}"`,
+              });
+            }
+          });
         });
-      });
+      }
     },
     { when: () => true },
   )
@@ -205,6 +205,28 @@ export const configSchema = z
     { when: () => true },
   );
 
+/** A destination that writes to the bridge's own Redis must keep out of the bridge's keys. */
+function keyspaceProblems(
+  entry: unknown,
+  index: number,
+  redis: { url?: unknown; prefix?: unknown } | undefined,
+  ctx: z.core.$RefinementCtx,
+): void {
+  const { type } = (entry ?? {}) as { type?: unknown };
+  const kind = brokerKinds.find((k) => k.type === type);
+  if (!kind?.keyspaceProblem || typeof redis?.url !== 'string' || typeof redis.prefix !== 'string') return;
+  // Checked only on an entry whose own keys are valid (their defaults applied); the rest is reported anyway.
+  const options = z.object(kind.options.shape).safeParse(entry);
+  if (!options.success) return;
+  const problem = kind.keyspaceProblem(options.data, { url: redis.url, prefix: redis.prefix });
+  if (problem)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['destinations', index, ...problem.path],
+      message: problem.message,
+    });
+}
+
 type DeepReadonly<T> = T extends (infer U)[]
   ? readonly DeepReadonly<U>[]
   : T extends object
@@ -214,3 +236,5 @@ type DeepReadonly<T> = T extends (infer U)[]
 export type BridgeConfig = DeepReadonly<z.output<typeof configSchema>>;
 export type AccountConfig = BridgeConfig['accounts'][number];
 export type WebhookConfig = BridgeConfig['webhooks'][number];
+/** The keys every destination has, whatever its type (durations in ms). */
+export type LaneConfig = DeepReadonly<z.output<z.ZodObject<typeof laneKeys>>>;

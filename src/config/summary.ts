@@ -1,6 +1,9 @@
+import { describeDestination } from '../deliver/registry.js';
+import { destinationsOf, type DestinationConfig } from './destinations.js';
+import { safeUrl } from './fields.js';
 import type { AccountConfig, BridgeConfig, WebhookConfig } from './schema.js';
 
-/** Accounts and webhooks listed one per line at most; a generated config with thousands stays readable. */
+/** Accounts and destinations listed one per line at most; a generated config with thousands stays readable. */
 const LISTED = 20;
 
 function tokenSource(account: AccountConfig): string {
@@ -9,22 +12,29 @@ function tokenSource(account: AccountConfig): string {
   return 'static token';
 }
 
-/** A URL without credentials or query string: those can carry secrets. */
-function safeUrl(raw: string): string {
-  const url = new URL(raw);
-  return `${url.protocol}//${url.host}${url.pathname}`;
-}
-
 function secretCount(webhook: WebhookConfig): number {
   if (webhook.secret === undefined) return 0;
   return typeof webhook.secret === 'string' ? 1 : webhook.secret.length;
+}
+
+/** Signing and extra headers (names only: values can be credentials). */
+function signingAndHeaders(webhook: WebhookConfig): string {
+  const secrets = secretCount(webhook);
+  const signing = secrets === 0 ? 'UNSIGNED' : `signed (${secrets} secret${secrets > 1 ? 's' : ''})`;
+  const headers = Object.keys(webhook.headers);
+  return `, ${signing}` + (headers.length > 0 ? `, headers ${headers.join(', ')}` : '');
+}
+
+function lanePacing(d: DestinationConfig): string {
+  const rate = d.rateLimit ? `, at most ${d.rateLimit.max} per ${d.rateLimit.duration} ms` : '';
+  return `concurrency ${d.concurrency}${rate}, timeout ${d.timeout} ms, ${d.retry.schedule.length} retries`;
 }
 
 function more(count: number): string[] {
   return count > LISTED ? [`  … and ${count - LISTED} more`] : [];
 }
 
-/** The `config check` summary: what connects where and which events go to which webhook. No secrets. */
+/** The `config check` summary: what connects where and which events go to which destination. No secrets. */
 export function summarizeConfig(config: BridgeConfig, file: string): string {
   const lines = [`${file}: ok`, `redis: ${safeUrl(config.redis.url)} (prefix "${config.redis.prefix}")`];
   lines.push(`imkit: ${safeUrl(config.imkit.url)}`);
@@ -41,19 +51,17 @@ export function summarizeConfig(config: BridgeConfig, file: string): string {
     );
   }
   lines.push(...more(config.accounts.length));
-  lines.push(`webhooks (${config.webhooks.length}):`);
-  for (const w of config.webhooks.slice(0, LISTED)) {
-    const signing =
-      secretCount(w) === 0 ? 'UNSIGNED' : `signed (${secretCount(w)} secret${secretCount(w) > 1 ? 's' : ''})`;
-    const headers = Object.keys(w.headers);
+  const destinations = destinationsOf(config);
+  const webhookDetails = new Map(config.webhooks.map((w) => [w.id, signingAndHeaders(w)]));
+  lines.push(`destinations (${destinations.length}):`);
+  for (const d of destinations.slice(0, LISTED)) {
     lines.push(
-      `  - ${w.id}: ${safeUrl(w.url)}, ${signing}, accounts ${w.accounts.join(', ')}, events ${w.events.join(', ')}, ` +
-        `concurrency ${w.concurrency}, ${w.retry.schedule.length} retries` +
-        (headers.length > 0 ? `, headers ${headers.join(', ')}` : ''),
+      `  - ${d.id} (${d.type}): ${describeDestination(d)}${webhookDetails.get(d.id) ?? ''}, ` +
+        `accounts ${d.accounts.join(', ')}, events ${d.events.join(', ')}, ${lanePacing(d)}`,
     );
   }
-  lines.push(...more(config.webhooks.length));
-  if (config.webhooks.length === 0) lines.push('  (none: events are received but not delivered anywhere)');
+  lines.push(...more(destinations.length));
+  if (destinations.length === 0) lines.push('  (none: events are received but not delivered anywhere)');
   lines.push(
     `dedup window: ${config.dedupWindow} ms, repeat window: ${config.repeatWindow} ms, ` +
       `shutdown timeout: ${config.shutdownTimeout} ms`,

@@ -1,5 +1,3 @@
-import { DeliveryRetryableError } from '../errors.js';
-
 export interface RetryPolicy {
   /** Waits after the first try, the second try, ... (ms). */
   readonly schedule: readonly number[];
@@ -8,23 +6,22 @@ export interface RetryPolicy {
 }
 
 /**
- * The wait before the next attempt, after `attemptsMade` attempts (1-based, as BullMQ passes it).
- * `Retry-After` may lengthen the wait, never shorten it below the schedule, and never beyond the
- * schedule's longest wait, so one receiver cannot park an event for days.
+ * The wait before the next attempt, after `attemptsMade` attempts (1-based). The wait the far end
+ * asked for (`Retry-After`) may lengthen it, never shorten it below the schedule, and never beyond
+ * the schedule's longest wait, so one receiver cannot park an event for days.
  */
 export function retryDelay(
   policy: RetryPolicy,
   attemptsMade: number,
-  err: unknown,
+  requestedMs: number | undefined,
   random = Math.random,
 ): number {
   const { schedule, jitter } = policy;
   if (schedule.length === 0) return 0;
   const base = schedule[Math.min(Math.max(attemptsMade, 1), schedule.length) - 1] ?? 0;
   const jittered = Math.max(0, Math.round(base * (1 + jitter * (2 * random() - 1))));
-  const retryAfter = err instanceof DeliveryRetryableError ? err.details.retryAfterMs : undefined;
-  if (retryAfter === undefined) return jittered;
-  return Math.min(Math.max(jittered, retryAfter), Math.max(...schedule));
+  if (requestedMs === undefined) return jittered;
+  return Math.min(Math.max(jittered, requestedMs), Math.max(...schedule));
 }
 
 /** `Retry-After` as delta-seconds or an HTTP date, in ms from `now`; undefined when absent or unparseable. */

@@ -59,7 +59,7 @@ return out
 export type ClaimedEvent = Pick<DeliveryEvent, 'id' | 'receivedAt' | 'repeatKey'>;
 
 /**
- * De-duplication of one webhook's events, at delivery: the first job to reach an event inside
+ * De-duplication of one destination's events, at delivery: the first job to reach an event inside
  * `dedupWindow` owns it, and a non-chat event whose content was claimed under another id received
  * within `repeatWindow` of it is a copy. Ingest replicas may each queue the same event; only one
  * job sends it (docs/architecture.md, "Ids and de-duplication").
@@ -70,7 +70,8 @@ export class DeliveryClaims {
   constructor(
     connection: Redis,
     private readonly prefix: string,
-    private readonly webhookId: string,
+    /** The destination's queue name, which its keys hang under. */
+    private readonly queue: string,
     private readonly windows: { readonly dedupMs: number; readonly repeatMs: number },
   ) {
     this.run = perKeyFlagScript(connection, 'imkitBridgeClaim', CLAIM_SCRIPT);
@@ -78,12 +79,11 @@ export class DeliveryClaims {
 
   /** For each event, in order: whether the job `owner` is the one to deliver it. */
   claim(owner: string, events: readonly ClaimedEvent[]): Promise<boolean[]> {
-    const keys = events.map((event) => claimKey(this.prefix, this.webhookId, event.id));
+    const keys = events.map((event) => claimKey(this.prefix, this.queue, event.id));
     const args: (string | number)[] = [owner, this.windows.dedupMs, this.windows.repeatMs];
     for (const event of events) {
       args.push(event.id, event.receivedAt, event.repeatKey === undefined ? 0 : 1);
-      if (event.repeatKey !== undefined)
-        keys.push(repeatKeyName(this.prefix, this.webhookId, event.repeatKey));
+      if (event.repeatKey !== undefined) keys.push(repeatKeyName(this.prefix, this.queue, event.repeatKey));
     }
     return this.run(keys, ...args);
   }

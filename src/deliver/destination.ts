@@ -66,4 +66,12 @@ export interface DestinationKind<Type extends string, Options extends z.ZodObjec
   readonly options: Options;
   describe(options: z.output<Options>): string;
   create(config: z.output<Options> & CommonDestinationConfig, deps: DestinationDeps): Destination;
+  /**
+   * For kinds that write to a Redis, which may be the bridge's own: why these options would mix the
+   * destination's keys with the bridge's (`path` relative to the entry), or undefined.
+   */
+  keyspaceProblem?(
+    options: z.output<Options>,
+    bridge: { readonly url: string; readonly prefix: string },
+  ): { path: string[]; message: string } | undefined;
 }

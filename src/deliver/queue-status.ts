@@ -2,12 +2,12 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { createProducerConnection, trackConnectionErrors } from '../queue/redis.js';
 import type { BridgeMetrics } from '../admin/metrics.js';
+import { destinationsOf } from '../config/destinations.js';
 import type { BridgeConfig } from '../config/schema.js';
 import { eventsOf, type DeliveryJobData } from '../queue/job.js';
-import { queueName } from '../queue/names.js';
 
-export interface WebhookQueueCounts {
-  readonly webhook: string;
+export interface DestinationQueueCounts {
+  readonly destination: string;
   readonly waiting: number;
   readonly active: number;
   readonly delayed: number;
@@ -20,7 +20,7 @@ export interface WebhookQueueCounts {
 const STATES = ['waiting', 'active', 'delayed', 'failed'] as const;
 
 /**
- * Per-webhook queue counts for `/status` and `imkit_bridge_queue_jobs`. Needs no workers, so an
+ * Per-destination queue counts for `/status` and `imkit_bridge_queue_jobs`. Needs no workers, so an
  * ingest-only process can report too. Commands fail fast while Redis is down instead of queueing.
  */
 export class QueueStatusReader {
@@ -35,25 +35,25 @@ export class QueueStatusReader {
     this.connection = createProducerConnection(config.redis.url, { name: 'imkit-bridge-status' });
     this.connectionError = trackConnectionErrors(this.connection);
     this.queues = new Map(
-      config.webhooks.map((w) => {
-        const queue = new Queue<DeliveryJobData>(queueName(w.id), {
+      destinationsOf(config).map((d) => {
+        const queue = new Queue<DeliveryJobData>(d.queue, {
           connection: this.connection,
           prefix: config.redis.prefix,
         });
         // Connection trouble reaches the caller as a rejected read(); the event itself adds nothing.
         queue.on('error', () => {});
-        return [w.id, queue] as const;
+        return [d.id, queue] as const;
       }),
     );
   }
 
-  async read(): Promise<WebhookQueueCounts[]> {
+  async read(): Promise<DestinationQueueCounts[]> {
     return Promise.all(
-      [...this.queues].map(async ([webhook, queue]) => {
+      [...this.queues].map(async ([destination, queue]) => {
         const counts = await queue.getJobCounts(...STATES);
         const waiting = counts.waiting ?? 0;
         return {
-          webhook,
+          destination,
           waiting,
           active: counts.active ?? 0,
           delayed: counts.delayed ?? 0,
@@ -64,13 +64,16 @@ export class QueueStatusReader {
     );
   }
 
-  /** Reads the counts and sets `imkit_bridge_queue_jobs{webhook,state}`; the admin server calls it on scrape. */
-  async refreshMetrics(): Promise<WebhookQueueCounts[]> {
+  /** Reads the counts and sets `imkit_bridge_queue_jobs{destination,state}`; the admin server calls it on scrape. */
+  async refreshMetrics(): Promise<DestinationQueueCounts[]> {
     const all = await this.read();
     const gauge = this.options.metrics?.queueJobs;
     for (const counts of all) {
-      for (const state of STATES) gauge?.set({ webhook: counts.webhook, state }, counts[state]);
-      this.options.metrics?.oldestWaiting.set({ webhook: counts.webhook }, counts.oldestWaitingSeconds);
+      for (const state of STATES) gauge?.set({ destination: counts.destination, state }, counts[state]);
+      this.options.metrics?.oldestWaiting.set(
+        { destination: counts.destination },
+        counts.oldestWaitingSeconds,
+      );
     }
     return all;
   }

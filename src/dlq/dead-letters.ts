@@ -1,24 +1,25 @@
 import { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { destinationsOf } from '../config/destinations.js';
 import type { BridgeConfig } from '../config/schema.js';
-import { RedisUnavailableError, UnknownWebhookError } from '../errors.js';
+import { RedisUnavailableError, UnknownDestinationError } from '../errors.js';
 import { attemptsOf, isBatch, type DeliveryEvent, type DeliveryJobData } from '../queue/job.js';
-import { quarantineKey, queueName } from '../queue/names.js';
+import { quarantineKey } from '../queue/names.js';
 export { formatDeadLetters, formatReplay } from './format.js';
 import { createProducerConnection, redisEndpoint } from '../queue/redis.js';
 import { describeError } from '../lifecycle/describe-error.js';
 
 /** Jobs read or replayed per Redis round of work, so a million dead letters never sit in memory at once. */
 const PAGE = 500;
-/** Entries `dlq list` shows per webhook (and from quarantine) as text unless told otherwise; totals are always exact. */
+/** Entries `dlq list` shows per destination (and from quarantine) as text unless told otherwise; totals are always exact. */
 export const DEFAULT_TEXT_LIMIT = 100;
 
 /** How long `dlq list|replay` waits for Redis before giving up with a clear error. */
 export const CONNECT_TIMEOUT_MS = 5000;
 
 export interface DeadLetterEntry {
-  readonly webhook: string;
-  /** Event id; the `webhook-id` the receiver sees, also after replay. */
+  readonly destination: string;
+  /** Event id (a webhook's `webhook-id`, a broker message's id), the same after replay. */
   readonly id: string;
   readonly jobId: string;
   readonly type: string;
@@ -32,9 +33,10 @@ export interface DeadLetterEntry {
   readonly age: number;
 }
 
-export interface WebhookDeadLetters {
-  readonly webhook: string;
-  /** Every dead letter of this webhook, even when `entries` stops at the limit. */
+export interface DestinationDeadLetters {
+  readonly destination: string;
+  readonly type: string;
+  /** Every dead letter of this destination, even when `entries` stops at the limit. */
   readonly total: number;
   /** Newest first. */
   readonly entries: readonly DeadLetterEntry[];
@@ -57,13 +59,14 @@ export interface QuarantineEntry {
 export interface DeadLetterList {
   /** Newest entries skipped in every section before `entries` begin. */
   readonly offset: number;
-  readonly webhooks: readonly WebhookDeadLetters[];
+  readonly destinations: readonly DestinationDeadLetters[];
   readonly quarantine: { readonly total: number; readonly entries: readonly QuarantineEntry[] };
 }
 
 export interface ReplayResult {
-  readonly webhooks: readonly {
-    readonly webhook: string;
+  readonly destinations: readonly {
+    readonly destination: string;
+    readonly type: string;
     readonly replayed: number;
     readonly failed: number;
   }[];
@@ -72,29 +75,29 @@ export interface ReplayResult {
 }
 
 /**
- * Dead letters per webhook and quarantined payloads, newest first: after skipping `offset` of each,
+ * Dead letters per destination and quarantined payloads, newest first: after skipping `offset` of each,
  * up to `limit` of each (every one without a limit). Read a page at a time.
  */
 export async function listDeadLetters(
   config: BridgeConfig,
-  options: { webhook?: string; limit?: number; offset?: number; now?: number } = {},
+  options: { destination?: string; limit?: number; offset?: number; now?: number } = {},
 ): Promise<DeadLetterList> {
   const offset = options.offset ?? 0;
   const limit = options.limit ?? Infinity;
   const now = options.now ?? Date.now();
-  return withQueues(config, options.webhook, async (connection, queues) => {
-    const webhooks = await Promise.all(
-      queues.map(async ([webhook, queue]) => {
+  return withQueues(config, options.destination, async (connection, queues) => {
+    const destinations = await Promise.all(
+      queues.map(async ({ destination, type, queue }) => {
         const total = await queue.getFailedCount();
         const entries: DeadLetterEntry[] = [];
         const stop = Math.min(total, offset + limit);
         for (let start = offset; start < stop; start += PAGE) {
           const end = Math.min(start + PAGE, stop) - 1;
           const jobs = await queue.getJobs(['failed'], start, end, false);
-          for (const job of jobs) if (job) entries.push(...toEntries(webhook, job, now));
+          for (const job of jobs) if (job) entries.push(...toEntries(destination, job, now));
           if (jobs.length < end - start + 1) break;
         }
-        return { webhook, total, entries };
+        return { destination, type, total, entries };
       }),
     );
     const key = quarantineKey(config.redis.prefix);
@@ -102,7 +105,7 @@ export async function listDeadLetters(
       connection.xlen(key),
       readQuarantine(connection, key, offset, limit),
     ]);
-    return { offset, webhooks, quarantine: { total, entries } };
+    return { offset, destinations, quarantine: { total, entries } };
   });
 }
 
@@ -130,25 +133,25 @@ async function readQuarantine(
 
 /**
  * Moves dead letters back to waiting with a fresh attempt count, so delivery starts over with the
- * full schedule and the same job (hence the same event id and `webhook-id`). All of a webhook (or of
- * every webhook), or only the jobs of one event id.
+ * full schedule and the same job (hence the same event id). All of a destination (or of every
+ * destination), or only the jobs of one event id.
  */
 export async function replayDeadLetters(
   config: BridgeConfig,
-  options: { webhook?: string; id?: string } = {},
+  options: { destination?: string; id?: string } = {},
 ): Promise<ReplayResult> {
-  return withQueues(config, options.webhook, async (connection, queues) => {
-    const webhooks = [];
-    for (const [webhook, queue] of queues) {
+  return withQueues(config, options.destination, async (connection, queues) => {
+    const destinations = [];
+    for (const { destination, type, queue } of queues) {
       const counts = options.id
         ? await replayPages(queue, pagesOf(await jobsOfEvent(connection, queue, options.id)))
         : await replayFailedSet(connection, queue);
-      webhooks.push({ webhook, ...counts });
+      destinations.push({ destination, type, ...counts });
     }
     return {
-      webhooks,
-      replayed: webhooks.reduce((n, w) => n + w.replayed, 0),
-      failed: webhooks.reduce((n, w) => n + w.failed, 0),
+      destinations,
+      replayed: destinations.reduce((n, d) => n + d.replayed, 0),
+      failed: destinations.reduce((n, d) => n + d.failed, 0),
     };
   });
 }
@@ -211,7 +214,7 @@ function failedKey(queue: Queue): string {
   return queue.toKey('failed');
 }
 
-/** Job ids of one event in the failed set (normally one per webhook). */
+/** Job ids of one event in the failed set (normally one per destination). */
 async function jobsOfEvent(connection: Redis, queue: Queue, eventId: string): Promise<string[]> {
   // Job ids are `<event id>-<random>`; escape glob characters so the id matches literally.
   const pattern = `${eventId.replace(/[*?[\]\\]/g, '\\$&')}-*`;
@@ -225,31 +228,40 @@ async function jobsOfEvent(connection: Redis, queue: Queue, eventId: string): Pr
   return [...found];
 }
 
+interface DestinationQueue {
+  readonly destination: string;
+  readonly type: string;
+  readonly queue: Queue<DeliveryJobData>;
+}
+
 async function withQueues<T>(
   config: BridgeConfig,
-  webhook: string | undefined,
-  fn: (connection: Redis, queues: [string, Queue<DeliveryJobData>][]) => Promise<T>,
+  only: string | undefined,
+  fn: (connection: Redis, queues: DestinationQueue[]) => Promise<T>,
 ): Promise<T> {
-  const ids = config.webhooks.map((w) => w.id);
-  if (webhook !== undefined && !ids.includes(webhook)) {
-    throw new UnknownWebhookError(`no webhook has id "${webhook}" (configured: ${ids.join(', ') || 'none'})`);
+  const all = destinationsOf(config);
+  if (only !== undefined && !all.some((d) => d.id === only)) {
+    const ids = all.map((d) => d.id).join(', ') || 'none';
+    throw new UnknownDestinationError(`no destination has id "${only}" (configured: ${ids})`);
   }
   const connection = createProducerConnection(config.redis.url, { name: 'imkit-bridge-dlq' });
   const failed = firstError(connection, config.redis.url);
-  const queues = (webhook ? [webhook] : ids).map((id): [string, Queue<DeliveryJobData>] => {
-    const queue = new Queue<DeliveryJobData>(queueName(id), { connection, prefix: config.redis.prefix });
-    queue.on('error', () => {});
-    return [id, queue];
-  });
+  const queues = all
+    .filter((d) => only === undefined || d.id === only)
+    .map((d): DestinationQueue => {
+      const queue = new Queue<DeliveryJobData>(d.queue, { connection, prefix: config.redis.prefix });
+      queue.on('error', () => {});
+      return { destination: d.id, type: d.type, queue };
+    });
   try {
     await readyWithin(
-      Promise.race([failed, Promise.all(queues.map(([, q]) => q.waitUntilReady()))]),
+      Promise.race([failed, Promise.all(queues.map(({ queue }) => queue.waitUntilReady()))]),
       CONNECT_TIMEOUT_MS,
       config.redis.url,
     );
     return await fn(connection, queues);
   } finally {
-    await Promise.allSettled(queues.map(([, q]) => q.close()));
+    await Promise.allSettled(queues.map(({ queue }) => queue.close()));
     connection.disconnect();
   }
 }
@@ -284,10 +296,10 @@ function unavailable(url: string, cause: string): RedisUnavailableError {
  * A dead letter is normally one event job. A batch job lands here only if it could not record its
  * outcome time after time (stalled past BullMQ's limit); its events are listed one by one.
  */
-function toEntries(webhook: string, job: Job<DeliveryJobData>, now: number): DeadLetterEntry[] {
+function toEntries(destination: string, job: Job<DeliveryJobData>, now: number): DeadLetterEntry[] {
   const failedAt = job.finishedOn ?? job.timestamp;
   const common = {
-    webhook,
+    destination,
     jobId: job.id ?? '',
     lastError: job.failedReason ?? '',
     failedAt: new Date(failedAt).toISOString(),

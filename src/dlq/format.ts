@@ -1,13 +1,13 @@
 import type { DeadLetterList, ReplayResult } from './dead-letters.js';
 import type { QuarantineReplayResult } from './quarantine.js';
 
-/** `dlq list` output: a table per webhook and one for quarantine, or the list as JSON with `json`. */
+/** `dlq list` output: a table per destination and one for quarantine, or the list as JSON with `json`. */
 export function formatDeadLetters(list: DeadLetterList, options: { json: boolean }): string {
   if (options.json) return JSON.stringify(list, null, 2);
   const lines: string[] = [];
-  for (const w of list.webhooks) {
+  for (const w of list.destinations) {
     lines.push(
-      `webhook ${w.webhook}: ${w.total} dead-lettered${shown(list.offset, w.entries.length, w.total)}`,
+      `destination ${w.destination} (${w.type}): ${w.total} dead-lettered${shown(list.offset, w.entries.length, w.total)}`,
     );
     if (w.entries.length > 0) {
       lines.push(
@@ -44,8 +44,9 @@ export function formatDeadLetters(list: DeadLetterList, options: { json: boolean
 /** `dlq replay` output. */
 export function formatReplay(result: ReplayResult, options: { json: boolean }): string {
   if (options.json) return JSON.stringify(result, null, 2);
-  const lines = result.webhooks.map(
-    (w) => `webhook ${w.webhook}: replayed ${w.replayed}${w.failed ? `, could not replay ${w.failed}` : ''}`,
+  const lines = result.destinations.map(
+    (d) =>
+      `destination ${d.destination} (${d.type}): replayed ${d.replayed}${d.failed ? `, could not replay ${d.failed}` : ''}`,
   );
   lines.push(
     `replayed ${result.replayed} dead letter(s)${result.failed ? `; ${result.failed} could not be replayed` : ''}`,

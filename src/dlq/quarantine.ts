@@ -11,6 +11,7 @@ import { quarantineKey } from '../queue/names.js';
 import { createProducerConnection } from '../queue/redis.js';
 import { identifiedEvent } from '../route/event-id.js';
 import { Router } from '../route/router.js';
+import { destinationsOf, type DestinationConfig } from '../config/destinations.js';
 import { CONNECT_TIMEOUT_MS, firstError, readyWithin } from './dead-letters.js';
 export { formatQuarantineReplay } from './format.js';
 
@@ -77,7 +78,7 @@ export async function replayQuarantine(
 
 /** One replay run: decoders per account, the enqueue path, and the counts. */
 class QuarantineReplay {
-  private readonly router: Router;
+  private readonly router: Router<DestinationConfig>;
   private readonly enqueuer: Enqueuer;
   private readonly decoders = new Map<string, Promise<Decoder>>();
   private readonly reasons: Record<string, number> = {};
@@ -86,11 +87,11 @@ class QuarantineReplay {
   seen = 0;
 
   constructor(private readonly config: BridgeConfig) {
-    this.router = new Router(config.webhooks);
+    this.router = new Router(destinationsOf(config));
     this.enqueuer = new Enqueuer({
       redisUrl: config.redis.url,
       prefix: config.redis.prefix,
-      webhooks: config.webhooks,
+      destinations: destinationsOf(config),
       dedupWindowMs: config.dedupWindow,
       bufferEvents: PAGE,
       // stdout carries the command's answer (possibly JSON); trouble goes to stderr.

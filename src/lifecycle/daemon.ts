@@ -1,7 +1,9 @@
 import { AdminServer, type AdminSource, type Readiness } from '../admin/server.js';
 import { BridgeMetrics } from '../admin/metrics.js';
+import { destinationsOf } from '../config/destinations.js';
 import type { BridgeConfig } from '../config/schema.js';
 import { QueueStatusReader } from '../deliver/queue-status.js';
+import { describeDestination } from '../deliver/registry.js';
 import { DeliveryWorkers } from '../deliver/workers.js';
 import { UsageError } from '../errors.js';
 import { VERSION } from '../version.js';
@@ -68,7 +70,7 @@ export class Daemon implements AdminSource {
     if (workers) {
       for (const w of config.webhooks) {
         if (w.secret === undefined)
-          logger.warn({ webhook: w.id }, 'webhook has no secret: its requests are not signed');
+          logger.warn({ destination: w.id }, 'webhook has no secret: its requests are not signed');
       }
     }
     workers?.start();
@@ -78,7 +80,7 @@ export class Daemon implements AdminSource {
         role,
         version: VERSION,
         accounts: ingest ? config.accounts.length : 0,
-        webhooks: config.webhooks.length,
+        destinations: destinationsOf(config).length,
       },
       'imkit-bridge started',
     );
@@ -110,11 +112,13 @@ export class Daemon implements AdminSource {
       ...(counts ? {} : { redisError: this.queues.connectionError() }),
       ...(ingest ? { ingest: { buffered: ingest.buffered, redisReady: ingest.redisReady } } : {}),
       accounts: ingest?.accounts ?? [],
-      webhooks: this.config.webhooks.map((w) => {
-        const queue = counts?.find((c) => c.webhook === w.id);
-        const worker = delivery.find((d) => d.webhook === w.id);
+      destinations: destinationsOf(this.config).map((d) => {
+        const queue = counts?.find((c) => c.destination === d.id);
+        const worker = delivery.find((w) => w.destination === d.id);
         return {
-          id: w.id,
+          id: d.id,
+          type: d.type,
+          target: describeDestination(d),
           ...(queue && {
             waiting: queue.waiting,
             active: queue.active,

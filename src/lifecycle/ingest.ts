@@ -8,6 +8,7 @@ import { CHECKPOINT_INTERVAL_MS, SessionCheckpoints } from '../queue/checkpoints
 import { Enqueuer, type DirectDelivery, type EnqueueResult, type OverflowReport } from '../queue/enqueuer.js';
 import { identifiedEvent } from '../route/event-id.js';
 import { Router } from '../route/router.js';
+import { destinationsOf, type DestinationConfig } from '../config/destinations.js';
 import { catchUp, type CatchUpResult } from '../source/catch-up.js';
 import { ImkitRest } from '../source/imkit-rest.js';
 import { AccountSession, type SessionStatus } from '../source/session.js';
@@ -46,7 +47,7 @@ export interface IngestStatus {
  */
 export class Ingest {
   private readonly instance = hostname();
-  private readonly router: Router;
+  private readonly router: Router<DestinationConfig>;
   private readonly enqueuer: Enqueuer;
   private readonly checkpoints: SessionCheckpoints;
   private readonly rest: ImkitRest;
@@ -61,9 +62,9 @@ export class Ingest {
     private readonly config: BridgeConfig,
     private readonly logger: Logger,
     private readonly metrics: BridgeMetrics,
-    directDelivery: ((webhookId: string) => DirectDelivery | undefined) | undefined,
+    directDelivery: ((destinationId: string) => DirectDelivery | undefined) | undefined,
   ) {
-    this.router = new Router(config.webhooks);
+    this.router = new Router(destinationsOf(config));
     this.rest = new ImkitRest({
       url: config.imkit.url,
       clientKey: config.imkit.clientKey,
@@ -75,7 +76,7 @@ export class Ingest {
     this.enqueuer = new Enqueuer({
       redisUrl: config.redis.url,
       prefix: config.redis.prefix,
-      webhooks: config.webhooks,
+      destinations: destinationsOf(config),
       dedupWindowMs: config.dedupWindow,
       bufferEvents: config.limits.bufferEvents,
       logger: logger.child({ stage: 'enqueue' }),
@@ -89,7 +90,7 @@ export class Ingest {
     config: BridgeConfig,
     logger: Logger,
     metrics: BridgeMetrics,
-    directDelivery?: (webhookId: string) => DirectDelivery | undefined,
+    directDelivery?: (destinationId: string) => DirectDelivery | undefined,
   ): Promise<Ingest> {
     const ingest = new Ingest(config, logger, metrics, directDelivery);
     try {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { BridgeMetrics } from '../admin/metrics.js';
-import type { WebhookConfig } from '../config/schema.js';
+import type { DestinationConfig } from '../config/destinations.js';
 import type { QuarantineIds } from '../decode/ids.js';
 import type { RawType } from '../decode/raw.js';
 import type { Logger } from '../lifecycle/logger.js';
@@ -16,14 +16,14 @@ import {
   type DeliveryEvent,
   type DeliveryJobData,
 } from './job.js';
-import { queueName, quarantineKey } from './names.js';
+import { quarantineKey } from './names.js';
 import { SeenMarkers } from './seen.js';
 import { reconnectDelay, createProducerConnection } from './redis.js';
 
 export interface EnqueuerOptions {
   readonly redisUrl: string;
   readonly prefix: string;
-  readonly webhooks: readonly WebhookConfig[];
+  readonly destinations: readonly QueueTarget[];
   readonly dedupWindowMs: number;
   /** Most events (and quarantine entries) held in memory while Redis is slow or away. */
   readonly bufferEvents: number;
@@ -33,9 +33,12 @@ export interface EnqueuerOptions {
   readonly onOverflow?: (gap: OverflowReport) => void;
   /** Most entries written per Redis round trip; default 500. */
   readonly batchSize?: number;
-  /** The webhook's delivery lane in this process (`--role all`), if any: it sends what it reserves itself. */
-  readonly directDelivery?: (webhookId: string) => DirectDelivery | undefined;
+  /** The destination's delivery lane in this process (`--role all`), if any: it sends what it reserves itself. */
+  readonly directDelivery?: (destinationId: string) => DirectDelivery | undefined;
 }
+
+/** What the Enqueuer needs of a destination: its id and its queue. */
+export type QueueTarget = Pick<DestinationConfig, 'id' | 'queue'>;
 
 /**
  * A delivery lane in the same process that sends a batch job itself as soon as Redis holds it,
@@ -97,7 +100,7 @@ interface JobEntry {
    * Targets whose queue has not confirmed the event. A reply lost in transit means the event is
    * added again in another batch job; delivery's claim makes that one delivery.
    */
-  readonly todo: Map<string, WebhookConfig>;
+  readonly todo: Map<string, QueueTarget>;
   /** The seen-marker write was answered (or none is wanted); `fresh` is its answer. */
   marked: boolean;
   fresh: boolean;
@@ -165,7 +168,7 @@ export class Enqueuer {
     // ioredis reports every failed reconnect; the flush loop logs outages once per episode instead.
     this.connection.on('error', () => {});
     this.connection.on('ready', () => this.wake?.());
-    for (const webhook of options.webhooks) this.queue(webhook);
+    for (const destination of options.destinations) this.queue(destination);
   }
 
   /** False while Redis is unreachable or the last write failed. */
@@ -184,7 +187,7 @@ export class Enqueuer {
    */
   enqueue(
     event: RelayedEvent,
-    targets: readonly WebhookConfig[],
+    targets: readonly QueueTarget[],
     options: { markSeen?: boolean } = {},
   ): Promise<EnqueueResult> {
     if (targets.length === 0) return Promise.resolve({ fresh: false });
@@ -203,7 +206,7 @@ export class Enqueuer {
           receivedAt: event.receivedAt,
           body: requestBody(event),
         },
-        todo: new Map(targets.map((webhook) => [webhook.id, webhook])),
+        todo: new Map(targets.map((target) => [target.id, target])),
         marked: options.markSeen === false,
         fresh: false,
         resolve,
@@ -440,12 +443,12 @@ export class Enqueuer {
   }
 
   /**
-   * One round trip per webhook queue (its events in batch jobs, in order), one for the seen markers
+   * One round trip per destination queue (its events in batch jobs, in order), one for the seen markers
    * and one for quarantine, in parallel. Parts that succeed are recorded on the entries, so a retry
    * after a partial failure sends only what Redis has not confirmed.
    */
   private async write(batch: readonly Entry[]): Promise<void> {
-    const perQueue = new Map<string, { webhook: WebhookConfig; entries: JobEntry[] }>();
+    const perQueue = new Map<string, { target: QueueTarget; entries: JobEntry[] }>();
     const unmarked: JobEntry[] = [];
     const quarantined: QuarantineEntry[] = [];
     for (const entry of batch) {
@@ -454,21 +457,21 @@ export class Enqueuer {
         continue;
       }
       if (!entry.marked) unmarked.push(entry);
-      for (const [webhookId, webhook] of entry.todo) {
-        let group = perQueue.get(webhookId);
-        if (!group) perQueue.set(webhookId, (group = { webhook, entries: [] }));
+      for (const [id, target] of entry.todo) {
+        let group = perQueue.get(id);
+        if (!group) perQueue.set(id, (group = { target, entries: [] }));
         group.entries.push(entry);
       }
     }
-    const writes: Promise<void>[] = [...perQueue].map(async ([webhookId, { webhook, entries }]) => {
+    const writes: Promise<void>[] = [...perQueue].map(async ([id, { target, entries }]) => {
       const jobs = chunked(entries).map((chunk) =>
         batchJob(
           `b-${this.instance}-${(this.sequence++).toString(36)}`,
           chunk.map((entry) => entry.event),
         ),
       );
-      const queue = this.queue(webhook);
-      const direct = this.options.directDelivery?.(webhookId);
+      const queue = this.queue(target);
+      const direct = this.options.directDelivery?.(id);
       const slots = jobs.map(() => direct?.reserve());
       const specs = jobs.map((job, i) =>
         slots[i] ? { ...job, opts: { ...job.opts, delay: direct!.leaseMs } } : job,
@@ -482,7 +485,7 @@ export class Enqueuer {
         for (const slot of slots) slot?.cancel();
         throw err;
       }
-      for (const entry of entries) entry.todo.delete(webhookId);
+      for (const entry of entries) entry.todo.delete(id);
       specs.forEach((job, i) => slots[i]?.deliver(job.opts.jobId, job.data));
     });
     if (unmarked.length > 0) writes.push(this.markSeen(unmarked));
@@ -515,10 +518,10 @@ export class Enqueuer {
       throw error ?? new Error('quarantine pipeline incomplete');
   }
 
-  private queue(webhook: WebhookConfig): Queue<DeliveryJobData> {
-    let queue = this.queues.get(webhook.id);
+  private queue(target: QueueTarget): Queue<DeliveryJobData> {
+    let queue = this.queues.get(target.id);
     if (!queue) {
-      queue = new Queue<DeliveryJobData>(queueName(webhook.id), {
+      queue = new Queue<DeliveryJobData>(target.queue, {
         connection: this.connection,
         prefix: this.options.prefix,
         // Init must not wait for or probe Redis: writes fail fast and are retried by the flush loop.
@@ -526,7 +529,7 @@ export class Enqueuer {
         skipVersionCheck: true,
       });
       queue.on('error', () => {});
-      this.queues.set(webhook.id, queue);
+      this.queues.set(target.id, queue);
     }
     return queue;
   }

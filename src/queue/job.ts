@@ -1,7 +1,7 @@
 import type { JobsOptions } from 'bullmq';
-import type { WebhookConfig } from '../config/schema.js';
+import type { LaneConfig } from '../config/schema.js';
 
-/** One event on its way to one webhook. */
+/** One event on its way to one destination. */
 export interface DeliveryEvent {
   readonly id: string;
   /**
@@ -20,7 +20,7 @@ export interface DeliveryEvent {
 }
 
 /**
- * What ingest writes: the events of one flush for one webhook, in order. A job costs BullMQ three
+ * What ingest writes: the events of one flush for one destination, in order. A job costs BullMQ three
  * Lua scripts and a (de)serialisation whatever it holds, so under load one job carries many events
  * (docs/performance.md); at a trickle it carries one.
  */
@@ -33,9 +33,9 @@ export interface BatchJobData {
  * alone, and a dead letter is always one of these, so `dlq list|replay` work per event.
  */
 export interface EventJobData extends DeliveryEvent {
-  /** HTTP attempts made before this job existed (the batch's first try). */
+  /** Attempts made before this job existed (the batch's first try). */
   readonly attemptsBefore?: number;
-  /** Set when the event is already dead (410 on the batch's try): the job fails without sending. */
+  /** Set when the event is already dead (refused for good on the batch's try): the job fails without sending. */
   readonly deadLetter?: string;
 }
 
@@ -58,7 +58,7 @@ export function eventsOf(data: DeliveryJobData): readonly DeliveryEvent[] {
 }
 
 /**
- * A batch job never waits for a webhook: it fails only when its outcome cannot be recorded (Redis
+ * A batch job never waits for a destination: it fails only when its outcome cannot be recorded (Redis
  * away), and is then run again; BullMQ's attempts must be finite, so "effectively forever".
  */
 export function batchJob(
@@ -83,21 +83,21 @@ export function batchJob(
  * The whole schedule, whatever `attemptsBefore` says: the worker counts those too and ends the job
  * when the sum runs out, and a replay (which drops `attemptsBefore`) gets the whole schedule again.
  */
-export function eventJobOptions(webhook: WebhookConfig): JobsOptions {
+export function eventJobOptions(destination: Pick<LaneConfig, 'retry'>): JobsOptions {
   return {
-    attempts: webhook.retry.schedule.length + 1,
+    attempts: destination.retry.schedule.length + 1,
     backoff: { type: 'schedule' },
     removeOnComplete: true,
     removeOnFail: false,
   };
 }
 
-/** HTTP attempts made for an event before its job existed (the batch's try); 0 for a batch job. */
+/** Attempts made for an event before its job existed (the batch's try); 0 for a batch job. */
 export function attemptsBefore(data: DeliveryJobData | undefined): number {
   return data && !isBatch(data) ? (data.attemptsBefore ?? 0) : 0;
 }
 
-/** HTTP attempts an event job has made in all, counting the batch's try; what `dlq list` shows. */
+/** Attempts an event job has made in all, counting the batch's try; what `dlq list` shows. */
 export function attemptsOf(data: EventJobData, attemptsMade: number): number {
   // A job born dead makes no request of its own; BullMQ still counts its failure as an attempt.
   return attemptsBefore(data) + attemptsMade - (data.deadLetter === undefined ? 0 : 1);

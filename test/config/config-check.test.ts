@@ -77,6 +77,37 @@ dedupWindw: 5m
     );
   });
 
+  test('destination ids are unique across webhooks and destinations; an unknown type lists the known ones', () => {
+    const lines = problems(
+      `
+redis: { url: redis://127.0.0.1:6379 }
+imkit: { url: https://app.imkit.io }
+accounts:
+  - id: a
+    token: t
+webhooks:
+  - id: audit
+    url: https://h/x
+  - id: audit
+    url: https://h/y
+destinations:
+  - id: audit
+    type: kafka
+    accounts: [ghost]
+`,
+    );
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        'webhooks[1].id: duplicate destination id "audit" (also webhooks[0].id)',
+        'destinations[0].id: duplicate destination id "audit" (also webhooks[0].id)',
+        'destinations[0].accounts[0]: no account has id "ghost"',
+        expect.stringMatching(
+          /^destinations\[0\]\.type: must be one of .*; http destinations go under webhooks:$/,
+        ),
+      ]),
+    );
+  });
+
   test('an unset variable names itself instead of passing as an empty string', () => {
     expect(problems(VALID, { AUDIT_SECRET: SECRET })).toEqual([
       'accounts[0].token: ${env:AUDIT_BOT_TOKEN} is not set',
@@ -96,7 +127,7 @@ describe('imkit-bridge config check', () => {
     });
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('audit-bot: static token, encoding base64');
-    expect(result.stdout).toContain('audit: https://audit.example.com/imkit, signed (1 secret)');
+    expect(result.stdout).toContain('audit (http): https://audit.example.com/imkit, signed (1 secret)');
     for (const secret of ['tok-secret-value', SECRET, 'query-secret'])
       expect(result.stdout).not.toContain(secret);
   });

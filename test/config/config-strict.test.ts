@@ -47,7 +47,7 @@ describe('an unset ${env:NAME} is an error, except account credentials a command
     });
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
-    expect(result.stdout).toContain('audit: https://audit.example.com/imkit, UNSIGNED');
+    expect(result.stdout).toContain('audit (http): https://audit.example.com/imkit, UNSIGNED');
   });
 
   test('config check does not need account credentials: it notes which are unset and who needs them', async () => {
@@ -104,7 +104,7 @@ describe('an unset ${env:NAME} is an error, except account credentials a command
         what: 'unsigned worker started',
       });
       await unsigned.stop();
-      expect(warnings()).toEqual([expect.objectContaining({ webhook: 'audit' })]);
+      expect(warnings()).toEqual([expect.objectContaining({ destination: 'audit' })]);
 
       for (const role of ['all', 'ingest']) {
         const run = await runCli(['run', '--role', role, '--config', path], { env });
@@ -194,7 +194,7 @@ describe('config that would fail at run time fails config check', () => {
 
     const check = await runCli(['config', 'check', '--config', file(withUrl(yaml()))], { env: FULL_ENV });
     expect(check.code).toBe(0);
-    expect(check.stdout).toContain('audit: https://audit.example.com/imkit, signed (1 secret)');
+    expect(check.stdout).toContain('audit (http): https://audit.example.com/imkit, signed (1 secret)');
     expect(check.stdout).toContain('headers authorization');
     expect(check.stdout).not.toMatch(/p%3Ass|p:ss|aud%40it/);
   });

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { BridgeMetrics } from '../../src/admin/metrics.js';
 import { DeliveryClaims } from '../../src/deliver/claims.js';
 import { listDeadLetters } from '../../src/dlq/dead-letters.js';
-import { claimKey } from '../../src/queue/names.js';
+import { claimKey, queueName } from '../../src/queue/names.js';
 import { WebhookReceiver } from '../support/receiver.js';
 import { waitFor } from '../support/redis.js';
 import { SECRET_A, eventId, redisSuite, startDelivery, testConfig } from './fixtures.js';
@@ -69,10 +69,13 @@ describe('de-duplication at delivery', () => {
     expect(receiver.requestsFor(id)).toHaveLength(1);
     expect(await total(metrics.eventsDeduplicated)).toBe(1);
 
-    await waitFor(async () => (await connection.exists(claimKey(target.prefix, 'hook', id))) === 0, {
-      what: 'window over',
-      timeoutMs: 5000,
-    });
+    await waitFor(
+      async () => (await connection.exists(claimKey(target.prefix, queueName('hook'), id))) === 0,
+      {
+        what: 'window over',
+        timeoutMs: 5000,
+      },
+    );
     await producer.addBatch('hook', [{ id }]);
     await waitFor(() => receiver.requestsFor(id).length === 2, { what: 'delivered again after the window' });
   });
@@ -81,7 +84,7 @@ describe('de-duplication at delivery', () => {
     const target = redis.target();
     const connection = new Redis(target.url);
     redis.defer(async () => void connection.disconnect());
-    const claims = new DeliveryClaims(connection, target.prefix, 'hook', {
+    const claims = new DeliveryClaims(connection, target.prefix, queueName('hook'), {
       dedupMs: 60_000,
       repeatMs: 5_000,
     });
@@ -95,7 +98,7 @@ describe('de-duplication at delivery', () => {
     expect(await claims.claim('job-2', [b, c, a])).toEqual([false, true, false]);
     // job-1 crashed and runs again: still its events; job-2's stay job-2's.
     expect(await claims.claim('job-1', [a, b, c])).toEqual([true, true, false]);
-    const ttl = await connection.pttl(claimKey(target.prefix, 'hook', a.id));
+    const ttl = await connection.pttl(claimKey(target.prefix, queueName('hook'), a.id));
     expect(ttl).toBeGreaterThan(55_000);
     expect(ttl).toBeLessThanOrEqual(60_000);
     expect(await claims.claim('job-3', [])).toEqual([]);
@@ -131,7 +134,7 @@ describe('a batch whose events fare differently', () => {
     expect(flakyReqs[1]!.at - flakyReqs[0]!.at).toBeGreaterThanOrEqual(90);
     expect(flakyReqs[2]!.at - flakyReqs[1]!.at).toBeGreaterThanOrEqual(190);
 
-    const [entry] = (await listDeadLetters(config, { webhook: 'hook' })).webhooks[0]!.entries;
+    const [entry] = (await listDeadLetters(config, { destination: 'hook' })).destinations[0]!.entries;
     expect(entry).toMatchObject({ id: gone, attempts: 1, lastError: 'HTTP 410 Gone' });
   });
 
@@ -141,7 +144,7 @@ describe('a batch whose events fare differently', () => {
     const [event] = await producer.addBatch('hook', [{}]);
     await waitFor(async () => (await producer.queue('hook').getFailedCount()) === 1, { what: 'dead letter' });
     expect(receiver.requestsFor(event!.id)).toHaveLength(3);
-    const [entry] = (await listDeadLetters(config)).webhooks[0]!.entries;
+    const [entry] = (await listDeadLetters(config)).destinations[0]!.entries;
     expect(entry).toMatchObject({ id: event!.id, attempts: 3, lastError: 'HTTP 503' });
     expect(await total(metrics.deliveries, 'retry')).toBe(2);
     expect(await total(metrics.deliveries, 'dead')).toBe(1);

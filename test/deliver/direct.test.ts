@@ -1,5 +1,6 @@
 import { Queue } from 'bullmq';
 import { describe, expect, it } from 'vitest';
+import { destinationsOf } from '../../src/config/destinations.js';
 import type { BridgeConfig } from '../../src/config/schema.js';
 import { DeliveryWorkers } from '../../src/deliver/workers.js';
 import { Enqueuer, type DirectDelivery } from '../../src/queue/enqueuer.js';
@@ -23,7 +24,7 @@ async function oneProcess(webhook: Record<string, unknown> = {}, target = redis.
   const enqueuer = new Enqueuer({
     redisUrl: config.redis.url,
     prefix: config.redis.prefix,
-    webhooks: config.webhooks,
+    destinations: destinationsOf(config),
     dedupWindowMs: config.dedupWindow,
     bufferEvents: 1000,
     logger,
@@ -66,7 +67,7 @@ async function oneProcess(webhook: Record<string, unknown> = {}, target = redis.
       receivedAt: Date.now(),
       data: { room: `r${n}` },
     };
-    const landed = enqueuer.enqueue(event, config.webhooks);
+    const landed = enqueuer.enqueue(event, destinationsOf(config));
     return { id: event.id, landed };
   };
   const counts = () => queue.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed');

@@ -47,7 +47,7 @@ describe('isolation between webhooks', () => {
     const latencies = healthy.requests.map((r) => r.at - Date.parse(JSON.parse(r.body).timestamp));
     expect(Math.max(...latencies)).toBeLessThan(250);
     // And the other webhook really was failing the whole time.
-    const down = workers.status().find((s) => s.webhook === 'down')!;
+    const down = workers.status().find((s) => s.destination === 'down')!;
     if (mode === 'hang') expect(down.inFlight).toBe(2);
     else expect(down.lastError?.message).toMatch(/^network error: ECONNREFUSED/);
     expect(await producer.queue('down').getCompletedCount()).toBe(0);

@@ -9,7 +9,7 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!();
 });
 
-it('reads per-webhook counts without any worker and exports them as imkit_bridge_queue_jobs', async () => {
+it('reads per-destination counts without any worker and exports them as imkit_bridge_queue_jobs', async () => {
   const server = await RedisServer.start();
   cleanups.push(() => server.close());
   const config = testConfig({ url: server.url, prefix: 'status' }, [
@@ -34,18 +34,18 @@ it('reads per-webhook counts without any worker and exports them as imkit_bridge
   cleanups.push(() => reader.close());
   const counts = await reader.refreshMetrics();
   expect(counts).toMatchObject([
-    { webhook: 'a', waiting: 3, active: 0, delayed: 0, failed: 0 },
-    { webhook: 'b', waiting: 1, active: 0, delayed: 1, failed: 0 },
+    { destination: 'a', waiting: 3, active: 0, delayed: 0, failed: 0 },
+    { destination: 'b', waiting: 1, active: 0, delayed: 1, failed: 0 },
   ]);
   // The oldest waiting event of 'a' is the one received two minutes ago, not the newest.
   expect(counts[0]!.oldestWaitingSeconds).toBeGreaterThanOrEqual(120);
   expect(counts[0]!.oldestWaitingSeconds).toBeLessThan(180);
   expect(counts[1]!.oldestWaitingSeconds).toBeLessThan(60);
   const text = await metrics.registry.metrics();
-  expect(text).toContain('imkit_bridge_queue_jobs{webhook="a",state="waiting"} 3');
-  expect(text).toMatch(/imkit_bridge_queue_oldest_waiting_seconds\{webhook="a"\} 1[2-7]\d/);
-  expect(text).toContain('imkit_bridge_queue_jobs{webhook="b",state="delayed"} 1');
-  expect(text).toContain('imkit_bridge_queue_jobs{webhook="b",state="failed"} 0');
+  expect(text).toContain('imkit_bridge_queue_jobs{destination="a",state="waiting"} 3');
+  expect(text).toMatch(/imkit_bridge_queue_oldest_waiting_seconds\{destination="a"\} 1[2-7]\d/);
+  expect(text).toContain('imkit_bridge_queue_jobs{destination="b",state="delayed"} 1');
+  expect(text).toContain('imkit_bridge_queue_jobs{destination="b",state="failed"} 0');
 
   // While Redis is down a scrape fails fast instead of hanging the admin server.
   await server.stop();

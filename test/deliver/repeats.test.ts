@@ -1,10 +1,12 @@
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import type { BridgeMetrics } from '../../src/admin/metrics.js';
+import { destinationsOf } from '../../src/config/destinations.js';
 import type { BridgeConfig } from '../../src/config/schema.js';
 import { DeliveryClaims } from '../../src/deliver/claims.js';
 import { DeliveryWorkers } from '../../src/deliver/workers.js';
 import { Enqueuer } from '../../src/queue/enqueuer.js';
+import { queueName } from '../../src/queue/names.js';
 import type { DeliveryEvent } from '../../src/queue/job.js';
 import { eventIdentity } from '../../src/route/event-id.js';
 import type { RelayedEvent } from '../../src/route/event.js';
@@ -45,7 +47,7 @@ function allInOne(config: BridgeConfig): { enqueuer: Enqueuer; metrics: BridgeMe
   const enqueuer = new Enqueuer({
     redisUrl: config.redis.url,
     prefix: config.redis.prefix,
-    webhooks: config.webhooks,
+    destinations: destinationsOf(config),
     dedupWindowMs: config.dedupWindow,
     bufferEvents: 1000,
     logger,
@@ -132,7 +134,7 @@ describe('non-chat events at delivery: copies within repeatWindow are one event,
       receivedAt,
       data: TYPING,
     }));
-    await Promise.all(copies.map((copy, i) => replicas[i]!.enqueuer.enqueue(copy, config.webhooks)));
+    await Promise.all(copies.map((copy, i) => replicas[i]!.enqueuer.enqueue(copy, destinationsOf(config))));
     const skipped = async () =>
       (await Promise.all(replicas.map((r) => deduplicated(r.metrics)))).reduce((a, b) => a + b);
     await waitFor(async () => (await skipped()) === 1, { what: 'one copy skipped' });
@@ -155,7 +157,7 @@ describe('non-chat events at delivery: copies within repeatWindow are one event,
     const target = redis.target();
     const connection = new Redis(target.url);
     redis.defer(async () => void connection.disconnect());
-    const claims = new DeliveryClaims(connection, target.prefix, 'hook', {
+    const claims = new DeliveryClaims(connection, target.prefix, queueName('hook'), {
       dedupMs: 60_000,
       repeatMs: WINDOW,
     });

@@ -36,6 +36,7 @@ const KEDA_WEBHOOKS = [
   { id: 'audit', url: 'https://audit.example.com/imkit', secret: '${env:AUDIT_WEBHOOK_SECRET}' },
   { id: 'crm_sync.v2', url: 'http://crm.internal:8080/hook', secret: '${env:CRM_WEBHOOK_SECRET}' },
 ];
+const KEDA_DESTINATIONS = [{ id: 'audit-log', type: 'redis-stream' }];
 
 const VALUE_SETS: Record<string, Record<string, unknown>> = {
   default: {},
@@ -388,7 +389,8 @@ describe('chart behaviour', () => {
 });
 
 describe('KEDA trigger keys', () => {
-  const values = VALUE_SETS['keda on']!;
+  const kedaOn = VALUE_SETS['keda on'] as { config: Record<string, unknown> };
+  const values = { ...kedaOn, config: { ...kedaOn.config, destinations: KEDA_DESTINATIONS } };
   let manifests: Manifest[];
   let triggers: { type: string; metadata: Record<string, string> }[];
 
@@ -398,7 +400,7 @@ describe('KEDA trigger keys', () => {
     triggers = (scaled.spec as { triggers: typeof triggers }).triggers;
   });
 
-  test('one redis list trigger per webhook, keyed like src/queue/names.ts, scaling the workers', () => {
+  test('one redis list trigger per webhook and destination, keyed like src/queue/names.ts, scaling the workers', () => {
     const scaled = findManifest(manifests, 'ScaledObject', `${FULLNAME}-worker`);
     expect(scaled.spec).toMatchObject({
       scaleTargetRef: { name: `${FULLNAME}-worker` },
@@ -406,9 +408,10 @@ describe('KEDA trigger keys', () => {
       maxReplicaCount: 8,
     });
     expect(findManifest(manifests, 'Deployment', `${FULLNAME}-worker`).spec).not.toHaveProperty('replicas');
-    expect(triggers.map((t) => t.metadata.listName)).toEqual(
-      KEDA_WEBHOOKS.map((w) => waitListKey('prod.bridge', w.id)),
-    );
+    expect(triggers.map((t) => t.metadata.listName)).toEqual([
+      ...KEDA_WEBHOOKS.map((w) => waitListKey('prod.bridge', w.id)),
+      ...KEDA_DESTINATIONS.map((d) => waitListKey('prod.bridge', d.id, 'destination')),
+    ]);
     for (const trigger of triggers) {
       expect(trigger.type).toBe('redis');
       expect(trigger.metadata).toMatchObject({
@@ -437,9 +440,12 @@ describe('KEDA trigger keys', () => {
   test('a job BullMQ enqueues for each webhook lands in exactly the list its trigger watches', async () => {
     const server = await RedisServer.start();
     const redis = new Redis(server.url, { maxRetriesPerRequest: null });
-    const queues = KEDA_WEBHOOKS.map(
-      (w) =>
-        new Queue(queueName(w.id), {
+    const queues = [
+      ...KEDA_WEBHOOKS.map((w) => queueName(w.id)),
+      ...KEDA_DESTINATIONS.map((d) => queueName(d.id, 'destination')),
+    ].map(
+      (name) =>
+        new Queue(name, {
           connection: { host: '127.0.0.1', port: server.port },
           prefix: 'prod.bridge',
         }),
@@ -448,8 +454,9 @@ describe('KEDA trigger keys', () => {
       await queues[0]!.add('chat message', { id: 'evt_one' });
       await queues[1]!.add('chat message', { id: 'evt_two' });
       await queues[1]!.add('chat message', { id: 'evt_three' });
+      await queues[2]!.add('chat message', { id: 'evt_four' });
       const lengths = await Promise.all(triggers.map((t) => redis.llen(t.metadata.listName!)));
-      expect(lengths).toEqual([1, 2]);
+      expect(lengths).toEqual([1, 2, 1]);
       expect(await redis.type(triggers[0]!.metadata.listName!)).toBe('list');
     } finally {
       await Promise.all(queues.map((q) => q.close()));

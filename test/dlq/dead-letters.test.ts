@@ -2,7 +2,7 @@ import { UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import type { BridgeConfig } from '../../src/config/schema.js';
-import { RedisUnavailableError, UnknownWebhookError } from '../../src/errors.js';
+import { RedisUnavailableError, UnknownDestinationError } from '../../src/errors.js';
 import {
   formatDeadLetters,
   formatReplay,
@@ -37,11 +37,11 @@ describe('dead letters from delivery', () => {
     const dead = (await metrics.deliveries.get()).values.find((v) => v.labels.outcome === 'dead');
     expect(dead?.value).toBe(1);
 
-    const list = await listDeadLetters(config, { webhook: 'hook' });
-    expect(list.webhooks).toHaveLength(1);
-    const [entry] = list.webhooks[0]!.entries;
+    const list = await listDeadLetters(config, { destination: 'hook' });
+    expect(list.destinations).toHaveLength(1);
+    const [entry] = list.destinations[0]!.entries;
     expect(entry).toMatchObject({
-      webhook: 'hook',
+      destination: 'hook',
       id: job.id,
       // Its own job since the batch's try: `<event id>-<batch job id>`.
       jobId: `${job.id}-${job.jobId}`,
@@ -53,9 +53,9 @@ describe('dead letters from delivery', () => {
     expect(Date.parse(entry!.failedAt)).toBeGreaterThan(Date.now() - 10_000);
     expect(entry!.age).toBeGreaterThanOrEqual(0);
 
-    const result = await replayDeadLetters(config, { webhook: 'hook' });
+    const result = await replayDeadLetters(config, { destination: 'hook' });
     expect(result).toEqual({
-      webhooks: [{ webhook: 'hook', replayed: 1, failed: 0 }],
+      destinations: [{ destination: 'hook', type: 'http', replayed: 1, failed: 0 }],
       replayed: 1,
       failed: 0,
     });
@@ -63,7 +63,7 @@ describe('dead letters from delivery', () => {
     const reqs = receiver.requestsFor(job.id);
     expect(reqs.map((r) => r.headers['webhook-id'])).toEqual([job.id, job.id]);
     expect(reqs.every((r) => r.verified && r.body === job.body)).toBe(true);
-    expect((await listDeadLetters(config)).webhooks.every((w) => w.total === 0)).toBe(true);
+    expect((await listDeadLetters(config)).destinations.every((w) => w.total === 0)).toBe(true);
   });
 
   it('an exhausted schedule dead-letters; replay by event id starts a full schedule again', async () => {
@@ -77,10 +77,10 @@ describe('dead letters from delivery', () => {
     expect(receiver.requestsFor(job.id)).toHaveLength(3); // first try + schedule [100ms, 200ms]
 
     const list = await listDeadLetters(config);
-    const hook = list.webhooks.find((w) => w.webhook === 'hook')!;
+    const hook = list.destinations.find((w) => w.destination === 'hook')!;
     expect(hook.total).toBe(2);
     expect(hook.entries.find((e) => e.id === job.id)).toMatchObject({ attempts: 3, lastError: 'HTTP 500' });
-    expect(list.webhooks.find((w) => w.webhook === 'other')!.total).toBe(0);
+    expect(list.destinations.find((w) => w.destination === 'other')!.total).toBe(0);
 
     // Two more failures, then success: only a reset attempt count gets that far.
     receiver.enqueue({ status: 500 }, { status: 500 }, { status: 204 });
@@ -88,8 +88,8 @@ describe('dead letters from delivery', () => {
     expect(result.replayed).toBe(1);
     await waitFor(() => receiver.deliveredIds().includes(job.id), { what: 'replayed delivery' });
     expect(receiver.requestsFor(job.id)).toHaveLength(6);
-    const after = await listDeadLetters(config, { webhook: 'hook' });
-    expect(after.webhooks[0]!.entries.map((e) => e.id)).toEqual([bystander.id]);
+    const after = await listDeadLetters(config, { destination: 'hook' });
+    expect(after.destinations[0]!.entries.map((e) => e.id)).toEqual([bystander.id]);
   });
 
   it('fails with a clear error, not a hang, when Redis is unreachable', async () => {
@@ -103,9 +103,11 @@ describe('dead letters from delivery', () => {
 
   it('rejects an unknown webhook id', async () => {
     const { config } = await setup();
-    await expect(listDeadLetters(config, { webhook: 'nope' })).rejects.toBeInstanceOf(UnknownWebhookError);
-    await expect(replayDeadLetters(config, { webhook: 'nope' })).rejects.toMatchObject({
-      code: 'BRIDGE_ERR_DLQ_UNKNOWN_WEBHOOK',
+    await expect(listDeadLetters(config, { destination: 'nope' })).rejects.toBeInstanceOf(
+      UnknownDestinationError,
+    );
+    await expect(replayDeadLetters(config, { destination: 'nope' })).rejects.toMatchObject({
+      code: 'BRIDGE_ERR_DLQ_UNKNOWN_DESTINATION',
     });
   });
 });
@@ -135,7 +137,7 @@ describe('a batch job in the failed set', () => {
     });
     await worker.close();
 
-    const [hook] = (await listDeadLetters(config)).webhooks;
+    const [hook] = (await listDeadLetters(config)).destinations;
     expect(hook!.entries.map((e) => e.id).sort()).toEqual(events.map((e) => e.id).sort());
     expect(hook!.entries.every((e) => e.jobId === events[0]!.jobId)).toBe(true);
     expect(hook!.entries[0]!.lastError).toBe('job stalled more than allowable limit');
@@ -194,9 +196,9 @@ describe('large dead-letter sets and quarantine', () => {
     );
 
     const list = await listDeadLetters(config, { limit: 1000 });
-    expect(list.webhooks[0]!.total).toBe(total);
-    expect(list.webhooks[0]!.entries).toHaveLength(1000);
-    expect(new Set(list.webhooks[0]!.entries.map((e) => e.jobId)).size).toBe(1000);
+    expect(list.destinations[0]!.total).toBe(total);
+    expect(list.destinations[0]!.entries).toHaveLength(1000);
+    expect(new Set(list.destinations[0]!.entries.map((e) => e.jobId)).size).toBe(1000);
     expect(list.quarantine.total).toBe(1);
     expect(list.quarantine.entries[0]).toMatchObject({
       account: 'audit-bot',
@@ -208,13 +210,13 @@ describe('large dead-letter sets and quarantine', () => {
 
     const text = formatDeadLetters(list, { json: false });
     expect(text).toContain(
-      'webhook bulk: 1200 dead-lettered (showing 1-1000, newest first; 200 more: --offset 1000)',
+      'destination bulk (http): 1200 dead-lettered (showing 1-1000, newest first; 200 more: --offset 1000)',
     );
     expect(text).toContain('quarantine: 1 payload(s)');
     expect(text).toMatch(new RegExp(`invalid base64\\s+2\\s+${new Date(1795600000000).toISOString()}`));
     expect(JSON.parse(formatDeadLetters(list, { json: true }))).toEqual(JSON.parse(JSON.stringify(list)));
 
-    const result = await replayDeadLetters(config, { webhook: 'bulk' });
+    const result = await replayDeadLetters(config, { destination: 'bulk' });
     expect(result.replayed).toBe(total);
     expect(formatReplay(result, { json: false })).toContain('replayed 1200 dead letter(s)');
     expect(JSON.parse(formatReplay(result, { json: true }))).toEqual(result);

@@ -10,7 +10,7 @@ const redis = redisSuite();
 
 interface ListJson {
   offset: number;
-  webhooks: { webhook: string; total: number; entries: { jobId: string }[] }[];
+  destinations: { destination: string; total: number; entries: { jobId: string }[] }[];
   quarantine: { total: number; entries: { streamId: string }[] };
 }
 
@@ -65,7 +65,7 @@ describe('dlq list with more entries than a screen', () => {
 
     const first = await dlq();
     expect(first).toContain(
-      'webhook bulk: 250 dead-lettered (showing 1-100, newest first; 150 more: --offset 100)',
+      'destination bulk (http): 250 dead-lettered (showing 1-100, newest first; 150 more: --offset 100)',
     );
     expect(rows(first, 'EVENT ID')).toHaveLength(100);
     expect(first).toContain(
@@ -73,12 +73,12 @@ describe('dlq list with more entries than a screen', () => {
     );
 
     const last = await dlq('--offset', '200');
-    expect(last).toContain('webhook bulk: 250 dead-lettered (showing 201-250, newest first)');
+    expect(last).toContain('destination bulk (http): 250 dead-lettered (showing 201-250, newest first)');
     expect(rows(last, 'EVENT ID')).toHaveLength(50);
 
     const all = JSON.parse(await dlq('--json')) as ListJson;
-    expect(all.webhooks[0]!.total).toBe(dead);
-    expect(new Set(all.webhooks[0]!.entries.map((e) => e.jobId)).size).toBe(dead);
+    expect(all.destinations[0]!.total).toBe(dead);
+    expect(new Set(all.destinations[0]!.entries.map((e) => e.jobId)).size).toBe(dead);
     expect(all.quarantine.total).toBe(quarantined);
     const streamIds = all.quarantine.entries.map((e) => e.streamId);
     expect(new Set(streamIds).size).toBe(quarantined);
@@ -91,7 +91,7 @@ describe('dlq list with more entries than a screen', () => {
 
     const page = JSON.parse(await dlq('--json', '--limit', '30', '--offset', '590')) as ListJson;
     expect(page.offset).toBe(590);
-    expect(page.webhooks[0]!.entries).toHaveLength(0);
+    expect(page.destinations[0]!.entries).toHaveLength(0);
     expect(page.quarantine.entries.map((e) => e.streamId)).toEqual(streamIds.slice(590, 620));
 
     const bad = await runCli(['dlq', 'list', '--config', file, '--limit', '0']);

@@ -58,12 +58,12 @@ test('kill -9 with events queued and the webhook down: after a restart every eve
   await waitFor(
     async () => {
       const status = JSON.parse((await first.get('/status')).body) as {
-        webhooks: { waiting: number; active: number; delayed: number }[];
+        destinations: { waiting: number; active: number; delayed: number }[];
       };
-      const w = status.webhooks[0]!;
+      const w = status.destinations[0]!;
       const failing = await world.metric(
         first,
-        /imkit_bridge_deliveries_total\{webhook="audit",outcome="retry"\} (\d+)/,
+        /imkit_bridge_deliveries_total\{destination="audit",outcome="retry"\} (\d+)/,
       );
       return w.waiting + w.active + w.delayed === 30 && failing > 0;
     },

@@ -110,10 +110,10 @@ test('admin endpoints: /readyz says why it is not ready, /status shows the accou
     'imkit_bridge_decode_failures_total',
     'imkit_bridge_socket_connected{account="audit-bot"} 1',
     'imkit_bridge_reconnects_total{account="audit-bot",reason="auth_failed"}',
-    'imkit_bridge_deliveries_total{webhook="audit",outcome="delivered"}',
+    'imkit_bridge_deliveries_total{destination="audit",outcome="delivered"}',
     'imkit_bridge_delivery_duration_seconds_bucket',
     'imkit_bridge_event_latency_seconds_bucket',
-    'imkit_bridge_queue_jobs{webhook="audit",state="waiting"}',
+    'imkit_bridge_queue_jobs{destination="audit",state="waiting"}',
   ]) {
     expect(metrics, name).toContain(name);
   }
@@ -126,7 +126,7 @@ test('a 410 dead-letters at once; dlq list shows it and dlq replay delivers it w
   const bridge = await world.bridge(config);
   await world.connected();
   world.sim.emit(BOT, 'lastRead', { roomID: 'r1', memberID: 'alice', messageID: 'gone-once' });
-  const deadPattern = /imkit_bridge_deliveries_total\{webhook="audit",outcome="dead"\} 1\b/;
+  const deadPattern = /imkit_bridge_deliveries_total\{destination="audit",outcome="dead"\} 1\b/;
   await waitFor(async () => deadPattern.test((await bridge.get('/metrics')).body), {
     what: 'one dead letter',
   });
@@ -151,4 +151,15 @@ test('a 410 dead-letters at once; dlq list shows it and dlq replay delivers it w
 
   const unknown = await runCli(['dlq', 'list', '--config', file, '--webhook', 'ghost'], { env });
   expect(unknown.code).toBe(1);
+  const named = await runCli(['dlq', 'list', '--config', file, '--destination', 'ghost'], { env });
+  expect(named.code).toBe(1);
+  expect(named.stderr).toContain('no destination has id "ghost"');
+  const listed = await runCli(['dlq', 'list', '--config', file, '--destination', 'audit'], { env });
+  expect(listed.stdout).toContain('destination audit (http): 0 dead-lettered');
+  const clash = await runCli(
+    ['dlq', 'list', '--config', file, '--destination', 'audit', '--webhook', 'other'],
+    { env },
+  );
+  expect(clash.code).toBe(1);
+  expect(clash.stderr).toContain('--webhook is an alias of --destination');
 });

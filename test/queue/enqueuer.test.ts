@@ -2,7 +2,8 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BridgeMetrics } from '../../src/admin/metrics.js';
-import type { AccountConfig, WebhookConfig } from '../../src/config/schema.js';
+import type { DestinationConfig } from '../../src/config/destinations.js';
+import type { AccountConfig } from '../../src/config/schema.js';
 import { createDecoder } from '../../src/decode/decoder.js';
 import { createLogger } from '../../src/lifecycle/logger.js';
 import { Enqueuer, type EnqueuerOptions, type OverflowReport } from '../../src/queue/enqueuer.js';
@@ -15,14 +16,15 @@ import { RedisServer, testRedis, waitFor } from '../support/redis.js';
 
 const logger = createLogger({ level: 'silent' });
 
-function webhook(id: string, schedule = [10, 20, 30]): WebhookConfig {
+function webhook(id: string, schedule = [10, 20, 30]): DestinationConfig {
   return {
     id,
     url: `http://127.0.0.1:9/${id}`,
     accounts: ['*'],
     events: ['*'],
     retry: { schedule, jitter: 0 },
-  } as unknown as WebhookConfig;
+    queue: queueName(id),
+  } as unknown as DestinationConfig;
 }
 const hooks = [webhook('a'), webhook('b', [5])];
 
@@ -77,7 +79,7 @@ function newEnqueuer(
 ): { enqueuer: Enqueuer; metrics: BridgeMetrics } {
   const metrics = new BridgeMetrics();
   const enqueuer = new Enqueuer({
-    webhooks: hooks,
+    destinations: hooks,
     dedupWindowMs: 60_000,
     bufferEvents: 10_000,
     logger,

@@ -94,7 +94,7 @@ Roles to deploy: a list of dicts with the component name, the --role flag and it
 {{- if and .Values.autoscaling.hpa.enabled (lt (int .Values.autoscaling.hpa.maxReplicas) (int .Values.autoscaling.hpa.minReplicas)) -}}
 {{- fail "autoscaling.hpa.maxReplicas must be >= minReplicas" -}}
 {{- end -}}
-{{- if and .Values.autoscaling.keda.enabled (not .Values.config.webhooks) -}}
-{{- fail "autoscaling.keda needs at least one webhook in config.webhooks (one trigger per webhook queue)" -}}
+{{- if and .Values.autoscaling.keda.enabled (not (or .Values.config.webhooks .Values.config.destinations)) -}}
+{{- fail "autoscaling.keda needs at least one destination in config.webhooks or config.destinations (one trigger per destination queue)" -}}
 {{- end -}}
 {{- end -}}

@@ -137,4 +137,5 @@ export const bullmqKind: DestinationKind<'bullmq', typeof options> = {
   options,
   describe: (config) => `${targetDescription(config.url)} BullMQ queue ${config.prefix}:${config.queue}`,
   create: (config, deps) => new BullmqDestination(config, deps),
+  keyspaceProblem: bullmqKeyspaceProblem,
 };

@@ -181,4 +181,5 @@ export const redisStreamKind: DestinationKind<'redis-stream', typeof options> = 
     `${targetDescription(config.url)} stream ${config.stream}` +
     (config.maxLen === undefined ? '' : ` (maxLen ~${config.maxLen})`),
   create: (config, deps) => new RedisStreamDestination(config, deps),
+  keyspaceProblem: redisStreamKeyspaceProblem,
 };

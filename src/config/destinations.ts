@@ -1,0 +1,32 @@
+import { queueName } from '../queue/names.js';
+import type { BridgeConfig, LaneConfig } from './schema.js';
+
+/**
+ * One destination as delivery sees it, whatever its type: the lane keys, its `type`, its BullMQ
+ * queue, and its kind's own keys (read only by the kind, src/deliver/registry.ts).
+ */
+export interface DestinationConfig extends LaneConfig {
+  readonly type: string;
+  readonly queue: string;
+}
+
+const lists = new WeakMap<BridgeConfig, readonly DestinationConfig[]>();
+
+/**
+ * Every destination, as one list: the `webhooks:` entries (type http, queues `webhook-<id>` as before
+ * 0.2, so their jobs, dead letters and claims survive an upgrade), then `destinations:`
+ * (queues `destination-<id>`). Router, queues, workers, status and `dlq` all take this list.
+ */
+export function destinationsOf(config: BridgeConfig): readonly DestinationConfig[] {
+  let list = lists.get(config);
+  if (!list) {
+    list = Object.freeze([
+      ...config.webhooks.map((w) => Object.freeze({ ...w, type: 'http', queue: queueName(w.id, 'webhook') })),
+      ...(config.destinations as readonly (LaneConfig & { type: string })[]).map((d) =>
+        Object.freeze({ ...d, queue: queueName(d.id, 'destination') }),
+      ),
+    ]);
+    lists.set(config, list);
+  }
+  return list;
+}

@@ -1,0 +1,509 @@
+import { setMaxListeners } from 'node:events';
+import { Job, Queue, UnrecoverableError, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { DirectDelivery, DirectSlot } from '../queue/enqueuer.js';
+import { createWorkerConnection } from '../queue/redis.js';
+import type { BridgeMetrics } from '../admin/metrics.js';
+import type { DestinationConfig } from '../config/destinations.js';
+import type { BridgeConfig } from '../config/schema.js';
+import { DeliveryPermanentError, DeliveryRetryableError } from '../errors.js';
+import { LogThrottle } from '../lifecycle/log-throttle.js';
+import type { Logger } from '../lifecycle/logger.js';
+import {
+  BATCH_JOB_NAME,
+  attemptsBefore,
+  eventJobOptions,
+  isBatch,
+  type BatchJobData,
+  type DeliveryEvent,
+  type DeliveryJobData,
+  type EventJobData,
+} from '../queue/job.js';
+import { retryDelay, type RetryPolicy } from './backoff.js';
+import { CircuitBreaker, type BreakerState } from './breaker.js';
+import { DeliveryClaims } from './claims.js';
+import type { Destination } from './destination.js';
+import { OrphanSweeper } from './orphans.js';
+import { breakerVerdict, decide, type AttemptResult, type Next } from './outcome.js';
+import { Permits } from './permits.js';
+
+export interface DestinationDeliveryStatus {
+  readonly destination: string;
+  readonly breaker: BreakerState;
+  readonly running: boolean;
+  readonly inFlight: number;
+  readonly lastError?: { readonly at: string; readonly message: string };
+}
+
+/**
+ * Without a limiter BullMQ ignores the queue's rate-limit key, and the breaker pauses a destination
+ * through that key; so every worker gets a limiter, one no real destination reaches unless configured.
+ */
+const UNLIMITED = { max: 2 ** 31, duration: 1000 } as const;
+/**
+ * A job whose worker died mid-delivery is "stalled"; past this many stalls BullMQ fails it. Crashes
+ * are not the destination's fault, so allow several before an event can end up dead-lettered that way.
+ */
+const MAX_STALLED_COUNT = 10;
+/**
+ * A live worker renews its job locks every half lock; a worker killed with SIGKILL does not, so its
+ * in-flight jobs go back to waiting within lock + stall-check interval (BullMQ's defaults would make
+ * that up to a minute). A live process blocked longer than the lock would see a job redelivered:
+ * a duplicate with the same event id, never a loss.
+ */
+const LOCK_DURATION_MS = 10_000;
+const STALLED_INTERVAL_MS = 5_000;
+/**
+ * A job this process sends itself (direct delivery) waits this long, delayed, before a worker may
+ * take it: the same bound as a killed worker's lock. A send still going at half of it renews it.
+ */
+const DIRECT_LEASE_MS = LOCK_DURATION_MS;
+
+interface EventJobSpec {
+  readonly name: string;
+  readonly data: EventJobData;
+  readonly opts: ReturnType<typeof eventJobOptions> & { jobId: string; delay?: number };
+}
+
+/**
+ * One destination's delivery in this process, whatever its type: a BullMQ worker on its queue with
+ * its own Redis connection, claims, permits and breaker. What an attempt's outcome leads to is
+ * decided in outcome.ts; this class only applies it.
+ */
+export class DestinationLane implements DirectDelivery {
+  readonly leaseMs = DIRECT_LEASE_MS;
+  private readonly connection: Redis;
+  private readonly queue: Queue<DeliveryJobData>;
+  private readonly breaker: CircuitBreaker;
+  private readonly claims: DeliveryClaims;
+  private readonly permits: Permits;
+  private readonly policy: RetryPolicy;
+  private readonly shutdownController = new AbortController();
+  private worker: Worker<DeliveryJobData> | undefined;
+  private readonly inFlightTokens = new Set<string>();
+  private readonly workerIds = new Set<string>();
+  private readonly orphans: OrphanSweeper;
+  private lastError: { at: string; message: string } | undefined;
+  /** A destination that is down fails every event the same way: one line per cause, with a count. */
+  private readonly failureLog = new LogThrottle();
+  /** Last time the worker took a job or found the queue empty; the stall check compares against it. */
+  private lastProgress = Date.now();
+  private stopping = false;
+  private recovering = false;
+  /** Direct deliveries: slots handed out and not yet finished, and each running job by id. */
+  private directSlots = 0;
+  private readonly directRuns = new Map<string, { run: Promise<void>; leasedAt: number }>();
+  private leaseTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly destination: Destination,
+    private readonly lane: DestinationConfig,
+    private readonly config: BridgeConfig,
+    private readonly logger: Logger,
+    private readonly metrics: BridgeMetrics,
+  ) {
+    this.connection = createWorkerConnection(config.redis.url, {
+      name: `imkit-bridge-deliver-${lane.id}`,
+    });
+    this.connection.on('error', (err) => this.logger.debug({ err }, 'redis connection error'));
+    this.queue = new Queue(lane.queue, {
+      connection: this.connection,
+      prefix: config.redis.prefix,
+    });
+    this.queue.on('error', (err) => this.logger.debug({ err }, 'queue error'));
+    setMaxListeners(0, this.shutdownController.signal);
+    this.claims = new DeliveryClaims(this.connection, config.redis.prefix, lane.queue, {
+      dedupMs: config.dedupWindow,
+      repeatMs: config.repeatWindow,
+    });
+    this.permits = new Permits(lane.concurrency);
+    this.policy = { schedule: lane.retry.schedule, jitter: lane.retry.jitter };
+    this.breaker = new CircuitBreaker(
+      { failures: lane.breaker.failures, cooldownMs: lane.breaker.cooldown },
+      (state) => {
+        this.metrics.breakerOpen.set({ destination: lane.id }, state === 'closed' ? 0 : 1);
+        this.logger.warn({ breaker: state }, `circuit breaker ${state}`);
+      },
+    );
+    this.metrics.breakerOpen.set({ destination: lane.id }, 0);
+    this.orphans = new OrphanSweeper(
+      this.connection,
+      this.queue,
+      () => this.workerIds,
+      () => this.inFlightTokens,
+    );
+  }
+
+  get destinationId(): string {
+    return this.lane.id;
+  }
+
+  start(): void {
+    if (this.worker || this.stopping) return;
+    // Sends connect by themselves when needed; starting early only saves the first event the wait.
+    this.destination
+      .connect()
+      .catch((err: unknown) => this.logger.warn({ err }, 'destination not reachable yet; sends will retry'));
+    this.worker = this.createWorker();
+    this.leaseTimer = setInterval(() => this.renewLeases(), DIRECT_LEASE_MS / 4);
+    this.leaseTimer.unref();
+  }
+
+  /**
+   * Direct delivery is for the plain case only: a destination with a rate limit is paced by BullMQ's
+   * limiter, and one whose breaker is not closed is paused through the queue; both wait for a worker.
+   * At most `concurrency` jobs at a time, so a burst goes to the queue instead of piling up here.
+   */
+  reserve(): DirectSlot | undefined {
+    if (this.stopping || !this.worker || this.lane.rateLimit || this.breaker.state !== 'closed')
+      return undefined;
+    if (this.directSlots >= this.lane.concurrency) return undefined;
+    this.directSlots++;
+    let used = false;
+    return {
+      deliver: (jobId, data) => {
+        if (used) return;
+        used = true;
+        const run = this.deliverDirect(jobId, data).finally(() => {
+          this.directSlots--;
+          this.directRuns.delete(jobId);
+        });
+        this.directRuns.set(jobId, { run, leasedAt: Date.now() });
+      },
+      cancel: () => {
+        if (used) return;
+        used = true;
+        this.directSlots--;
+      },
+    };
+  }
+
+  status(): DestinationDeliveryStatus {
+    return {
+      destination: this.lane.id,
+      breaker: this.breaker.state,
+      running: this.worker?.isRunning() ?? false,
+      inFlight: this.inFlightTokens.size + this.directRuns.size,
+      ...(this.lastError ? { lastError: { ...this.lastError } } : {}),
+    };
+  }
+
+  /**
+   * Watchdog: BullMQ workers have been seen to stop fetching after a Redis reconnect (the blocking
+   * connection never resumes). A worker that is not running, or that sits idle while its queue has
+   * waiting jobs it is allowed to take, is replaced.
+   */
+  async check(intervalMs: number): Promise<void> {
+    const worker = this.worker;
+    if (!worker || this.stopping || this.recovering) return;
+    this.recovering = true;
+    try {
+      const recovered = await this.orphans.sweep();
+      if (recovered.length > 0)
+        this.logger.warn({ jobIds: recovered }, 'orphaned jobs moved back to waiting');
+      let reason: string | undefined;
+      if (!worker.isRunning()) {
+        reason = 'worker stopped';
+      } else if (this.inFlightTokens.size === 0 && Date.now() - this.lastProgress > 2 * intervalMs) {
+        if (this.breaker.state !== 'closed') return;
+        const [waiting, limitTtl] = await Promise.all([
+          this.queue.getWaitingCount(),
+          this.queue.getRateLimitTtl(this.lane.rateLimit?.max ?? UNLIMITED.max),
+        ]);
+        if (waiting > 0 && limitTtl <= 0 && !this.stopping) reason = `idle with ${waiting} waiting jobs`;
+        else this.lastProgress = Date.now();
+      }
+      if (!reason) return;
+      this.logger.warn({ reason }, 'restarting delivery worker');
+      this.worker = this.createWorker();
+      this.lastProgress = Date.now();
+      // Nothing is in flight on the old worker, so forcing its close loses no delivery.
+      await worker.close(true).catch((err: unknown) => this.logger.debug({ err }, 'old worker close'));
+    } catch (err) {
+      this.logger.debug({ err }, 'watchdog check failed');
+    } finally {
+      this.recovering = false;
+    }
+  }
+
+  async stopWorker(): Promise<void> {
+    this.stopping = true;
+    // BullMQ's close waits for Redis even with nothing running (for ever while it is away); with
+    // nothing running there is nothing to wait for, so close without waiting then.
+    const idle = this.inFlightTokens.size === 0 && this.directRuns.size === 0;
+    const force = idle && this.connection.status !== 'ready';
+    await Promise.all([this.worker?.close(force), ...[...this.directRuns.values()].map((d) => d.run)]);
+    clearInterval(this.leaseTimer);
+  }
+
+  /** Aborts in-flight requests; each processor then returns its job to waiting (see `process`). */
+  handBack(): void {
+    this.shutdownController.abort();
+  }
+
+  async release(): Promise<void> {
+    clearInterval(this.leaseTimer);
+    await Promise.allSettled([this.queue.close(), this.destination.close()]);
+    this.connection.disconnect();
+  }
+
+  private createWorker(): Worker<DeliveryJobData> {
+    const worker = new Worker<DeliveryJobData>(
+      this.lane.queue,
+      (job, token, signal) => this.process(job, token, signal),
+      {
+        connection: this.connection,
+        prefix: this.config.redis.prefix,
+        concurrency: this.lane.concurrency,
+        limiter: this.lane.rateLimit
+          ? { max: this.lane.rateLimit.max, duration: this.lane.rateLimit.duration }
+          : UNLIMITED,
+        maxStalledCount: MAX_STALLED_COUNT,
+        lockDuration: LOCK_DURATION_MS,
+        stalledInterval: STALLED_INTERVAL_MS,
+        // BullMQ's default waits 15 s before retrying a Redis call that failed (e.g. completing a job
+        // across a Redis restart); a short retry keeps deliveries flowing right after Redis returns.
+        runRetryDelay: 1000,
+        autorun: false,
+        settings: {
+          // The delay was decided with the outcome (settleEventJob); the schedule covers anything else.
+          backoffStrategy: (attemptsMade, _type, err, job) =>
+            err instanceof DeliveryRetryableError && err.details.delayMs !== undefined
+              ? err.details.delayMs
+              : retryDelay(this.policy, attemptsMade + attemptsBefore(job?.data), undefined),
+        },
+      },
+    );
+    this.workerIds.add(worker.id);
+    worker.on('error', (err) =>
+      this.failureLog.log(`worker: ${err.message}`, (repeats) =>
+        this.logger.warn({ err, ...repeats }, 'delivery worker error'),
+      ),
+    );
+    worker.on('active', () => (this.lastProgress = Date.now()));
+    worker.on('drained', () => (this.lastProgress = Date.now()));
+    worker.run().catch((err: unknown) => this.logger.error({ err }, 'delivery worker stopped'));
+    return worker;
+  }
+
+  /**
+   * The job's first try, as a worker would make it; then the job, delayed until now, is removed. If
+   * that removal fails, or this process dies first, a worker runs the job once its lease is up and
+   * sends again what this try delivered: duplicates with the same event id, never a loss. It does
+   * not touch `lastProgress`: the watchdog must still notice a worker that stopped fetching.
+   */
+  private async deliverDirect(jobId: string, data: BatchJobData): Promise<void> {
+    try {
+      await this.processBatch(jobId, data, undefined);
+      await this.queue.remove(jobId);
+    } catch (err) {
+      this.logger.warn(
+        { jobId, err },
+        'direct delivery not recorded; a worker runs the job when its lease ends',
+      );
+    }
+  }
+
+  private renewLeases(): void {
+    const now = Date.now();
+    for (const [jobId, direct] of this.directRuns) {
+      if (now - direct.leasedAt < DIRECT_LEASE_MS / 2) continue;
+      direct.leasedAt = now;
+      new Job(this.queue, BATCH_JOB_NAME, {}, {}, jobId)
+        .changeDelay(DIRECT_LEASE_MS)
+        .catch((err: unknown) => this.logger.debug({ jobId, err }, 'could not renew a lease'));
+    }
+  }
+
+  private async process(
+    job: Job<DeliveryJobData>,
+    token: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    const tracked = token ?? '';
+    this.inFlightTokens.add(tracked);
+    // Every request in flight listens on it; Permits bound how many, so no listener leak to warn about.
+    if (signal) setMaxListeners(0, signal);
+    try {
+      const data = job.data;
+      if (isBatch(data)) await this.processBatch(job.id ?? '', data, signal);
+      else await this.processEvent(job as Job<EventJobData>, data, signal);
+    } finally {
+      this.inFlightTokens.delete(tracked);
+      this.lastProgress = Date.now();
+    }
+  }
+
+  /**
+   * Every event this job owns gets one try, in parallel within the destination's concurrency. The
+   * job completes once each event is delivered or has its own event job (retry, dead letter, or held
+   * back by the breaker or by shutdown); it fails only if those cannot be added, and is then run
+   * again, sending again what it had delivered (duplicates with the same event id, never a loss).
+   */
+  private async processBatch(
+    jobId: string,
+    data: BatchJobData,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    const owned = await this.claims.claim(jobId, data.events);
+    const mine = data.events.filter((_, i) => owned[i]);
+    if (mine.length < data.events.length)
+      this.metrics.eventsDeduplicated.inc(data.events.length - mine.length);
+    const results = await Promise.all(mine.map((event) => this.attempt(event, signal)));
+    const followUps: EventJobSpec[] = [];
+    let holdMs = 0;
+    results.forEach((result, i) => {
+      const event = mine[i]!;
+      const next = decide(result, 1, this.policy);
+      this.record(event, next);
+      if (next.step === 'hold') holdMs = Math.max(holdMs, next.waitMs);
+      const followUp = this.followUp(next, `${event.id}-${jobId}`, event);
+      if (followUp) followUps.push(followUp);
+    });
+    if (holdMs > 0) await this.pauseQueue(holdMs);
+    if (followUps.length > 0) await this.queue.addBulk(followUps);
+  }
+
+  /** An event on its own: BullMQ's attempts and the decided delays carry it through its retries. */
+  private async processEvent(
+    job: Job<EventJobData>,
+    event: EventJobData,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    // Already reported when its batch's try was refused for good or ran out of schedule.
+    if (event.deadLetter !== undefined) throw new UnrecoverableError(event.deadLetter);
+    const result = await this.attempt(event, signal);
+    // Counted with the batch's try, which BullMQ's own attempt count does not include.
+    const next = decide(result, attemptsBefore(event) + job.attemptsMade + 1, this.policy);
+    this.record(event, next);
+    await this.settleEventJob(next, job.id);
+  }
+
+  /** The batch path's answer: the event job that carries `next` on, if any. */
+  private followUp(next: Next, jobId: string, event: DeliveryEvent): EventJobSpec | undefined {
+    switch (next.step) {
+      case 'done':
+        return undefined;
+      case 'hold':
+      case 'hand-back':
+        return this.eventJob(jobId, event, 0);
+      case 'retry':
+        return this.eventJob(jobId, event, next.attempt, { delay: next.delayMs });
+      case 'dead':
+        return this.eventJob(jobId, event, next.attempt, { deadLetter: next.failure.reason });
+    }
+  }
+
+  /** The single-event path's answer, in BullMQ's terms: return, or throw what makes BullMQ do `next`. */
+  private async settleEventJob(next: Next, jobId: string | undefined): Promise<void> {
+    switch (next.step) {
+      case 'done':
+        return;
+      case 'hold':
+        // Back to waiting without using an attempt; the queue-wide limit keeps every replica off it.
+        await this.pauseQueue(next.waitMs);
+        throw Worker.RateLimitError();
+      case 'hand-back':
+        this.logger.info({ jobId }, 'delivery interrupted by shutdown; job handed back');
+        throw Worker.RateLimitError();
+      case 'retry':
+        throw new DeliveryRetryableError(next.failure.reason, { delayMs: next.delayMs });
+      case 'dead':
+        throw new UnrecoverableError(next.failure.reason);
+    }
+  }
+
+  /** One try: a permit, the breaker's word, the send; the breaker and metrics learn what it returned. */
+  private async attempt(event: DeliveryEvent, signal: AbortSignal | undefined): Promise<AttemptResult> {
+    await this.permits.acquire();
+    try {
+      const admission = this.breaker.admit();
+      if (!admission.allowed) return { kind: 'held', waitMs: admission.waitMs };
+      const signals = signal ? [signal, this.shutdownController.signal] : [this.shutdownController.signal];
+      const started = performance.now();
+      const outcome = await this.destination.send(event, signals);
+      const verdict = breakerVerdict(outcome);
+      if (verdict === 'released') {
+        this.breaker.released(admission.probe);
+        return outcome;
+      }
+      const destination = this.lane.id;
+      this.metrics.deliveryDuration.observe({ destination }, (performance.now() - started) / 1000);
+      if (verdict === 'succeeded') {
+        this.breaker.succeeded(admission.probe);
+        // Delivered or refused for good: either way the far end answered; failing to lift the pause
+        // early must not fail anything.
+        if (admission.probe) {
+          await this.queue
+            .removeRateLimitKey()
+            .catch((err: unknown) => this.logger.debug({ err }, 'could not lift the breaker pause'));
+        }
+      } else {
+        this.breaker.failed(admission.probe);
+        const remaining = this.breaker.remainingMs();
+        if (remaining > 0) await this.pauseQueue(remaining);
+      }
+      return outcome;
+    } finally {
+      this.permits.release();
+    }
+  }
+
+  /** Metrics, `lastError` and the log line for what happens next to `event`. */
+  private record(event: DeliveryEvent, next: Next): void {
+    const destination = this.lane.id;
+    if (next.step === 'done') {
+      this.metrics.deliveries.inc({ destination, outcome: 'delivered' });
+      this.metrics.eventLatency.observe({ destination }, Math.max(0, Date.now() - event.receivedAt) / 1000);
+      return;
+    }
+    if (next.step !== 'retry' && next.step !== 'dead') return;
+    this.metrics.deliveries.inc({ destination, outcome: next.step });
+    const { reason, status, response } = next.failure;
+    this.lastError = { at: new Date().toISOString(), message: reason };
+    const verdict = next.step === 'retry' ? 'retry' : next.why;
+    this.failureLog.log(`${verdict}: ${reason}`, (repeats) => {
+      const fields = { eventId: event.id, attempt: next.attempt, status, response, ...repeats };
+      if (next.step === 'retry') {
+        const err = new DeliveryRetryableError(reason, { delayMs: next.delayMs, status, response });
+        this.logger.warn({ ...fields, err }, 'delivery failed; will retry');
+      } else if (next.why === 'exhausted') {
+        const err = new DeliveryRetryableError(reason, { status, response });
+        this.logger.warn({ ...fields, err }, 'delivery failed; schedule exhausted, dead-lettered');
+      } else {
+        const err = new DeliveryPermanentError(reason, { status, response });
+        this.logger.warn({ ...fields, err }, 'dead-lettered');
+      }
+    });
+  }
+
+  private eventJob(
+    jobId: string,
+    event: DeliveryEvent,
+    tried: number,
+    extra: { deadLetter?: string; delay?: number } = {},
+  ): EventJobSpec {
+    const { id, type, account, receivedAt, body, room } = event;
+    const data: EventJobData = {
+      id,
+      type,
+      account,
+      receivedAt,
+      body,
+      ...(room !== undefined ? { room } : {}),
+      ...(tried > 0 ? { attemptsBefore: tried } : {}),
+      ...(extra.deadLetter !== undefined ? { deadLetter: extra.deadLetter } : {}),
+    };
+    const opts = { ...eventJobOptions(this.lane), jobId };
+    return { name: type, data, opts: extra.delay ? { ...opts, delay: extra.delay } : opts };
+  }
+
+  /** A pause that cannot be set (Redis away) is only logged: the breaker still holds this process's jobs back. */
+  private async pauseQueue(ms: number): Promise<void> {
+    try {
+      await this.queue.rateLimit(ms);
+    } catch (err) {
+      this.logger.debug({ err }, 'could not pause the queue for the breaker');
+    }
+  }
+}
