@@ -2,14 +2,13 @@ import { Queue } from 'bullmq';
 import { describe, expect, it } from 'vitest';
 import { destinationsOf } from '../../src/config/destinations.js';
 import type { BridgeConfig } from '../../src/config/schema.js';
-import { DeliveryWorkers } from '../../src/deliver/workers.js';
-import { Enqueuer, type DirectDelivery } from '../../src/queue/enqueuer.js';
+import type { DirectDelivery } from '../../src/queue/enqueuer.js';
 import type { DeliveryJobData } from '../../src/queue/job.js';
 import { queueName } from '../../src/queue/names.js';
 import type { RelayedEvent } from '../../src/route/event.js';
 import { WebhookReceiver } from '../support/receiver.js';
 import { RedisServer, waitFor } from '../support/redis.js';
-import { SECRET_A, eventId, redisSuite, silentDeps, testConfig } from './fixtures.js';
+import { SECRET_A, eventId, redisSuite, startAllInOne, testConfig } from './fixtures.js';
 
 const redis = redisSuite();
 
@@ -19,46 +18,32 @@ async function oneProcess(webhook: Record<string, unknown> = {}, target = redis.
   const config: BridgeConfig = testConfig(target, [
     { id: 'hook', url: receiver.url, secret: SECRET_A, ...webhook },
   ]);
-  const { logger, metrics } = silentDeps();
-  const workers = new DeliveryWorkers({ config, logger, metrics });
-  const enqueuer = new Enqueuer({
-    redisUrl: config.redis.url,
-    prefix: config.redis.prefix,
-    destinations: destinationsOf(config),
-    dedupWindowMs: config.dedupWindow,
-    bufferEvents: 1000,
-    logger,
-    metrics,
-    directDelivery: (id) => {
-      const lane = workers.direct(id);
-      return lane && { leaseMs: lane.leaseMs, reserve: () => counted(lane) };
+  const slots = { cancelled: 0 };
+  const counted = (lane: DirectDelivery): DirectDelivery => ({
+    leaseMs: lane.leaseMs,
+    reserve: () => {
+      const slot = lane.reserve();
+      return (
+        slot && {
+          deliver: slot.deliver,
+          cancel: () => {
+            slots.cancelled++;
+            slot.cancel();
+          },
+        }
+      );
     },
   });
-  const slots = { cancelled: 0 };
-  const counted = (lane: DirectDelivery) => {
-    const slot = lane.reserve();
-    return (
-      slot && {
-        deliver: slot.deliver,
-        cancel: () => {
-          slots.cancelled++;
-          slot.cancel();
-        },
-      }
-    );
-  };
+  const { enqueuer } = startAllInOne(config, redis, { direct: counted });
   const queue = new Queue<DeliveryJobData>(queueName('hook'), {
     connection: { url: config.redis.url },
     prefix: config.redis.prefix,
   });
   queue.on('error', () => {});
   redis.defer(async () => {
-    await enqueuer.close();
-    await workers.close(1000);
     await queue.close();
     await receiver.close();
   });
-  workers.start();
   const send = (n: number) => {
     const event: RelayedEvent = {
       id: eventId(),

@@ -3,7 +3,9 @@ import { Queue } from 'bullmq';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import { BridgeMetrics } from '../../src/admin/metrics.js';
+import { destinationsOf } from '../../src/config/destinations.js';
 import { DeliveryWorkers } from '../../src/deliver/workers.js';
+import { Enqueuer, type DirectDelivery } from '../../src/queue/enqueuer.js';
 import { configSchema, type BridgeConfig } from '../../src/config/schema.js';
 import { batchJob, type DeliveryEvent, type DeliveryJobData } from '../../src/queue/job.js';
 import { queueName } from '../../src/queue/names.js';
@@ -160,4 +162,37 @@ export function startDelivery(
   });
   workers.start();
   return { workers, producer, metrics: deps.metrics };
+}
+
+/**
+ * Ingest's Enqueuer and the delivery workers in one process, wired as `--role all` wires them: what
+ * ingest lands, its own lane sends. `direct` can wrap the lane (to count its slots); both are closed
+ * after the test.
+ */
+export function startAllInOne(
+  config: BridgeConfig,
+  suite: ReturnType<typeof redisSuite>,
+  options: { direct?: (lane: DirectDelivery) => DirectDelivery } = {},
+): { enqueuer: Enqueuer; workers: DeliveryWorkers; metrics: BridgeMetrics } {
+  const { logger, metrics } = silentDeps();
+  const workers = new DeliveryWorkers({ config, logger, metrics });
+  const enqueuer = new Enqueuer({
+    redisUrl: config.redis.url,
+    prefix: config.redis.prefix,
+    destinations: destinationsOf(config),
+    dedupWindowMs: config.dedupWindow,
+    bufferEvents: 1000,
+    logger,
+    metrics,
+    directDelivery: (id) => {
+      const lane = workers.direct(id);
+      return lane && (options.direct ? options.direct(lane) : lane);
+    },
+  });
+  suite.defer(async () => {
+    await enqueuer.close();
+    await workers.close(1000);
+  });
+  workers.start();
+  return { enqueuer, workers, metrics };
 }

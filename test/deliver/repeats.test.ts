@@ -4,15 +4,14 @@ import type { BridgeMetrics } from '../../src/admin/metrics.js';
 import { destinationsOf } from '../../src/config/destinations.js';
 import type { BridgeConfig } from '../../src/config/schema.js';
 import { DeliveryClaims } from '../../src/deliver/claims.js';
-import { DeliveryWorkers } from '../../src/deliver/workers.js';
-import { Enqueuer } from '../../src/queue/enqueuer.js';
+import type { Enqueuer } from '../../src/queue/enqueuer.js';
 import { queueName } from '../../src/queue/names.js';
 import type { DeliveryEvent } from '../../src/queue/job.js';
 import { eventIdentity } from '../../src/route/event-id.js';
 import type { RelayedEvent } from '../../src/route/event.js';
 import { WebhookReceiver } from '../support/receiver.js';
 import { waitFor } from '../support/redis.js';
-import { SECRET_A, TestProducer, redisSuite, silentDeps, startDelivery, testConfig } from './fixtures.js';
+import { SECRET_A, TestProducer, redisSuite, startAllInOne, startDelivery, testConfig } from './fixtures.js';
 
 const redis = redisSuite();
 
@@ -42,24 +41,7 @@ async function setup() {
 
 /** One `--role all` process: ingest's Enqueuer sends what it lands through its own delivery lane. */
 function allInOne(config: BridgeConfig): { enqueuer: Enqueuer; metrics: BridgeMetrics } {
-  const { logger, metrics } = silentDeps();
-  const workers = new DeliveryWorkers({ config, logger, metrics });
-  const enqueuer = new Enqueuer({
-    redisUrl: config.redis.url,
-    prefix: config.redis.prefix,
-    destinations: destinationsOf(config),
-    dedupWindowMs: config.dedupWindow,
-    bufferEvents: 1000,
-    logger,
-    metrics,
-    directDelivery: (id) => workers.direct(id),
-  });
-  redis.defer(async () => {
-    await enqueuer.close();
-    await workers.close(1000);
-  });
-  workers.start();
-  return { enqueuer, metrics };
+  return startAllInOne(config, redis);
 }
 
 async function deduplicated(metrics: BridgeMetrics): Promise<number> {

@@ -5,13 +5,11 @@ import { destinationsOf } from '../../src/config/destinations.js';
 import type { BridgeConfig } from '../../src/config/schema.js';
 import type { Destination, DestinationKind, SendOutcome } from '../../src/deliver/destination.js';
 import { registerKind } from '../../src/deliver/registry.js';
-import { DeliveryWorkers } from '../../src/deliver/workers.js';
 import { listDeadLetters, replayDeadLetters } from '../../src/dlq/dead-letters.js';
-import { Enqueuer } from '../../src/queue/enqueuer.js';
 import type { DeliveryEvent } from '../../src/queue/job.js';
 import type { RelayedEvent } from '../../src/route/event.js';
 import { waitFor } from '../support/redis.js';
-import { eventId, redisSuite, silentDeps, testConfig } from './fixtures.js';
+import { eventId, redisSuite, startAllInOne, testConfig } from './fixtures.js';
 
 /**
  * A kind that lives only in this test: it keeps what it is sent, and answers what `answer` says.
@@ -72,23 +70,7 @@ function oneProcess(): {
       },
     ],
   } as unknown as BridgeConfig;
-  const { logger, metrics } = silentDeps();
-  const workers = new DeliveryWorkers({ config, logger, metrics });
-  const enqueuer = new Enqueuer({
-    redisUrl: config.redis.url,
-    prefix: config.redis.prefix,
-    destinations: destinationsOf(config),
-    dedupWindowMs: config.dedupWindow,
-    bufferEvents: 1000,
-    logger,
-    metrics,
-    directDelivery: (id) => workers.direct(id),
-  });
-  redis.defer(async () => {
-    await enqueuer.close();
-    await workers.close(1000);
-  });
-  workers.start();
+  const { enqueuer, metrics } = startAllInOne(config, redis);
   const send = async (n: number, type = 'typing') => {
     const events: RelayedEvent[] = Array.from({ length: n }, (_, i) => ({
       id: eventId(),
