@@ -7,6 +7,7 @@ import type { BridgeConfig, LaneConfig } from './schema.js';
  */
 export interface DestinationConfig extends LaneConfig {
   readonly type: string;
+  /** The bridge's own BullMQ queue for it; not `queue`, which is a kind's key (the bullmq kind's target). */
   readonly jobQueue: string;
 }
 
