@@ -7,7 +7,8 @@ import type { BridgeConfig, LaneConfig } from './schema.js';
  */
 export interface DestinationConfig extends LaneConfig {
   readonly type: string;
-  readonly queue: string;
+  /** The bridge's own BullMQ queue for it; not `queue`, which is a kind's key (the bullmq kind's target). */
+  readonly jobQueue: string;
 }
 
 const lists = new WeakMap<BridgeConfig, readonly DestinationConfig[]>();
@@ -21,9 +22,11 @@ export function destinationsOf(config: BridgeConfig): readonly DestinationConfig
   let list = lists.get(config);
   if (!list) {
     list = Object.freeze([
-      ...config.webhooks.map((w) => Object.freeze({ ...w, type: 'http', queue: queueName(w.id, 'webhook') })),
+      ...config.webhooks.map((w) =>
+        Object.freeze({ ...w, type: 'http', jobQueue: queueName(w.id, 'webhook') }),
+      ),
       ...(config.destinations as readonly (LaneConfig & { type: string })[]).map((d) =>
-        Object.freeze({ ...d, queue: queueName(d.id, 'destination') }),
+        Object.freeze({ ...d, jobQueue: queueName(d.id, 'destination') }),
       ),
     ]);
     lists.set(config, list);

@@ -106,13 +106,13 @@ export class DestinationLane implements DirectDelivery {
       name: `imkit-bridge-deliver-${lane.id}`,
     });
     this.connection.on('error', (err) => this.logger.debug({ err }, 'redis connection error'));
-    this.queue = new Queue(lane.queue, {
+    this.queue = new Queue(lane.jobQueue, {
       connection: this.connection,
       prefix: config.redis.prefix,
     });
     this.queue.on('error', (err) => this.logger.debug({ err }, 'queue error'));
     setMaxListeners(0, this.shutdownController.signal);
-    this.claims = new DeliveryClaims(this.connection, config.redis.prefix, lane.queue, {
+    this.claims = new DeliveryClaims(this.connection, config.redis.prefix, lane.jobQueue, {
       dedupMs: config.dedupWindow,
       repeatMs: config.repeatWindow,
     });
@@ -249,7 +249,7 @@ export class DestinationLane implements DirectDelivery {
 
   private createWorker(): Worker<DeliveryJobData> {
     const worker = new Worker<DeliveryJobData>(
-      this.lane.queue,
+      this.lane.jobQueue,
       (job, token, signal) => this.process(job, token, signal),
       {
         connection: this.connection,

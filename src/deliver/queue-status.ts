@@ -36,7 +36,7 @@ export class QueueStatusReader {
     this.connectionError = trackConnectionErrors(this.connection);
     this.queues = new Map(
       destinationsOf(config).map((d) => {
-        const queue = new Queue<DeliveryJobData>(d.queue, {
+        const queue = new Queue<DeliveryJobData>(d.jobQueue, {
           connection: this.connection,
           prefix: config.redis.prefix,
         });

@@ -249,7 +249,7 @@ async function withQueues<T>(
   const queues = all
     .filter((d) => only === undefined || d.id === only)
     .map((d): DestinationQueue => {
-      const queue = new Queue<DeliveryJobData>(d.queue, { connection, prefix: config.redis.prefix });
+      const queue = new Queue<DeliveryJobData>(d.jobQueue, { connection, prefix: config.redis.prefix });
       queue.on('error', () => {});
       return { destination: d.id, type: d.type, queue };
     });

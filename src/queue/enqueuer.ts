@@ -38,7 +38,7 @@ export interface EnqueuerOptions {
 }
 
 /** What the Enqueuer needs of a destination: its id and its queue. */
-export type QueueTarget = Pick<DestinationConfig, 'id' | 'queue'>;
+export type QueueTarget = Pick<DestinationConfig, 'id' | 'jobQueue'>;
 
 /**
  * A delivery lane in the same process that sends a batch job itself as soon as Redis holds it,
@@ -521,7 +521,7 @@ export class Enqueuer {
   private queue(target: QueueTarget): Queue<DeliveryJobData> {
     let queue = this.queues.get(target.id);
     if (!queue) {
-      queue = new Queue<DeliveryJobData>(target.queue, {
+      queue = new Queue<DeliveryJobData>(target.jobQueue, {
         connection: this.connection,
         prefix: this.options.prefix,
         // Init must not wait for or probe Redis: writes fail fast and are retried by the flush loop.

@@ -96,7 +96,7 @@ describe('a destination kind registered from outside delivery', () => {
     memory.received.length = 0;
     memory.answer = () => ({ kind: 'delivered' });
     const { config, send, metrics } = oneProcess();
-    expect(destinationsOf(config).map((d) => d.queue)).toEqual(['destination-mem']);
+    expect(destinationsOf(config).map((d) => d.jobQueue)).toEqual(['destination-mem']);
     const ids = await send(20);
     await waitFor(async () => memory.received.length >= 20, { what: '20 events received' });
     expect(receivedIds()).toEqual([...ids].sort());

@@ -23,7 +23,7 @@ function webhook(id: string, schedule = [10, 20, 30]): DestinationConfig {
     accounts: ['*'],
     events: ['*'],
     retry: { schedule, jitter: 0 },
-    queue: queueName(id),
+    jobQueue: queueName(id),
   } as unknown as DestinationConfig;
 }
 const hooks = [webhook('a'), webhook('b', [5])];

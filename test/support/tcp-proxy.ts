@@ -4,6 +4,8 @@ interface Pair {
   client: Socket;
   upstream: Socket;
   frozen: boolean;
+  /** Requests still reach the target; only its answers are dropped. */
+  repliesFrozen: boolean;
 }
 
 /**
@@ -22,13 +24,13 @@ export class TcpProxy {
   private constructor(targetPort: number, targetHost: string) {
     this.server = createServer((client) => {
       const upstream = connect(targetPort, targetHost);
-      const pair: Pair = { client, upstream, frozen: false };
+      const pair: Pair = { client, upstream, frozen: false, repliesFrozen: false };
       this.pairs.add(pair);
       client.on('data', (chunk) => {
         if (!pair.frozen) upstream.write(chunk);
       });
       upstream.on('data', (chunk) => {
-        if (!pair.frozen) client.write(chunk);
+        if (!pair.frozen && !pair.repliesFrozen) client.write(chunk);
       });
       // A frozen pair passes no close either: the far side must keep believing the link is up.
       const end = (other: Socket) => () => {
@@ -68,6 +70,14 @@ export class TcpProxy {
   /** Freezes every connection open now. */
   freeze(): void {
     for (const pair of this.pairs) pair.frozen = true;
+  }
+
+  /**
+   * Drops what the target sends back on every connection open now, while what the client sends still
+   * arrives: a request is carried out but its answer (an ack, a reply) is lost.
+   */
+  freezeReplies(): void {
+    for (const pair of this.pairs) pair.repliesFrozen = true;
   }
 
   /** Resets every connection open now (frozen ones too), as a dropped network path would. */
