@@ -298,7 +298,7 @@ function report(r: {
       delivered: v.delivered,
       lost: v.lost.length,
       duplicates: v.duplicates,
-      sameWebhookId: v.idMismatches === 0,
+      sameId: v.idMismatches === 0,
       unverified: v.unverified,
       unexpected: v.unexpected.length,
       deadLettered: r.deadMatches[i]!.listed,
@@ -312,7 +312,7 @@ function report(r: {
   const lost = rows.reduce((n, row) => n + row.lost, 0);
   const checks = {
     noLoss: lost === 0,
-    sameIdOnEveryCopy: rows.every((row) => row.sameWebhookId),
+    sameIdOnEveryCopy: rows.every((row) => row.sameId),
     // JetStream (Nats-Msg-Id within the duplicate window) and the redis-stream marker keep repeats out.
     brokersStoredEachEventOnce: rows.every((row) => row.type === 'webhook' || row.duplicates === 0),
     signaturesVerified: rows.every((row) => row.unverified === 0),
@@ -333,7 +333,7 @@ function report(r: {
     const copies = row.type === 'webhook' ? 'duplicate deliveries' : 'duplicates stored';
     console.log(
       `${row.destination} (${row.type}): sent ${row.sent}, delivered ${row.delivered}, lost ${row.lost}, ${copies} ${row.duplicates} ` +
-        `(${row.sameWebhookId ? `every copy carried the same ${idName}` : `SOME COPIES CARRIED ANOTHER ${idName}`}), ` +
+        `(${row.sameId ? `every copy carried the same ${idName}` : `SOME COPIES CARRIED ANOTHER ${idName}`}), ` +
         `dead-lettered ${row.deadLettered} (${row.deadAsExpected ? 'exactly the 410 answers' : 'NOT what the faults made permanent'}), ` +
         `delay p50 ${row.p50DelayMs} ms, p99 ${row.p99DelayMs} ms, longest ${row.maxDelayMs} ms`,
     );
