@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runCli } from '../test/support/bridge-process.js';
+import { natsServerBinary } from '../test/support/nats-server.js';
 import { hasRedisServer, waitFor } from '../test/support/redis.js';
 import type { Receipt } from './soak/brokers.js';
 import { SoakCluster, type SoakAccount, type SoakBroker, type SoakWebhook } from './soak/cluster.js';
@@ -103,6 +104,8 @@ async function main(): Promise<number> {
   const opts = options();
   if (!hasRedisServer())
     throw new Error('the soak needs redis-server on PATH (apt-get install redis-server)');
+  if (!natsServerBinary())
+    throw new Error('the soak needs nats-server (apt-get install nats-server, or NATS_SERVER_BIN)');
   const dir = mkdtempSync(join(tmpdir(), 'imkit-bridge-soak-'));
   const rng = new Rng(opts.seed);
   const planned = planFaults(rng.fork(), {
