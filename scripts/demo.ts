@@ -9,6 +9,12 @@
  *                                 are verified: exit 0, or 1 if not within 60 s + 20 ms per event
  *   npm run demo -- --keep        leave everything running as a playground: prints the config file,
  *                                 the admin URLs, the log and how to send more events; Ctrl-C stops
+ *   npm run demo -- --destination redis-stream|nats|amqp|bullmq
+ *                                 also deliver to a broker destination of that type and print each
+ *                                 event as it lands there: redis-stream (XREAD, the demo's Redis),
+ *                                 nats (a private nats-server, or NATS_URL), amqp (AMQP_URL, default
+ *                                 the local RabbitMQ: a demo exchange and queue), bullmq (a Worker on
+ *                                 a queue in the demo's Redis); --events N then counts both
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, openSync, writeFileSync } from 'node:fs';
@@ -18,8 +24,14 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ImkitSimulator } from '../test/sim/imkit-simulator.js';
-import { WebhookReceiver, type ReceivedRequest } from '../test/support/receiver.js';
+import { WebhookReceiver } from '../test/support/receiver.js';
 import { RedisServer, freePort, hasRedisServer } from '../test/support/redis.js';
+import {
+  DEMO_DESTINATION_TYPES,
+  startBrokerSink,
+  type BrokerSink,
+  type DemoDestinationType,
+} from './demo/broker-sink.js';
 
 const BASE_DEADLINE_MS = 60_000;
 const DEADLINE_MS_PER_EVENT = 20;
@@ -34,10 +46,17 @@ const ROOM = 'room-launch';
 const MEMBERS = [BOT, 'alice', 'bob'];
 const CLI = resolve(import.meta.dirname, '../dist/cli.js');
 
-const { values } = parseArgs({ options: { events: { type: 'string' }, keep: { type: 'boolean' } } });
+const { values } = parseArgs({
+  options: { events: { type: 'string' }, keep: { type: 'boolean' }, destination: { type: 'string' } },
+});
 const wanted = values.events === undefined ? undefined : Number(values.events);
 if (wanted !== undefined && (!Number.isInteger(wanted) || wanted < 1)) {
   console.error('--events takes a positive whole number');
+  process.exit(1);
+}
+const destinationType = values.destination as DemoDestinationType | undefined;
+if (destinationType !== undefined && !DEMO_DESTINATION_TYPES.includes(destinationType)) {
+  console.error(`--destination takes one of ${DEMO_DESTINATION_TYPES.join(', ')}`);
   process.exit(1);
 }
 const keep = values.keep ?? false;
@@ -58,6 +77,27 @@ const tokenFile = join(dir, `${BOT}.token`);
 writeFileSync(tokenFile, sim.issueToken(BOT));
 const adminPort = await freePort();
 const adminUrl = `http://127.0.0.1:${adminPort}`;
+let broker: BrokerSink | undefined;
+try {
+  broker = destinationType
+    ? await startBrokerSink(destinationType, { redisUrl, tag: `imkit-demo-${process.pid}` })
+    : undefined;
+} catch (err) {
+  console.error((err as Error).message);
+  await Promise.all([sink.close(), sim.close(), redis?.close()]);
+  process.exit(1);
+}
+/** The broker destination's entry in bridge.yaml: the same events as the webhook sink. */
+const destinationsYaml = broker
+  ? `destinations:
+  - id: demo-${broker.type}
+    type: ${broker.type}
+${Object.entries(broker.destination)
+  .map(([key, value]) => `    ${key}: ${JSON.stringify(value)}\n`)
+  .join('')}    events: ["*", "bridge.connected"]
+    retry: { schedule: [200ms, 1s, 5s] }
+`
+  : '';
 
 const configFile = join(dir, 'bridge.yaml');
 writeFileSync(
@@ -76,7 +116,7 @@ webhooks:
     secret: ${SECRET}
     events: ["*", "bridge.connected"]
     retry: { schedule: [200ms, 1s, 5s] }
-log: { level: info }
+${destinationsYaml}log: { level: info }
 `,
 );
 const logFile = join(dir, 'bridge.log');
@@ -88,6 +128,7 @@ let bridgeExit: number | null | undefined;
 bridge.once('exit', (code) => (bridgeExit = code));
 
 console.log(`imkit-bridge demo: simulator ${sim.url}, sink ${sink.url}, redis ${redisUrl}`);
+if (broker) console.log(`broker destination demo-${broker.type}: ${broker.where}`);
 console.log(`bridge config ${configFile}, log ${logFile}\n`);
 
 const started = Date.now();
@@ -95,6 +136,9 @@ let printed = 0;
 const seen = new Set<string>();
 let unverified = 0;
 let duplicates = 0;
+let printedLandings = 0;
+const landedIds = new Set<string>();
+let landedDuplicates = 0;
 let stopping: Promise<void> | undefined;
 
 /** The few payload fields the demo prints; IMKIT payloads carry more. */
@@ -113,8 +157,9 @@ function senderOf(d: DemoData): string {
   return typeof d.sender === 'string' ? d.sender : (d.sender?._id ?? 'someone');
 }
 
-function describe(request: ReceivedRequest): string {
-  const body = JSON.parse(request.body) as {
+/** One line for an event that arrived at `at` (ms): what it was and how long after receipt. */
+function describe(rawBody: string, at: number): string {
+  const body = JSON.parse(rawBody) as {
     id: string;
     type: string;
     timestamp: string;
@@ -132,8 +177,8 @@ function describe(request: ReceivedRequest): string {
   else if (body.type === 'typing') what = `${senderOf(d)} is typing in ${d.room}`;
   else if (body.type === 'bridge.connected') what = `session live`;
   else what = JSON.stringify(d).slice(0, 60);
-  const latency = request.at - Date.parse(body.timestamp);
-  return `${request.verified ? 'verified' : 'UNVERIFIED'}  ${body.id}  ${body.type.padEnd(16)} ${what}  (${latency} ms)`;
+  const latency = at - Date.parse(body.timestamp);
+  return `${body.id}  ${body.type.padEnd(16)} ${what}  (${latency} ms)`;
 }
 
 function drainPrints(): void {
@@ -144,8 +189,20 @@ function drainPrints(): void {
     if (seen.has(id)) duplicates++;
     seen.add(id);
     if (!request.verified) unverified++;
-    console.log(describe(request));
+    console.log(`${request.verified ? 'verified' : 'UNVERIFIED'}  ${describe(request.body, request.at)}`);
   }
+  for (; broker && printedLandings < broker.landed.length; printedLandings++) {
+    const landing = broker.landed[printedLandings]!;
+    const id = String(landing.id);
+    if (landedIds.has(id)) landedDuplicates++;
+    landedIds.add(id);
+    console.log(`landed in ${broker.type}  ${describe(landing.body, landing.at)}`);
+  }
+}
+
+/** Events delivered everywhere the demo delivers: the webhook sink and, with --destination, the broker. */
+function deliveredEverywhere(): number {
+  return broker ? Math.min(seen.size, landedIds.size) : seen.size;
 }
 
 /** Polls `check`, printing deliveries, until it holds, the deadline passes or the bridge exits. */
@@ -222,7 +279,7 @@ The demo keeps running. Everything it started:
   bridge log     ${logFile}
   admin          ${adminUrl}/status   ${adminUrl}/readyz   ${adminUrl}/metrics
   IMKIT (sim)    ${sim.url}
-  webhook sink   ${sink.url}
+  webhook sink   ${sink.url}${broker ? `\n  ${broker.type.padEnd(14)} ${broker.where}` : ''}
   redis          ${redisUrl}
 
 Try (no environment variables needed):
@@ -232,7 +289,7 @@ Try (no environment variables needed):
   ${cli} config check --config ${configFile}
   ${cli} dlq list --config ${configFile}
 
-Deliveries are printed below as they arrive. Ctrl-C stops everything.
+Deliveries${broker ? ` (and events landing in ${broker.type})` : ''} are printed below as they arrive. Ctrl-C stops everything.
 `);
 }
 
@@ -244,6 +301,7 @@ async function stopAll(control?: { close(): Promise<void> }): Promise<void> {
     if (bridgeExit === undefined) bridge.kill('SIGKILL');
   }
   await control?.close();
+  await broker?.close();
   await sink.close();
   await sim.close();
   await redis?.close();
@@ -257,7 +315,7 @@ const onSignal = () => {
 process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
 try {
-  const live = await until(() => seen.size >= 1, 20_000);
+  const live = await until(() => deliveredEverywhere() >= 1, 20_000);
   if (!live) throw new Error(`the bridge did not connect (exit ${bridgeExit ?? 'none'}); see ${logFile}`);
   const expected = 1 + playConversation();
   const target = Math.max(wanted ?? expected, expected);
@@ -269,7 +327,11 @@ try {
       say(`status update ${planned - expected + 1}: all systems nominal`, i % 2 ? 'bob' : 'alice');
     }
   };
-  const ok = await until(() => seen.size >= target, deadlineMs - (Date.now() - started), generate);
+  const ok = await until(
+    () => deliveredEverywhere() >= target,
+    deadlineMs - (Date.now() - started),
+    generate,
+  );
   const latencies = sink.requests
     .filter((r) => r.status !== undefined && r.status < 300)
     .map((r) => r.at - Date.parse((JSON.parse(r.body) as { timestamp: string }).timestamp))
@@ -279,11 +341,19 @@ try {
     `\n${seen.size} events delivered, ${seen.size - unverified} signatures verified, ${duplicates} duplicate deliveries, ` +
       `median latency ${p50} ms, in ${((Date.now() - started) / 1000).toFixed(1)} s`,
   );
+  if (broker) {
+    console.log(
+      `${landedIds.size} events landed in ${broker.type} (${broker.where}), ${landedDuplicates} duplicates`,
+    );
+  }
   if (stopping) {
     console.error('interrupted');
     code = 1;
   } else if (!ok) {
-    console.error(`expected ${target} verified deliveries within ${deadlineMs / 1000} s; see ${logFile}`);
+    const where = broker ? ` and ${target} landed in ${broker.type}` : '';
+    console.error(
+      `expected ${target} verified deliveries${where} within ${deadlineMs / 1000} s; see ${logFile}`,
+    );
     code = 1;
   } else if (unverified > 0) {
     console.error(`${unverified} deliveries failed signature verification`);

@@ -1,8 +1,10 @@
 /**
  * `npm run soak -- --minutes M --seed S`: the chaos soak. Real parts as separate processes (private
- * redis-server with AOF, IMKIT simulator, webhook receivers, two ingest replicas on the same accounts,
- * worker processes) under a steady event stream while seeded faults hit every part; then it drains,
- * checks every emitted event against what the receivers verified, and exits non-zero on any loss.
+ * redis-server with AOF, IMKIT simulator, webhook receivers, a private nats-server with a JetStream
+ * stream and a private target redis-server for the broker destinations, two ingest replicas on the
+ * same accounts, worker processes) under a steady event stream while seeded faults hit every part;
+ * then it drains, checks every emitted event against what the receivers verified and the streams
+ * stored, and exits non-zero on any loss.
  *
  *   --minutes M     traffic duration (default 1; fractions allowed)
  *   --seed S        fault and traffic seed (default 1); the same seed plans the same faults
@@ -16,12 +18,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runCli } from '../test/support/bridge-process.js';
+import { natsServerBinary } from '../test/support/nats-server.js';
 import { hasRedisServer, waitFor } from '../test/support/redis.js';
-import { SoakCluster, type SoakAccount, type SoakWebhook } from './soak/cluster.js';
+import type { Receipt } from './soak/brokers.js';
+import { SoakCluster, type SoakAccount, type SoakBroker, type SoakWebhook } from './soak/cluster.js';
 import { FaultInjector, planFaults } from './soak/faults.js';
 import { Rng } from './soak/rng.js';
 import { Ledger, TrafficGenerator } from './soak/traffic.js';
-import { judgeWebhook, percentile, readQuarantine, type WebhookVerdict } from './soak/verify.js';
+import {
+  judgeDestination,
+  percentile,
+  readQuarantine,
+  webhookReceipts,
+  type DestinationVerdict,
+} from './soak/verify.js';
 
 const ACCOUNTS: SoakAccount[] = [
   { id: 'soak-a', encoding: 'base64' },
@@ -31,6 +41,20 @@ const ACCOUNTS: SoakAccount[] = [
 const WEBHOOKS: SoakWebhook[] = [
   { id: 'everything', accounts: ['*'], events: ['*'] },
   { id: 'chats', accounts: ['soak-a', 'soak-b'], events: ['chat message'] },
+];
+/** Broker destinations, with filters of their own like the webhooks'. */
+const BROKERS: SoakBroker[] = [
+  { id: 'audit-nats', type: 'nats', accounts: ['*'], events: ['*'] },
+  {
+    id: 'audit-stream',
+    type: 'redis-stream',
+    accounts: ['soak-b', 'soak-c'],
+    events: ['chat message', 'room', 'lastRead', 'typing', 'messageDeleted'],
+  },
+];
+const DESTINATIONS: (SoakWebhook & { type: 'webhook' | SoakBroker['type'] })[] = [
+  ...WEBHOOKS.map((w) => ({ ...w, type: 'webhook' as const })),
+  ...BROKERS,
 ];
 const DRAIN_TIMEOUT_MS = 150_000;
 const REPLAY_TIMEOUT_MS = 30_000;
@@ -80,6 +104,8 @@ async function main(): Promise<number> {
   const opts = options();
   if (!hasRedisServer())
     throw new Error('the soak needs redis-server on PATH (apt-get install redis-server)');
+  if (!natsServerBinary())
+    throw new Error('the soak needs nats-server (apt-get install nats-server, or NATS_SERVER_BIN)');
   const dir = mkdtempSync(join(tmpdir(), 'imkit-bridge-soak-'));
   const rng = new Rng(opts.seed);
   const planned = planFaults(rng.fork(), {
@@ -99,6 +125,7 @@ async function main(): Promise<number> {
   const cluster = await SoakCluster.start({
     accounts: ACCOUNTS,
     webhooks: WEBHOOKS,
+    brokers: BROKERS,
     replicas: 2,
     workers: opts.workers,
     dir,
@@ -114,6 +141,12 @@ async function main(): Promise<number> {
       `cluster up: redis ${cluster.redis.url}, simulator ${cluster.sim.url}, 2 ingest + ${opts.workers} worker processes`,
     );
     const ledger = new Ledger();
+    const receiptsOf = (id: string): readonly Receipt[] => {
+      const receiver = cluster.receivers.get(id);
+      return receiver ? webhookReceipts(receiver) : cluster.collectors.get(id)!.receipts;
+    };
+    const judgeAll = () =>
+      DESTINATIONS.map((d) => judgeDestination(d, ledger.expectedFor(d), receiptsOf(d.id)));
     const traffic = new TrafficGenerator(cluster.sim, ACCOUNTS, rng.fork(), ledger, `s${opts.seed}`);
     const injector = new FaultInjector(cluster, traffic, say);
 
@@ -124,10 +157,13 @@ async function main(): Promise<number> {
       for (; emitted < due; emitted++) traffic.next();
     }, 20);
     const progress = setInterval(() => {
-      const delivered = WEBHOOKS.map(
-        (w) => `${w.id} ${cluster.receivers.get(w.id)!.deliveredIds().length}`,
-      ).join(', ');
-      say(`emitted ${ledger.emissions}, 2xx so far: ${delivered}`);
+      void cluster.refreshBrokers().then(() => {
+        const delivered = WEBHOOKS.map(
+          (w) => `${w.id} ${cluster.receivers.get(w.id)!.deliveredIds().length}`,
+        ).join(', ');
+        const stored = BROKERS.map((b) => `${b.id} ${cluster.collectors.get(b.id)!.receipts.length}`);
+        say(`emitted ${ledger.emissions}, 2xx so far: ${delivered}; stored so far: ${stored.join(', ')}`);
+      });
     }, 10_000);
     const faults = injector.run(plan, startedAt);
     await new Promise((r) => setTimeout(r, opts.durationMs));
@@ -139,17 +175,17 @@ async function main(): Promise<number> {
     );
 
     const drainStarted = Date.now();
-    const settled = () =>
-      WEBHOOKS.every(
-        (w) => judgeWebhook(w, ledger.expectedFor(w), cluster.receivers.get(w.id)!).lost.length === 0,
-      );
+    const settled = async () => {
+      await cluster.refreshBrokers();
+      return judgeAll().every((v) => v.lost.length === 0);
+    };
     // Drained: every event accounted for and nothing left in Redis or in ingest memory. Empty queues
     // that stay empty while events are missing mean those events are gone: no point waiting longer.
     let emptySince: number | undefined;
     const outcome = await waitFor(
       async () => {
         const empty = (await cluster.ingestBuffered()) === 0 && (await cluster.pendingJobs()) === 0;
-        if (empty && settled()) return 'drained';
+        if (empty && (await settled())) return 'drained';
         emptySince = empty ? (emptySince ?? Date.now()) : undefined;
         return emptySince !== undefined && Date.now() - emptySince > GIVE_UP_WHEN_EMPTY_MS
           ? 'empty'
@@ -167,16 +203,17 @@ async function main(): Promise<number> {
           : `NOT drained after ${DRAIN_TIMEOUT_MS / 1000} s`,
     );
 
-    const first = WEBHOOKS.map((w) => judgeWebhook(w, ledger.expectedFor(w), cluster.receivers.get(w.id)!));
+    await cluster.refreshBrokers();
+    const first = judgeAll();
     const list = await dlqList(cluster.cliConfigFile);
     const quarantine = await readQuarantine(cluster.redis.url, cluster.prefix, ledger);
     const deadMatches = first.map((v) => {
       const listed = new Set(
-        list.destinations.find((d) => d.destination === v.webhook)?.entries.map((e) => e.id) ?? [],
+        list.destinations.find((d) => d.destination === v.destination)?.entries.map((e) => e.id) ?? [],
       );
       const wanted = new Set(v.expectedDead);
       return {
-        webhook: v.webhook,
+        destination: v.destination,
         listed: listed.size,
         exact: listed.size === wanted.size && [...wanted].every((id) => listed.has(id)),
       };
@@ -190,11 +227,17 @@ async function main(): Promise<number> {
       say(`dlq replay: ${replayed} dead letter(s) re-queued`);
     }
     // Replayed dead letters must now arrive: until they do, their last answer is still the 410.
-    const replayedDelivered = () =>
-      first.every((v) => {
-        const got = new Set(cluster.receivers.get(v.webhook)!.deliveredIds());
+    const replayedDelivered = async () => {
+      await cluster.refreshBrokers();
+      return first.every((v) => {
+        const got = new Set(
+          receiptsOf(v.destination)
+            .filter((r) => r.status !== undefined && r.status < 300)
+            .map((r) => r.id),
+        );
         return v.expectedDead.every((id) => got.has(id));
       });
+    };
     const replayOk = await waitFor(replayedDelivered, {
       timeoutMs: REPLAY_TIMEOUT_MS,
       intervalMs: 250,
@@ -203,7 +246,8 @@ async function main(): Promise<number> {
       () => true,
       () => false,
     );
-    const final = WEBHOOKS.map((w) => judgeWebhook(w, ledger.expectedFor(w), cluster.receivers.get(w.id)!));
+    await cluster.refreshBrokers();
+    const final = judgeAll();
 
     ok = report({
       opts,
@@ -236,9 +280,9 @@ async function dlqList(configFile: string): Promise<DeadLetterListJson> {
 function report(r: {
   opts: ReturnType<typeof options>;
   ledger: Ledger;
-  first: WebhookVerdict[];
-  final: WebhookVerdict[];
-  deadMatches: { webhook: string; listed: number; exact: boolean }[];
+  first: DestinationVerdict[];
+  final: DestinationVerdict[];
+  deadMatches: { destination: string; listed: number; exact: boolean }[];
   replayed: number;
   quarantine: { length: number; found: Set<string>; listed: number };
   faults: number;
@@ -251,12 +295,13 @@ function report(r: {
     const before = r.first[i]!;
     const delays = [...before.delays].sort((a, b) => a - b);
     return {
-      webhook: v.webhook,
+      destination: v.destination,
+      type: DESTINATIONS[i]!.type,
       sent: v.expected,
       delivered: v.delivered,
       lost: v.lost.length,
       duplicates: v.duplicates,
-      sameWebhookId: v.idMismatches === 0,
+      sameId: v.idMismatches === 0,
       unverified: v.unverified,
       unexpected: v.unexpected.length,
       deadLettered: r.deadMatches[i]!.listed,
@@ -270,7 +315,9 @@ function report(r: {
   const lost = rows.reduce((n, row) => n + row.lost, 0);
   const checks = {
     noLoss: lost === 0,
-    sameWebhookIdOnEveryDelivery: rows.every((row) => row.sameWebhookId),
+    sameIdOnEveryCopy: rows.every((row) => row.sameId),
+    // JetStream (Nats-Msg-Id within the duplicate window) and the redis-stream marker keep repeats out.
+    brokersStoredEachEventOnce: rows.every((row) => row.type === 'webhook' || row.duplicates === 0),
     signaturesVerified: rows.every((row) => row.unverified === 0),
     nothingUnexpected: rows.every((row) => row.unexpected === 0),
     deadLettersOnlyFromPermanentFaults: rows.every((row) => row.deadAsExpected),
@@ -285,9 +332,11 @@ function report(r: {
       `${r.faults} faults injected`,
   );
   for (const row of rows) {
+    const idName = { webhook: 'webhook-id', nats: 'Nats-Msg-Id', 'redis-stream': 'id field' }[row.type];
+    const copies = row.type === 'webhook' ? 'duplicate deliveries' : 'duplicates stored';
     console.log(
-      `${row.webhook}: sent ${row.sent}, delivered ${row.delivered}, lost ${row.lost}, duplicate deliveries ${row.duplicates} ` +
-        `(${row.sameWebhookId ? 'every duplicate carried the same webhook-id' : 'SOME DELIVERIES CARRIED ANOTHER webhook-id'}), ` +
+      `${row.destination} (${row.type}): sent ${row.sent}, delivered ${row.delivered}, lost ${row.lost}, ${copies} ${row.duplicates} ` +
+        `(${row.sameId ? `every copy carried the same ${idName}` : `SOME COPIES CARRIED ANOTHER ${idName}`}), ` +
         `dead-lettered ${row.deadLettered} (${row.deadAsExpected ? 'exactly the 410 answers' : 'NOT what the faults made permanent'}), ` +
         `delay p50 ${row.p50DelayMs} ms, p99 ${row.p99DelayMs} ms, longest ${row.maxDelayMs} ms`,
     );
@@ -305,10 +354,10 @@ function report(r: {
       const e = r.ledger.events.get(id)!;
       const at = new Date(e.emittedAt).toISOString();
       console.log(
-        `LOST on ${row.webhook}: ${id} ${e.type} of ${e.account}, emitted ${at} (+${((e.emittedAt - r.startedAt) / 1000).toFixed(1)}s) to ${e.sockets} socket(s)`,
+        `LOST on ${row.destination}: ${id} ${e.type} of ${e.account}, emitted ${at} (+${((e.emittedAt - r.startedAt) / 1000).toFixed(1)}s) to ${e.sockets} socket(s)`,
       );
     }
-    if (row.lost.length > 20) console.log(`LOST on ${row.webhook}: ... ${row.lost.length - 20} more`);
+    if (row.lost.length > 20) console.log(`LOST on ${row.destination}: ... ${row.lost.length - 20} more`);
   }
   const failed = Object.entries(checks)
     .filter(([, pass]) => !pass)
@@ -319,7 +368,7 @@ function report(r: {
     emitted: r.ledger.emissions,
     lost,
     checks,
-    webhooks: rows,
+    destinations: rows,
   };
   writeFileSync(join(r.dir, 'report.json'), `${JSON.stringify(summary, null, 2)}\n`);
   console.log(failed.length === 0 ? 'SOAK PASSED' : `SOAK FAILED: ${failed.join(', ')}`);

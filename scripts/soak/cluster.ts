@@ -1,14 +1,29 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { ImkitSimulator } from '../../test/sim/imkit-simulator.js';
 import { BridgeProcess, writeConfig, type Role } from '../../test/support/bridge-process.js';
+import { NatsServer } from '../../test/support/nats-server.js';
 import { WebhookReceiver } from '../../test/support/receiver.js';
 import { RedisServer } from '../../test/support/redis.js';
 import { TcpProxy } from '../../test/support/tcp-proxy.js';
+import { NatsStreamCollector, RedisStreamCollector, type BrokerCollector } from './brokers.js';
 
 export const SOAK_SECRET = 'whsec_c29hay1zZWNyZXQtZm9yLWlta2l0LWJyaWRnZS1zb2Fr';
 /** The bridges' `repeatWindow`: the verifier derives non-chat event ids with it. */
 export const SOAK_REPEAT_WINDOW_MS = 5_000;
+/** The bridges' `dedupWindow`; the NATS stream's duplicate window matches it. */
+const SOAK_DEDUP_WINDOW_MS = 2 * 3_600_000;
+const NATS_STREAM = 'SOAK';
+const NATS_SUBJECT = 'soak.{account}.{type}';
+const REDIS_STREAM = 'soak:{account}';
+/** Long enough in total (about 45 s) to outlast every transient fault the soak injects. */
+const RETRY = {
+  schedule: ['250ms', '500ms', '1s', '2s', '3s', '4s', '5s', '5s', '5s', '5s', '5s', '5s'],
+  jitter: 0.2,
+};
+const BREAKER = { failures: 20, cooldown: '1s' };
 
 export interface SoakAccount {
   readonly id: string;
@@ -21,9 +36,15 @@ export interface SoakWebhook {
   readonly events: readonly string[];
 }
 
+/** A broker destination: a private nats-server with a stream, or a private target redis-server. */
+export interface SoakBroker extends SoakWebhook {
+  readonly type: 'nats' | 'redis-stream';
+}
+
 export interface ClusterOptions {
   readonly accounts: readonly SoakAccount[];
   readonly webhooks: readonly SoakWebhook[];
+  readonly brokers: readonly SoakBroker[];
   /** Ingest processes, all holding every account. */
   readonly replicas: number;
   readonly workers: number;
@@ -43,12 +64,17 @@ interface Slot {
 
 /**
  * Every real part of a soak run, on loopback: a private redis-server (AOF, fsync always), the IMKIT
- * simulator, one signature-verifying receiver per webhook, and bridge processes (ingest replicas on
- * the same accounts, each through its own fault proxy, plus worker processes), with the controls the
- * fault injector needs.
+ * simulator, one signature-verifying receiver per webhook, the brokers of the broker destinations (a
+ * private nats-server with JetStream, a private target redis-server), and bridge processes (ingest
+ * replicas on the same accounts, each through its own fault proxy, plus worker processes), with the
+ * controls the fault injector needs.
  */
 export class SoakCluster {
   readonly receivers = new Map<string, WebhookReceiver>();
+  /** What each broker destination stored, by destination id. */
+  readonly collectors = new Map<string, BrokerCollector>();
+  nats: NatsServer | undefined;
+  streamRedis: RedisServer | undefined;
   private readonly ingestSlots: Slot[] = [];
   private readonly workerSlots: Slot[] = [];
   /** tokens[replica][account] */
@@ -81,6 +107,7 @@ export class SoakCluster {
       for (const w of options.webhooks) {
         cluster.receivers.set(w.id, await WebhookReceiver.start({ secret: SOAK_SECRET }));
       }
+      await cluster.startBrokers();
       cluster.prepare();
       await Promise.all([
         ...cluster.ingestSlots.map((_, i) => cluster.startIngest(i)),
@@ -214,13 +241,58 @@ export class SoakCluster {
     await Promise.all([
       ...this.proxies.map((p) => p.close()),
       ...[...this.receivers.values()].map((r) => r.close()),
+      ...[...this.collectors.values()].map((c) => c.close()),
       this.sim.close(),
     ]);
-    await this.redis.close();
+    await Promise.all([this.redis.close(), this.nats?.close(), this.streamRedis?.close()]);
+  }
+
+  /** Reads what every broker destination stored since the last call. */
+  async refreshBrokers(): Promise<void> {
+    await Promise.all([...this.collectors.values()].map((c) => c.refresh()));
+  }
+
+  /** Starts the brokers the broker destinations need, with a stream that captures what they publish. */
+  private async startBrokers(): Promise<void> {
+    const { brokers, accounts } = this.options;
+    const natsIds = brokers.filter((b) => b.type === 'nats').map((b) => b.id);
+    const streamIds = brokers.filter((b) => b.type === 'redis-stream').map((b) => b.id);
+    if (natsIds.length > 0) {
+      // One stream, so one destination only: two would share (and de-duplicate into) it.
+      if (natsIds.length > 1) throw new Error('the soak takes one nats destination');
+      const nats = await NatsServer.start();
+      this.nats = nats;
+      const nc = await connect(nats.clientOptions);
+      try {
+        await (
+          await jetstreamManager(nc)
+        ).streams.add({
+          name: NATS_STREAM,
+          subjects: ['soak.>'],
+          duplicate_window: SOAK_DEDUP_WINDOW_MS * 1_000_000,
+        });
+      } finally {
+        await nc.close();
+      }
+      this.collectors.set(natsIds[0]!, new NatsStreamCollector(nats, NATS_STREAM));
+    }
+    if (streamIds.length > 0) {
+      if (streamIds.length > 1) throw new Error('the soak takes one redis-stream destination');
+      const target = await RedisServer.start();
+      this.streamRedis = target;
+      const streams = accounts.map((a) => REDIS_STREAM.replace('{account}', a.id));
+      this.collectors.set(streamIds[0]!, new RedisStreamCollector(target.url, streams));
+    }
+  }
+
+  private brokerTarget(broker: SoakBroker): Record<string, string> {
+    return broker.type === 'nats'
+      ? { url: this.nats!.url, subject: NATS_SUBJECT }
+      : { url: this.streamRedis!.url, stream: REDIS_STREAM };
   }
 
   private prepare(): void {
-    const { accounts, webhooks, replicas, workers, dir } = this.options;
+    const { accounts, webhooks, brokers, replicas, workers, dir } = this.options;
     for (const a of accounts) this.sim.addClient(a.id);
     const base = (imkitUrl: string, tokenDir: string) => ({
       redis: { url: this.redis.url, prefix: this.prefix },
@@ -241,15 +313,22 @@ export class SoakCluster {
         events: [...w.events],
         timeout: '1s',
         concurrency: 16,
-        // Long enough in total (about 45 s) to outlast every transient fault the soak injects.
-        retry: {
-          schedule: ['250ms', '500ms', '1s', '2s', '3s', '4s', '5s', '5s', '5s', '5s', '5s', '5s'],
-          jitter: 0.2,
-        },
-        breaker: { failures: 20, cooldown: '1s' },
+        retry: RETRY,
+        breaker: BREAKER,
+      })),
+      destinations: brokers.map((b) => ({
+        id: b.id,
+        type: b.type,
+        ...this.brokerTarget(b),
+        accounts: [...b.accounts],
+        events: [...b.events],
+        timeout: '1s',
+        concurrency: 16,
+        retry: RETRY,
+        breaker: BREAKER,
       })),
       // Covers the whole run, so catch-up and replica races can never deliver an event twice as new.
-      dedupWindow: '2h',
+      dedupWindow: SOAK_DEDUP_WINDOW_MS,
       repeatWindow: SOAK_REPEAT_WINDOW_MS,
       shutdownTimeout: '3s',
       log: { level: 'info' },

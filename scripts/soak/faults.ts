@@ -5,10 +5,11 @@ import type { Rng } from './rng.js';
 import type { TrafficGenerator } from './traffic.js';
 
 /**
- * Fault kinds, in three lanes that run side by side. Socket-side faults hit one ingest replica at a
+ * Fault kinds, in four lanes that run side by side. Socket-side faults hit one ingest replica at a
  * time and the next waits until that replica is fully back: the other replica always holds every
  * account, so every emitted event reaches the bridge (what reaches no replica is not the bridge's to
  * lose). The 410 burst is the only fault that makes events permanent (dead-lettered by contract).
+ * Broker faults crash (SIGKILL) and restart the broker behind a broker destination.
  */
 export const INGEST_FAULTS = ['ingest-kill', 'socket-half-open', 'socket-drop', 'token-expiry'] as const;
 export const INFRA_FAULTS = ['worker-kill', 'redis-restart', 'malformed-stretch'] as const;
@@ -20,9 +21,13 @@ export const WEBHOOK_FAULTS = [
   'webhook-reset',
   'webhook-410',
 ] as const;
+export const BROKER_FAULTS = ['nats-kill', 'redis-stream-kill'] as const;
 
 export type FaultKind =
-  (typeof INGEST_FAULTS)[number] | (typeof INFRA_FAULTS)[number] | (typeof WEBHOOK_FAULTS)[number];
+  | (typeof INGEST_FAULTS)[number]
+  | (typeof INFRA_FAULTS)[number]
+  | (typeof WEBHOOK_FAULTS)[number]
+  | (typeof BROKER_FAULTS)[number];
 
 /** One planned fault: when (ms after traffic starts), what, on which target, for how long. */
 export interface PlannedFault {
@@ -30,7 +35,7 @@ export interface PlannedFault {
   readonly kind: FaultKind;
   readonly target: string;
   readonly durationMs: number;
-  /** Redis restarts: SIGKILL instead of SIGTERM. */
+  /** Redis restarts: SIGKILL instead of SIGTERM (broker faults always SIGKILL). */
   readonly abrupt?: boolean;
 }
 
@@ -74,6 +79,7 @@ export function planFaults(
     ...lane(INGEST_FAULTS, rng.fork()),
     ...lane(INFRA_FAULTS, rng.fork()),
     ...lane(WEBHOOK_FAULTS, rng.fork()),
+    ...lane(BROKER_FAULTS, rng.fork()),
   ].sort((a, b) => a.at - b.at);
 }
 
@@ -99,6 +105,10 @@ function describeFault(
       return { at, kind, target: 'simulator', durationMs: rng.int(1_000, 2_500) };
     case 'webhook-410':
       return { at, kind, target: rng.pick(o.webhooks), durationMs: rng.int(200, 500) };
+    case 'nats-kill':
+      return { at, kind, target: 'nats', durationMs: rng.int(500, 2_500), abrupt: true };
+    case 'redis-stream-kill':
+      return { at, kind, target: 'stream-redis', durationMs: rng.int(300, 2_000), abrupt: true };
     default:
       return { at, kind, target: rng.pick(o.webhooks), durationMs: rng.int(1_000, 4_000) };
   }
@@ -210,6 +220,14 @@ export class FaultInjector {
         case 'redis-restart':
           await c.redis.restart({ downMs: fault.durationMs, kill9: fault.abrupt ?? false });
           break;
+        case 'nats-kill':
+          await c.nats!.kill();
+          await this.sleep(fault.durationMs);
+          await c.nats!.startProcess();
+          break;
+        case 'redis-stream-kill':
+          await c.streamRedis!.restart({ downMs: fault.durationMs, kill9: true });
+          break;
         case 'malformed-stretch': {
           const until = Date.now() + fault.durationMs;
           while (Date.now() < until && !this.stopped) {
@@ -297,6 +315,7 @@ const MODE_OF: Partial<Record<FaultKind, WebhookMode>> = {
 function laneOf(kind: FaultKind): string {
   if ((INGEST_FAULTS as readonly string[]).includes(kind)) return 'ingest';
   if ((INFRA_FAULTS as readonly string[]).includes(kind)) return 'infra';
+  if ((BROKER_FAULTS as readonly string[]).includes(kind)) return 'broker';
   return 'webhook';
 }
 

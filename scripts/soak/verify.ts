@@ -1,27 +1,29 @@
 import { Redis } from 'ioredis';
 import { eventIdentity } from '../../src/route/event-id.js';
 import { quarantineKey } from '../../src/queue/names.js';
-import type { ReceivedRequest, WebhookReceiver } from '../../test/support/receiver.js';
+import type { WebhookReceiver } from '../../test/support/receiver.js';
+import type { Receipt } from './brokers.js';
 import type { Ledger, ExpectedEvent } from './traffic.js';
 import { SOAK_REPEAT_WINDOW_MS, type SoakWebhook } from './cluster.js';
 
-/** What one webhook's receiver saw, checked against the ledger. */
-export interface WebhookVerdict {
-  readonly webhook: string;
-  /** Distinct events the webhook had to receive. */
+/** What one destination (a webhook's receiver, a broker's stream) got, checked against the ledger. */
+export interface DestinationVerdict {
+  readonly destination: string;
+  /** Distinct events the destination had to receive. */
   readonly expected: number;
-  /** Of those, delivered (2xx) at least once. */
+  /** Of those, delivered (2xx; for a broker: stored) at least once. */
   readonly delivered: number;
   /** Ledger keys of events expected, never delivered, and not a dead letter the faults made permanent. */
   readonly lost: string[];
-  /** 2xx deliveries beyond the first of an event. */
+  /** Deliveries (stored copies) beyond the first of an event. */
   readonly duplicates: number;
   /**
-   * Deliveries whose `webhook-id` or body id differ from the id the event must have, or from the id
-   * of the event's first delivery (a duplicate the receiver could not recognise).
+   * Deliveries whose transport id (`webhook-id`, `Nats-Msg-Id`, the entry's `id`) or body id differ
+   * from the id the event must have, or from the id of the event's first delivery (a duplicate the
+   * consumer could not recognise).
    */
   readonly idMismatches: number;
-  /** 2xx deliveries whose Standard Webhooks signature did not verify. */
+  /** 2xx deliveries whose Standard Webhooks signature did not verify (brokers: none are signed). */
   readonly unverified: number;
   /** Ledger keys of delivered events the simulator never emitted. */
   readonly unexpected: string[];
@@ -39,12 +41,23 @@ interface Body {
   data: unknown;
 }
 
-/** Reads one receiver's requests against the events the webhook must get. */
-export function judgeWebhook(
-  webhook: SoakWebhook,
+/** A webhook receiver's requests as receipts. */
+export function webhookReceipts(receiver: WebhookReceiver): Receipt[] {
+  return receiver.requests.map((r) => ({
+    at: r.at,
+    body: r.body,
+    id: r.headers['webhook-id'] as string | undefined,
+    status: r.status,
+    verified: r.verified === true,
+  }));
+}
+
+/** Reads what one destination got against the events it must get. */
+export function judgeDestination(
+  destination: SoakWebhook,
   expectedEvents: readonly ExpectedEvent[],
-  receiver: WebhookReceiver,
-): WebhookVerdict {
+  receipts: readonly Receipt[],
+): DestinationVerdict {
   const expected = new Map(expectedEvents.map((e) => [e.key, e]));
   const firstDelivery = new Map<string, { at: number; id: string }>();
   /** By event id: the last answer, and the ledger key of the event. */
@@ -53,7 +66,7 @@ export function judgeWebhook(
   let idMismatches = 0;
   let unverified = 0;
   const unexpected = new Set<string>();
-  for (const request of receiver.requests) {
+  for (const request of receipts) {
     const identity = identify(request);
     if (identity === undefined) {
       idMismatches++;
@@ -62,8 +75,8 @@ export function judgeWebhook(
     const { id, key } = identity;
     lastStatus.set(id, { status: request.status, key });
     if (request.status === undefined || request.status >= 300) continue;
-    if (request.headers['webhook-id'] !== id) idMismatches++;
-    if (request.verified !== true) unverified++;
+    if (request.id !== id) idMismatches++;
+    if (!request.verified) unverified++;
     if (!expected.has(key)) unexpected.add(key);
     const first = firstDelivery.get(key);
     if (first === undefined) {
@@ -89,7 +102,7 @@ export function judgeWebhook(
     }
   }
   return {
-    webhook: webhook.id,
+    destination: destination.id,
     expected: expected.size,
     delivered,
     lost,
@@ -105,9 +118,9 @@ export function judgeWebhook(
 /**
  * The id the event in a request must carry, computed from its content and timestamp (not from its
  * headers), and its ledger key, so a duplicate is recognised even if it came with another
- * `webhook-id`. Undefined: unreadable body or a body id that disagrees with the content.
+ * transport id. Undefined: unreadable body or a body id that disagrees with the content.
  */
-function identify(request: ReceivedRequest): { id: string; key: string } | undefined {
+function identify(request: Receipt): { id: string; key: string } | undefined {
   let body: Body;
   try {
     body = JSON.parse(request.body) as Body;

@@ -41,6 +41,21 @@ test('the demo generates traffic until N events are delivered and verified, then
   expect(out).toMatch(/\d+ events delivered, \d+ signatures verified, 0 duplicate deliveries/);
 });
 
+/** `--destination redis-stream` shows a broker destination: every event lands in the stream once, and is printed. */
+test('--destination redis-stream delivers N events to the webhook and into the stream, then exits 0', async () => {
+  const run = demo('--destination', 'redis-stream', '--events', '50');
+  const code = await exitWithin(run, 120_000);
+  const out = run.output();
+  expect(code, out).toBe(0);
+  const landed = out.match(/^landed in redis-stream {2}evt_\w+/gm) ?? [];
+  expect(landed.length, out).toBeGreaterThanOrEqual(50);
+  expect(new Set(landed).size, out).toBe(landed.length);
+  expect(out).toMatch(
+    /^\d+ events landed in redis-stream \(stream imkit-demo-\d+:events on redis:\S+\), 0 duplicates$/m,
+  );
+  expect(out.match(/^verified {2}evt_/gm)?.length ?? 0).toBeGreaterThanOrEqual(50);
+});
+
 /** `npm run demo -- --keep` is a playground: what it prints must work as printed. */
 test('--keep leaves a working bridge, prints commands that work, and Ctrl-C stops everything', async () => {
   const run = demo('--keep');

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { INFRA_FAULTS, INGEST_FAULTS, WEBHOOK_FAULTS } from '../../scripts/soak/faults.js';
+import { BROKER_FAULTS, INFRA_FAULTS, INGEST_FAULTS, WEBHOOK_FAULTS } from '../../scripts/soak/faults.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const TSX = resolve(ROOT, 'node_modules/.bin/tsx');
@@ -23,7 +23,7 @@ function runSoak(args: string[], timeoutMs: number): Promise<{ code: number | nu
 }
 
 describe('chaos soak', () => {
-  it('loses nothing in a one-minute run under every fault kind (seed 1)', async () => {
+  it('loses nothing, on webhooks and broker destinations, in a one-minute run under every fault kind (seed 1)', async () => {
     const { code, output } = await runSoak(['--minutes', '1', '--seed', '1'], 230_000);
     const line = /soak result: (\{.*\})/.exec(output);
     expect(line, output).not.toBeNull();
@@ -31,7 +31,7 @@ describe('chaos soak', () => {
     expect(result.lost, output).toBe(0);
     expect(result.failed, output).toEqual([]);
     // Every fault kind of the plan really ran (the plan includes each kind at least once).
-    for (const kind of [...INGEST_FAULTS, ...INFRA_FAULTS, ...WEBHOOK_FAULTS]) {
+    for (const kind of [...INGEST_FAULTS, ...INFRA_FAULTS, ...WEBHOOK_FAULTS, ...BROKER_FAULTS]) {
       expect(output, `fault ${kind} was not injected`).toMatch(new RegExp(`\\] fault ${kind} on `));
     }
     expect(output).not.toMatch(/injection error/);
