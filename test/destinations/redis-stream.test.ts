@@ -1,3 +1,4 @@
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Destination } from '../../src/deliver/destination.js';
@@ -327,4 +328,26 @@ describe('redis-stream config', () => {
       ),
     ).toBeUndefined();
   });
+});
+
+it('many sends waiting on one connection attempt share it (no listener pile-up) and each retries at its timeout', async () => {
+  // A server that accepts and never answers keeps the client's first attempt under way.
+  const sockets: Socket[] = [];
+  const silent = createServer((socket) => void sockets.push(socket));
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const warnings: string[] = [];
+  const onWarning = (warning: Error) => void warnings.push(warning.name);
+  process.on('warning', onWarning);
+  try {
+    const { port } = silent.address() as AddressInfo;
+    const destination = streamDestination({ url: `redis://127.0.0.1:${port}` }, { timeout: 300 });
+    const outcomes = await Promise.all(deliveryEvents(40).map((event) => destination.send(event, [])));
+    expect(new Set(outcomes.map((o) => o.kind))).toEqual(new Set(['retry']));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(warnings).not.toContain('MaxListenersExceededWarning');
+  } finally {
+    process.off('warning', onWarning);
+    for (const socket of sockets) socket.destroy();
+    silent.close();
+  }
 });

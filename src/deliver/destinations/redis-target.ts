@@ -46,6 +46,7 @@ export class RedisTarget {
   private readonly secrets: readonly string[];
   private lastError: string | undefined;
   private outageLogged = false;
+  private attempt: Promise<void> | undefined;
 
   constructor(
     url: string,
@@ -94,7 +95,7 @@ export class RedisTarget {
     if (status === 'ready') return undefined;
     if (status === 'wait') void this.connect();
     else if (status !== 'connecting' && status !== 'connect') return this.notConnected();
-    await attemptSettled(this.client, signal);
+    await untilAborted(this.attemptSettled(), signal);
     return this.client.status === 'ready' ? undefined : this.notConnected();
   }
 
@@ -108,6 +109,26 @@ export class RedisTarget {
     this.client.disconnect();
   }
 
+  /**
+   * Resolves when the connection attempt under way is ready or has failed. One set of client
+   * listeners per attempt, however many sends wait on it.
+   */
+  private attemptSettled(): Promise<void> {
+    this.attempt ??= new Promise<void>((resolve) => {
+      const done = () => {
+        this.client.off('ready', done);
+        this.client.off('close', done);
+        this.client.off('end', done);
+        this.attempt = undefined;
+        resolve();
+      };
+      this.client.once('ready', done);
+      this.client.once('close', done);
+      this.client.once('end', done);
+    });
+    return this.attempt;
+  }
+
   private notConnected(): string {
     return `not connected: ${this.lastError ?? this.client.status}`;
   }
@@ -117,21 +138,16 @@ export class RedisTarget {
   }
 }
 
-/** Resolves when the client is ready, when its attempt failed, or when `signal` fires. */
-function attemptSettled(client: Redis, signal: AbortSignal): Promise<void> {
+/** Resolves when `signal` fires (at once if it has), or with `promise`, whichever comes first. */
+function untilAborted(promise: Promise<void>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
-      client.off('ready', done);
-      client.off('close', done);
-      client.off('end', done);
       signal.removeEventListener('abort', done);
       resolve();
     };
-    if (signal.aborted) return resolve();
-    client.once('ready', done);
-    client.once('close', done);
-    client.once('end', done);
     signal.addEventListener('abort', done, { once: true });
+    void promise.then(done);
   });
 }
 
