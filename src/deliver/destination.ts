@@ -43,6 +43,7 @@ export interface Destination {
 }
 
 export interface DestinationDeps {
+  /** Already bound to the destination (its id and type). */
   readonly logger: Logger;
   /** The bridge's own Redis: the default target of `redis-stream` and `bullmq` destinations. */
   readonly bridgeRedisUrl: string;

@@ -28,7 +28,7 @@ export class DeliveryWorkers {
     const { config, logger, metrics } = options;
     this.watchdogIntervalMs = options.watchdogIntervalMs ?? 5000;
     this.lanes = destinationsOf(config).map((destination) => {
-      const laneLogger = logger.child({ destination: destination.id });
+      const laneLogger = logger.child({ destination: destination.id, type: destination.type });
       const deps = {
         logger: laneLogger,
         bridgeRedisUrl: config.redis.url,

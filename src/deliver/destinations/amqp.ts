@@ -70,7 +70,7 @@ export class AmqpDestination implements Destination {
     deps: DestinationDeps,
   ) {
     this.id = config.id;
-    this.log = deps.logger.child({ destination: config.id, type: 'amqp' });
+    this.log = deps.logger;
     this.target = safeUrl(config.url);
   }
 

@@ -58,7 +58,7 @@ class BullmqDestination implements Destination {
     deps: DestinationDeps,
   ) {
     this.id = config.id;
-    this.log = deps.logger.child({ destination: config.id, type: this.type });
+    this.log = deps.logger;
     this.target = new RedisTarget(
       config.url ?? deps.bridgeRedisUrl,
       config.timeout,

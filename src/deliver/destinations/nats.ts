@@ -111,7 +111,7 @@ class NatsDestination implements Destination {
     this.id = config.id;
     this.endpoint = parseNatsUrl(config.url);
     this.secrets = [this.endpoint.pass, this.endpoint.token].filter((s): s is string => !!s);
-    this.log = deps.logger.child({ destination: config.id, type: 'nats' });
+    this.log = deps.logger;
   }
 
   async connect(): Promise<void> {
