@@ -53,6 +53,10 @@ const VALUE_SETS: Record<string, Record<string, unknown>> = {
   'serviceMonitor on': {
     metrics: { serviceMonitor: { enabled: true, labels: { release: 'kube-prometheus' } } },
   },
+  'PrometheusRule and Grafana dashboard on': {
+    prometheusRule: { enabled: true, namespace: 'monitoring', labels: { release: 'kube-prometheus' } },
+    grafanaDashboard: { enabled: true, labels: { team: 'chat' } },
+  },
   'existing secret': { secrets: { existingSecret: 'bridge-secrets' } },
   'hpa on': { autoscaling: { hpa: { enabled: true, minReplicas: 3 } } },
   'token files': {
@@ -378,6 +382,8 @@ describe('chart behaviour', () => {
     ['config.redis.prefx=x', 'prefx'],
     ['ingest.replica=3', 'replica'],
     ['metrics.serviceMonitor.enable=true', 'enable'],
+    ['grafanaDashboard.enable=true', 'enable'],
+    ['prometheusRule.label.team=chat', 'label'],
     ['mode=both', 'mode'],
   ])('the values schema rejects a typo: --set %s', (setting, mention) => {
     const result = templateWith(setting);
