@@ -26,6 +26,10 @@ export const ERROR_CODES = {
     '`dlq --destination ID` (or its alias `--webhook ID`) names no configured destination. Exit 1.',
   BRIDGE_ERR_DLQ_UNKNOWN_QUARANTINE_ENTRY:
     '`dlq replay --quarantine --id` is not a stream id, or no quarantine entry has it. Exit 1.',
+  BRIDGE_ERR_DLQ_FILTER:
+    '`dlq --since`/`--until` is neither an ISO time nor a duration ago (`2h`), `--since` is not before `--until`, or a `--type` is empty. Exit 1.',
+  BRIDGE_ERR_DLQ_PURGE_UNCONFIRMED:
+    '`dlq purge` without `--yes`: nothing was removed; the command printed what it would remove. Exit 1.',
   BRIDGE_ERR_DLQ_REDIS_UNAVAILABLE:
     'A `dlq` command cannot use Redis; the message names the cause (ECONNREFUSED, WRONGPASS, …). Exit 2.',
 } as const;
@@ -149,6 +153,16 @@ export class UnknownDestinationError extends UsageError {
 
 export class UnknownQuarantineEntryError extends UsageError {
   readonly code = 'BRIDGE_ERR_DLQ_UNKNOWN_QUARANTINE_ENTRY';
+}
+
+/** A dead-letter filter (`--since`, `--until`, `--type`) that selects nothing sensible. */
+export class InvalidFilterError extends UsageError {
+  readonly code = 'BRIDGE_ERR_DLQ_FILTER';
+}
+
+/** `dlq purge` was not confirmed with `--yes`: it only showed what it would remove. */
+export class PurgeNotConfirmedError extends UsageError {
+  readonly code = 'BRIDGE_ERR_DLQ_PURGE_UNCONFIRMED';
 }
 
 export class RedisUnavailableError extends BridgeError {

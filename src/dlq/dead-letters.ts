@@ -5,12 +5,27 @@ import type { BridgeConfig } from '../config/schema.js';
 import { RedisUnavailableError, UnknownDestinationError } from '../errors.js';
 import { attemptsOf, isBatch, type DeliveryEvent, type DeliveryJobData } from '../queue/job.js';
 import { quarantineKey } from '../queue/names.js';
-export { formatDeadLetters, formatReplay } from './format.js';
+export { formatDeadLetters, formatPurge, formatReplay } from './format.js';
 import { createProducerConnection, redisEndpoint } from '../queue/redis.js';
 import { describeError } from '../lifecycle/describe-error.js';
+import { audited, type Auditor } from './audit.js';
+import {
+  describeFilter,
+  failedScoreRange,
+  hasTypes,
+  jobTypesMatch,
+  streamIdRange,
+  timeMatches,
+  typeMatches,
+  type BatchMatch,
+  type DeadLetterFilter,
+  type FilterDescription,
+} from './filter.js';
 
 /** Jobs read or replayed per Redis round of work, so a million dead letters never sit in memory at once. */
 const PAGE = 500;
+/** Quarantine entries read per round: each holds a raw payload, which may be several megabytes. */
+const QUARANTINE_PAGE = 50;
 /** Entries `dlq list` shows per destination (and from quarantine) as text unless told otherwise; totals are always exact. */
 export const DEFAULT_TEXT_LIMIT = 100;
 
@@ -59,8 +74,30 @@ export interface QuarantineEntry {
 export interface DeadLetterList {
   /** Newest entries skipped in every section before `entries` begin. */
   readonly offset: number;
+  /** What was asked for; totals count only what matches it. */
+  readonly filter: FilterDescription;
   readonly destinations: readonly DestinationDeadLetters[];
   readonly quarantine: { readonly total: number; readonly entries: readonly QuarantineEntry[] };
+}
+
+export interface PurgeResult {
+  /** Nothing was removed: `matched` is what would be. */
+  readonly dryRun: boolean;
+  readonly filter: FilterDescription;
+  readonly destinations: readonly {
+    readonly destination: string;
+    readonly type: string;
+    readonly matched: number;
+    readonly removed: number;
+    readonly failed: number;
+    readonly kept: number;
+  }[];
+  readonly matched: number;
+  readonly removed: number;
+  /** Matching dead letters that could not be removed. */
+  readonly failed: number;
+  /** Batch jobs left alone: only some of their events are of the filter's types. */
+  readonly kept: number;
 }
 
 export interface ReplayResult {
@@ -75,139 +112,262 @@ export interface ReplayResult {
 }
 
 /**
- * Dead letters per destination and quarantined payloads, newest first: after skipping `offset` of each,
- * up to `limit` of each (every one without a limit). Read a page at a time.
+ * Dead letters per destination and quarantined payloads that match `filter`, newest first: after
+ * skipping `offset` of each, up to `limit` of each (every one without a limit). A batch job counts as
+ * one and shows only its events of the filter's types. Read a page at a time.
  */
 export async function listDeadLetters(
   config: BridgeConfig,
-  options: { destination?: string; limit?: number; offset?: number; now?: number } = {},
+  options: DeadLetterFilter & { limit?: number; offset?: number; now?: number } = {},
 ): Promise<DeadLetterList> {
-  const offset = options.offset ?? 0;
-  const limit = options.limit ?? Infinity;
-  const now = options.now ?? Date.now();
-  return withQueues(config, options.destination, async (connection, queues) => {
+  const { limit = Infinity, offset = 0, now = Date.now(), ...filter } = options;
+  return withQueues(config, filter.destination, async (connection, queues) => {
     const destinations = await Promise.all(
-      queues.map(async ({ destination, type, queue }) => {
-        const total = await queue.getFailedCount();
-        const entries: DeadLetterEntry[] = [];
-        const stop = Math.min(total, offset + limit);
-        for (let start = offset; start < stop; start += PAGE) {
-          const end = Math.min(start + PAGE, stop) - 1;
-          const jobs = await queue.getJobs(['failed'], start, end, false);
-          for (const job of jobs) if (job) entries.push(...toEntries(destination, job, now));
-          if (jobs.length < end - start + 1) break;
-        }
-        return { destination, type, total, entries };
-      }),
+      queues.map(async ({ destination, type, queue }) => ({
+        destination,
+        type,
+        ...(await listFailed(connection, queue, filter, { offset, limit, now }, destination)),
+      })),
     );
-    const key = quarantineKey(config.redis.prefix);
-    const [total, entries] = await Promise.all([
-      connection.xlen(key),
-      readQuarantine(connection, key, offset, limit),
-    ]);
-    return { offset, destinations, quarantine: { total, entries } };
+    const quarantine = await readQuarantine(
+      connection,
+      quarantineKey(config.redis.prefix),
+      filter,
+      offset,
+      limit,
+    );
+    return { offset, filter: describeFilter(filter), destinations, quarantine };
   });
 }
 
-/** Newest first; a stream has no offset, so the skipped entries are read and passed over, a page at a time. */
+/**
+ * One destination's matching dead letters. Without a type filter the window's count is exact from
+ * Redis and only the shown pages are read; with one, every job in the window is read (a page at a
+ * time) to count the matches.
+ */
+async function listFailed(
+  connection: Redis,
+  queue: Queue<DeliveryJobData>,
+  filter: DeadLetterFilter,
+  page: { offset: number; limit: number; now: number },
+  destination: string,
+): Promise<{ total: number; entries: DeadLetterEntry[] }> {
+  const { min, max } = failedScoreRange(filter);
+  const entries: DeadLetterEntry[] = [];
+  const show = (job: Job<DeliveryJobData>) =>
+    entries.push(...toEntries(destination, job, page.now).filter((e) => typeMatches(filter, e.type)));
+  const stop = page.offset + page.limit;
+  if (!hasTypes(filter)) {
+    const total = await connection.zcount(failedKey(queue), min, max);
+    for (let start = page.offset; start < Math.min(total, stop); start += PAGE) {
+      const ids = await connection.zrevrangebyscore(
+        failedKey(queue),
+        max,
+        min,
+        'LIMIT',
+        start,
+        Math.min(PAGE, stop - start),
+      );
+      for (const job of await jobsOf(queue, ids)) if (job) show(job);
+      if (ids.length < PAGE) break;
+    }
+    return { total, entries };
+  }
+  let total = 0;
+  for (let start = 0; ; start += PAGE) {
+    const ids = await connection.zrevrangebyscore(failedKey(queue), max, min, 'LIMIT', start, PAGE);
+    for (const job of await jobsOf(queue, ids)) {
+      if (!job || !jobTypesMatch(filter, job.data, 'any')) continue;
+      total++;
+      if (total > page.offset && total <= stop) show(job);
+    }
+    if (ids.length < PAGE) return { total, entries };
+  }
+}
+
+function jobsOf(
+  queue: Queue<DeliveryJobData>,
+  ids: readonly string[],
+): Promise<(Job<DeliveryJobData> | undefined)[]> {
+  return Promise.all(ids.map((id) => Job.fromId<DeliveryJobData>(queue, id)));
+}
+
+/**
+ * Quarantine entries in the filter's window with its event types, newest first. A stream has no
+ * offset, so skipped entries are read and passed over; without a filter XLEN is the total, with one
+ * the window is read to the end to count it.
+ */
 async function readQuarantine(
   connection: Redis,
   key: string,
+  filter: DeadLetterFilter,
   offset: number,
   limit: number,
-): Promise<QuarantineEntry[]> {
+): Promise<{ total: number; entries: QuarantineEntry[] }> {
+  const { start, end } = streamIdRange(filter);
+  const filtered = hasTypes(filter) || filter.since !== undefined || filter.until !== undefined;
   const entries: QuarantineEntry[] = [];
-  let skip = offset;
-  let before = '+';
-  while (entries.length < limit) {
-    const page = await connection.xrevrange(key, before, '-', 'COUNT', PAGE);
+  let matched = 0;
+  let before = end;
+  while (filtered || matched < offset + limit) {
+    const page = await connection.xrevrange(key, before, start, 'COUNT', QUARANTINE_PAGE);
     for (const [streamId, fields] of page) {
-      if (skip > 0) skip--;
-      else if (entries.length < limit) entries.push(toQuarantine(streamId, fields));
+      const entry = toQuarantine(streamId, fields);
+      if (!typeMatches(filter, entry.event)) continue;
+      matched++;
+      if (matched > offset && entries.length < limit) entries.push(entry);
     }
-    if (page.length < PAGE) break;
+    if (page.length < QUARANTINE_PAGE) break;
     before = `(${page.at(-1)![0]}`;
   }
-  return entries;
+  return { total: filtered ? matched : await connection.xlen(key), entries };
 }
 
 /**
  * Moves dead letters back to waiting with a fresh attempt count, so delivery starts over with the
- * full schedule and the same job (hence the same event id). All of a destination (or of every
- * destination), or only the jobs of one event id.
+ * full schedule and the same job (hence the same event id). Those that match the filter (a batch
+ * job when any of its events does: filter.ts), or only the jobs of one event id among them. With an
+ * auditor, logs who replayed what and how many.
  */
 export async function replayDeadLetters(
   config: BridgeConfig,
-  options: { destination?: string; id?: string } = {},
+  options: DeadLetterFilter & { id?: string; audit?: Auditor } = {},
 ): Promise<ReplayResult> {
-  return withQueues(config, options.destination, async (connection, queues) => {
-    const destinations = [];
-    for (const { destination, type, queue } of queues) {
-      const counts = options.id
-        ? await replayPages(queue, pagesOf(await jobsOfEvent(connection, queue, options.id)))
-        : await replayFailedSet(connection, queue);
-      destinations.push({ destination, type, ...counts });
-    }
-    return {
-      destinations,
-      replayed: destinations.reduce((n, d) => n + d.replayed, 0),
-      failed: destinations.reduce((n, d) => n + d.failed, 0),
-    };
+  const { id, audit, ...filter } = options;
+  const destinations: ReplayResult['destinations'][number][] = [];
+  const counts = () => ({
+    replayed: destinations.reduce((n, d) => n + d.replayed, 0),
+    failed: destinations.reduce((n, d) => n + d.failed, 0),
   });
+  return audited(audit, 'dlq replay', { filter, ...(id !== undefined ? { id } : {}) }, counts, () =>
+    withQueues(config, filter.destination, async (connection, queues) => {
+      for (const { destination, type, queue } of queues) {
+        const pass = new FailedSetPass(connection, queue, filter, 'any', replayJob);
+        await (id === undefined ? pass.run() : pass.runIds(await jobsOfEvent(connection, queue, id)));
+        destinations.push({ destination, type, replayed: pass.done, failed: pass.failed });
+      }
+      return { destinations, ...counts() };
+    }),
+  );
+}
+
+/** A fresh start: no earlier tries counted, and a job born dead must now really be sent. */
+async function replayJob(job: Job<DeliveryJobData>): Promise<void> {
+  if (!isBatch(job.data) && (job.data.attemptsBefore !== undefined || job.data.deadLetter !== undefined)) {
+    const { attemptsBefore: _tried, deadLetter: _dead, ...event } = job.data;
+    await job.updateData(event);
+  }
+  await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
 }
 
 /**
- * The failed set as it stood when replay began, a page at a time. Replayed jobs leave the set, so
- * each page starts after the ones that could not be moved; jobs that fail again during the replay
- * have a newer score and are not picked up twice.
+ * Removes the dead letters that match the filter for good (a batch job only when all its events do:
+ * filter.ts). With `dryRun` it only counts them. With an auditor, logs who removed what and how many.
  */
-async function replayFailedSet(
-  connection: Redis,
-  queue: Queue,
-): Promise<{ replayed: number; failed: number }> {
-  const until = Date.now();
-  const total = { replayed: 0, failed: 0 };
-  while (true) {
-    const page = await connection.zrangebyscore(failedKey(queue), '-inf', until, 'LIMIT', total.failed, PAGE);
-    if (page.length === 0) return total;
-    const counts = await replayPages(queue, [page]);
-    total.replayed += counts.replayed;
-    total.failed += counts.failed;
-  }
+export async function purgeDeadLetters(
+  config: BridgeConfig,
+  options: DeadLetterFilter & { dryRun?: boolean; audit?: Auditor } = {},
+): Promise<PurgeResult> {
+  const { dryRun = false, audit, ...filter } = options;
+  const destinations: PurgeResult['destinations'][number][] = [];
+  const counts = () => ({
+    matched: destinations.reduce((n, d) => n + d.matched, 0),
+    removed: destinations.reduce((n, d) => n + d.removed, 0),
+    failed: destinations.reduce((n, d) => n + d.failed, 0),
+    kept: destinations.reduce((n, d) => n + d.kept, 0),
+  });
+  return audited(dryRun ? undefined : audit, 'dlq purge', { filter }, counts, () =>
+    withQueues(config, filter.destination, async (connection, queues) => {
+      for (const { destination, type, queue } of queues) {
+        const pass = new FailedSetPass(connection, queue, filter, 'every', dryRun ? undefined : removeJob);
+        await pass.run();
+        destinations.push({
+          destination,
+          type,
+          matched: pass.matched,
+          removed: pass.done,
+          failed: pass.failed,
+          kept: pass.kept,
+        });
+      }
+      return { dryRun, filter: describeFilter(filter), destinations, ...counts() };
+    }),
+  );
 }
 
-async function replayPages(
-  queue: Queue,
-  pages: Iterable<string[]>,
-): Promise<{ replayed: number; failed: number }> {
-  let replayed = 0;
-  let failed = 0;
-  for (const page of pages) {
-    const results = await Promise.allSettled(
-      page.map(async (jobId) => {
-        const job = await Job.fromId<DeliveryJobData>(queue, jobId);
-        if (!job) throw new Error(`job ${jobId} vanished`);
-        // A fresh start: no earlier tries counted, and a job born dead must now really be sent.
-        if (
-          !isBatch(job.data) &&
-          (job.data.attemptsBefore !== undefined || job.data.deadLetter !== undefined)
-        ) {
-          const { attemptsBefore: _tried, deadLetter: _dead, ...event } = job.data;
-          await job.updateData(event);
-        }
-        await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
-      }),
-    );
-    for (const r of results) {
-      if (r.status === 'fulfilled') replayed++;
-      else failed++;
+async function removeJob(job: Job<DeliveryJobData>): Promise<void> {
+  await job.remove();
+}
+
+/**
+ * One replay or purge over a destination's failed set: the jobs that match, each handed to `act`
+ * (none without one: a dry run), a page at a time.
+ */
+class FailedSetPass {
+  /** Jobs that match the filter. */
+  matched = 0;
+  /** Matching jobs `act` moved out of the failed set. */
+  done = 0;
+  /** Matching jobs `act` could not move (or that vanished meanwhile). */
+  failed = 0;
+  /** Batch jobs left alone because only some of their events are of the filter's types. */
+  kept = 0;
+
+  constructor(
+    private readonly connection: Redis,
+    private readonly queue: Queue<DeliveryJobData>,
+    private readonly filter: DeadLetterFilter,
+    private readonly match: BatchMatch,
+    private readonly act: ((job: Job<DeliveryJobData>) => Promise<void>) | undefined,
+  ) {}
+
+  /**
+   * The window of the failed set as it stood when the pass began, oldest first. Jobs `act` moves
+   * leave the set, so each page starts after the ones that stayed; jobs that fail again meanwhile
+   * have a newer score and are not met twice.
+   */
+  async run(): Promise<void> {
+    const { min, max } = failedScoreRange(this.filter, Date.now());
+    let stayed = 0;
+    while (true) {
+      const ids = await this.connection.zrangebyscore(failedKey(this.queue), min, max, 'LIMIT', stayed, PAGE);
+      if (ids.length === 0) return;
+      stayed += ids.length - (await this.page(ids));
     }
   }
-  return { replayed, failed };
-}
 
-function* pagesOf(ids: readonly string[]): Generator<string[]> {
-  for (let i = 0; i < ids.length; i += PAGE) yield ids.slice(i, i + PAGE);
+  async runIds(ids: readonly string[]): Promise<void> {
+    for (let i = 0; i < ids.length; i += PAGE) await this.page(ids.slice(i, i + PAGE));
+  }
+
+  /** Returns how many of `ids` left the failed set. */
+  private async page(ids: readonly string[]): Promise<number> {
+    const results = await Promise.allSettled(
+      ids.map(async (jobId) => {
+        const job = await Job.fromId<DeliveryJobData>(this.queue, jobId);
+        if (!job) throw new Error(`job ${jobId} vanished`);
+        if (!this.selects(job)) return false;
+        this.matched++;
+        if (!this.act) return false;
+        await this.act(job);
+        return true;
+      }),
+    );
+    let left = 0;
+    for (const r of results) {
+      if (r.status === 'rejected') this.failed++;
+      else if (r.value) left++;
+    }
+    this.done += left;
+    return left;
+  }
+
+  private selects(job: Job<DeliveryJobData>): boolean {
+    if (!timeMatches(this.filter, job.finishedOn ?? job.timestamp)) return false;
+    if (jobTypesMatch(this.filter, job.data, this.match)) return true;
+    if (jobTypesMatch(this.filter, job.data, 'any')) this.kept++;
+    return false;
+  }
 }
 
 function failedKey(queue: Queue): string {

@@ -1,10 +1,13 @@
-import type { DeadLetterList, ReplayResult } from './dead-letters.js';
-import type { QuarantineReplayResult } from './quarantine.js';
+import type { DeadLetterList, PurgeResult, ReplayResult } from './dead-letters.js';
+import type { FilterDescription } from './filter.js';
+import type { QuarantinePurgeResult, QuarantineReplayResult } from './quarantine.js';
 
 /** `dlq list` output: a table per destination and one for quarantine, or the list as JSON with `json`. */
 export function formatDeadLetters(list: DeadLetterList, options: { json: boolean }): string {
   if (options.json) return JSON.stringify(list, null, 2);
   const lines: string[] = [];
+  const filter = filterLine(list.filter);
+  if (filter) lines.push(filter);
   for (const w of list.destinations) {
     lines.push(
       `destination ${w.destination} (${w.type}): ${w.total} dead-lettered${shown(list.offset, w.entries.length, w.total)}`,
@@ -64,6 +67,49 @@ export function formatQuarantineReplay(result: QuarantineReplayResult, options: 
   lines.push(`${result.stillFailing} still fail and stay in quarantine`);
   for (const [reason, count] of Object.entries(result.reasons)) lines.push(`  ${reason}: ${count}`);
   return lines.join('\n');
+}
+
+/** `dlq purge` output; with `dryRun`, what it would remove. */
+export function formatPurge(result: PurgeResult, options: { json: boolean }): string {
+  if (options.json) return JSON.stringify(result, null, 2);
+  const verb = result.dryRun ? 'would remove' : 'removed';
+  const lines: string[] = [];
+  const filter = filterLine(result.filter);
+  if (filter) lines.push(filter);
+  for (const d of result.destinations) {
+    const count = result.dryRun ? d.matched : d.removed;
+    const failed = d.failed ? `, could not remove ${d.failed}` : '';
+    const kept = d.kept ? `; kept ${d.kept} batch job(s) that also hold other types` : '';
+    lines.push(`destination ${d.destination} (${d.type}): ${verb} ${count}${failed}${kept}`);
+  }
+  const total = result.dryRun ? result.matched : result.removed;
+  lines.push(
+    `${verb} ${total} dead letter(s)${result.failed ? `; ${result.failed} could not be removed` : ''}`,
+  );
+  return lines.join('\n');
+}
+
+/** `dlq purge --quarantine` output. */
+export function formatQuarantinePurge(result: QuarantinePurgeResult, options: { json: boolean }): string {
+  if (options.json) return JSON.stringify(result, null, 2);
+  const lines: string[] = [];
+  const filter = filterLine(result.filter);
+  if (filter) lines.push(filter);
+  lines.push(
+    result.dryRun
+      ? `would remove ${result.matched} quarantined payload(s)`
+      : `removed ${result.removed} quarantined payload(s)`,
+  );
+  return lines.join('\n');
+}
+
+/** The filter in words, or nothing when there is none (a destination alone shows in the sections). */
+function filterLine(filter: FilterDescription): string | undefined {
+  const parts: string[] = [];
+  if (filter.types) parts.push(`type ${filter.types.map((t) => JSON.stringify(t)).join(' or ')}`);
+  if (filter.since) parts.push(`dead-lettered at or after ${filter.since}`);
+  if (filter.until) parts.push(`dead-lettered before ${filter.until}`);
+  return parts.length > 0 ? `matching ${parts.join(', ')}` : undefined;
 }
 
 /** Which slice of a section is shown, and how to see the rest, when that is not all of it. */

@@ -12,8 +12,16 @@ import { createProducerConnection } from '../queue/redis.js';
 import { identifiedEvent } from '../route/event-id.js';
 import { Router } from '../route/router.js';
 import { destinationsOf, type DestinationConfig } from '../config/destinations.js';
+import { audited, type Auditor } from './audit.js';
 import { CONNECT_TIMEOUT_MS, firstError, readyWithin } from './dead-letters.js';
-export { formatQuarantineReplay } from './format.js';
+import {
+  describeFilter,
+  streamIdRange,
+  typeMatches,
+  type DeadLetterFilter,
+  type FilterDescription,
+} from './filter.js';
+export { formatQuarantinePurge, formatQuarantineReplay } from './format.js';
 
 /**
  * Entries read per round. Small: an entry holds a raw payload that may be several megabytes, and
@@ -34,44 +42,114 @@ export interface QuarantineReplayResult {
   readonly reasons: Readonly<Record<string, number>>;
 }
 
+/** A filter on quarantine entries: their time in quarantine and IMKIT event name (filter.ts). */
+export type QuarantineFilter = Omit<DeadLetterFilter, 'destination'>;
+
+export interface QuarantinePurgeResult {
+  /** Nothing was removed: `matched` is what would be. */
+  readonly dryRun: boolean;
+  readonly filter: FilterDescription;
+  readonly matched: number;
+  readonly removed: number;
+}
+
 /**
  * Decodes quarantined payloads again with the current config (limits, encoding, codec of their
  * account). One that now decodes is relayed as it would have been live: the same event id (from
  * the same content and its original receivedAt), the same body, through the ingest enqueue path.
- * It leaves the quarantine only once every queue that wants it holds it. Covers the stream as it
- * stood when the replay began, or the one entry `id`.
+ * It leaves the quarantine only once every queue that wants it holds it. Covers the entries that
+ * match the filter as the stream stood when the replay began, or the one entry `id` (the filter
+ * does not apply to it). With an auditor, logs who replayed what and how many.
  */
 export async function replayQuarantine(
   config: BridgeConfig,
-  options: { id?: string } = {},
+  options: QuarantineFilter & { id?: string; audit?: Auditor } = {},
 ): Promise<QuarantineReplayResult> {
-  if (options.id !== undefined && !STREAM_ID.test(options.id)) {
-    throw new UnknownQuarantineEntryError(
-      `"${options.id}" is not a quarantine entry id (STREAM ID in dlq list)`,
-    );
+  const { id, audit, ...filter } = options;
+  if (id !== undefined && !STREAM_ID.test(id)) {
+    throw new UnknownQuarantineEntryError(`"${id}" is not a quarantine entry id (STREAM ID in dlq list)`);
   }
-  const key = quarantineKey(config.redis.prefix);
+  const replay = new QuarantineReplay(config);
+  const what = { filter, ...(id !== undefined ? { id } : {}) };
+  return audited(
+    audit,
+    'dlq replay --quarantine',
+    what,
+    () => replay.counts(),
+    () =>
+      withStream(config, async (connection, key) => {
+        const window = id === undefined ? streamIdRange(filter) : { start: id, end: id };
+        for await (const page of stablePages(connection, key, window)) {
+          const wanted =
+            id === undefined ? page.filter(([, flat]) => typeMatches(filter, eventOf(flat))) : page;
+          const done = await replay.page(wanted);
+          if (done.length > 0) await connection.xdel(key, ...done);
+        }
+        if (id !== undefined && replay.seen === 0) {
+          throw new UnknownQuarantineEntryError(`no quarantine entry has id ${id}`);
+        }
+        return replay.result();
+      }).finally(() => replay.close()),
+  );
+}
+
+/**
+ * Removes the quarantine entries that match the filter for good, as the stream stood when the purge
+ * began; with `dryRun` it only counts them. With an auditor, logs who removed what and how many.
+ */
+export async function purgeQuarantine(
+  config: BridgeConfig,
+  options: QuarantineFilter & { dryRun?: boolean; audit?: Auditor } = {},
+): Promise<QuarantinePurgeResult> {
+  const { dryRun = false, audit, ...filter } = options;
+  let matched = 0;
+  let removed = 0;
+  return audited(
+    dryRun ? undefined : audit,
+    'dlq purge --quarantine',
+    { filter },
+    () => ({ matched, removed }),
+    () =>
+      withStream(config, async (connection, key) => {
+        for await (const page of stablePages(connection, key, streamIdRange(filter))) {
+          const ids = page
+            .filter(([, flat]) => typeMatches(filter, eventOf(flat)))
+            .map(([streamId]) => streamId);
+          matched += ids.length;
+          if (!dryRun && ids.length > 0) removed += await connection.xdel(key, ...ids);
+        }
+        return { dryRun, filter: describeFilter(filter), matched, removed };
+      }),
+  );
+}
+
+/** Entries of a stream window, oldest first, up to the newest one there when reading began. */
+async function* stablePages(
+  connection: Redis,
+  key: string,
+  window: { start: string; end: string },
+): AsyncGenerator<[string, string[]][]> {
+  const last = (await connection.xrevrange(key, window.end, window.start, 'COUNT', 1))[0]?.[0];
+  if (last === undefined) return;
+  let start = window.start;
+  while (true) {
+    const page = await connection.xrange(key, start, last, 'COUNT', PAGE);
+    if (page.length === 0) return;
+    yield page;
+    start = `(${page[page.length - 1]![0]}`;
+  }
+}
+
+async function withStream<T>(
+  config: BridgeConfig,
+  fn: (connection: Redis, key: string) => Promise<T>,
+): Promise<T> {
   const connection = createProducerConnection(config.redis.url, { name: 'imkit-bridge-dlq' });
   const failed = firstError(connection, config.redis.url);
-  const replay = new QuarantineReplay(config);
   try {
     await readyWithin(Promise.race([failed, ready(connection)]), CONNECT_TIMEOUT_MS, config.redis.url);
-    const end = options.id ?? (await connection.xrevrange(key, '+', '-', 'COUNT', 1))[0]?.[0];
-    if (end === undefined) return replay.result();
-    let start = options.id ?? '-';
-    while (true) {
-      const page = await connection.xrange(key, start, end, 'COUNT', PAGE);
-      if (page.length === 0) break;
-      const done = await replay.page(page);
-      if (done.length > 0) await connection.xdel(key, ...done);
-      start = `(${page[page.length - 1]![0]}`;
-    }
-    if (options.id !== undefined && replay.seen === 0) {
-      throw new UnknownQuarantineEntryError(`no quarantine entry has id ${options.id}`);
-    }
-    return replay.result();
+    return await fn(connection, quarantineKey(config.redis.prefix));
   } finally {
-    await replay.close();
     connection.disconnect();
   }
 }
@@ -130,8 +208,12 @@ class QuarantineReplay {
   }
 
   result(): QuarantineReplayResult {
+    return { ...this.counts(), reasons: { ...this.reasons } };
+  }
+
+  counts(): { replayed: number; unrouted: number; stillFailing: number } {
     const stillFailing = Object.values(this.reasons).reduce((n, count) => n + count, 0);
-    return { replayed: this.replayed, unrouted: this.unrouted, stillFailing, reasons: { ...this.reasons } };
+    return { replayed: this.replayed, unrouted: this.unrouted, stillFailing };
   }
 
   async close(): Promise<void> {
@@ -189,6 +271,10 @@ type Outcome =
 
 function failed(reason: string): Outcome {
   return { kind: 'failed', reason };
+}
+
+function eventOf(flat: string[]): string {
+  return fieldsOf(flat).get('event') ?? '';
 }
 
 function fieldsOf(flat: string[]): Map<string, string> {
