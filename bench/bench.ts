@@ -436,6 +436,10 @@ async function main(): Promise<void> {
           await relay.bridge?.waitReady(30_000);
           const processes = { redis: redisPid(redis.port), broker: sinks.brokerPids() };
           rounds[name].push(await measure(relay, sim, sink, processes, o));
+        } catch (err) {
+          // What the bridge said is the first thing to read when a phase times out.
+          if (relay.bridge) console.error(relay.bridge.logs.slice(-20).join('\n'));
+          throw err;
         } finally {
           await relay.stop();
           await sink.close();

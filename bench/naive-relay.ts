@@ -119,9 +119,9 @@ async function publisher(destination: NaiveDestination): Promise<Publish> {
       return (event) => client.xadd(renderTemplate(destination.stream, event), '*', ...streamFields(event));
     }
     case 'bullmq': {
-      const { Queue } = await import('bullmq');
+      const [{ Queue }, { Redis }] = await Promise.all([import('bullmq'), import('ioredis')]);
       const queue = new Queue(destination.queue, {
-        connection: { url: destination.url },
+        connection: new Redis(destination.url, { maxRetriesPerRequest: null }),
         prefix: destination.prefix,
       });
       await queue.waitUntilReady();
