@@ -407,13 +407,18 @@ class RedisStreamSink implements Sink {
 class BullmqSink implements Sink {
   private readonly arrivals = new Arrivals();
   private readonly reader: StreamReader;
-  private static readonly PREFIX = 'imkit-bench-bull';
+  /**
+   * The name the bridge gives its own delivery queue for this destination id: until the config keeps
+   * a bullmq destination's `queue` apart from that name, the bridge adds its jobs there whatever
+   * `queue` says. The run-unique part is the prefix, so both relays use the same queue either way.
+   */
+  private readonly queue = `destination-${DEST_ID}`;
 
   private constructor(
     private readonly admin: Redis,
-    private readonly queue: string,
+    private readonly prefix: string,
   ) {
-    const keyOf = (suffix: string) => `${BullmqSink.PREFIX}:${queue}:${suffix}`;
+    const keyOf = (suffix: string) => `${prefix}:${this.queue}:${suffix}`;
     this.reader = new StreamReader(admin.duplicate(), keyOf('events'), async (entries, at) => {
       const ids = entries
         .filter(([, fields]) => fieldOf(fields, 'event') === 'added')
@@ -427,7 +432,7 @@ class BullmqSink implements Sink {
   }
 
   static start(redisUrl: string, unique: string): Promise<BullmqSink> {
-    return Promise.resolve(new BullmqSink(new Redis(redisUrl), `imkit-bench-${unique}`));
+    return Promise.resolve(new BullmqSink(new Redis(redisUrl), `imkit-bench-bull-${unique}`));
   }
 
   bridgeConfig(concurrency: number | undefined) {
@@ -437,7 +442,7 @@ class BullmqSink implements Sink {
           id: DEST_ID,
           type: 'bullmq',
           queue: this.queue,
-          prefix: BullmqSink.PREFIX,
+          prefix: this.prefix,
           ...(concurrency ? { concurrency } : {}),
         },
       ],
@@ -445,7 +450,7 @@ class BullmqSink implements Sink {
   }
 
   get naive(): NaiveDestination {
-    return { type: 'bullmq', url: redisUrlOf(this.admin), queue: this.queue, prefix: BullmqSink.PREFIX };
+    return { type: 'bullmq', url: redisUrlOf(this.admin), queue: this.queue, prefix: this.prefix };
   }
 
   mark(): number {
@@ -458,13 +463,13 @@ class BullmqSink implements Sink {
 
   /** Jobs waiting in the queue (nothing consumes them), once each: BullMQ drops a repeated job id. */
   async check(sent: number): Promise<StoredCheck> {
-    const stored = await settledCount(() => this.admin.llen(`${BullmqSink.PREFIX}:${this.queue}:wait`));
+    const stored = await settledCount(() => this.admin.llen(`${this.prefix}:${this.queue}:wait`));
     return { sent, stored, repeats: this.arrivals.repeats };
   }
 
   async close(): Promise<void> {
     await this.reader.close();
-    const keys = await this.admin.keys(`${BullmqSink.PREFIX}:${this.queue}:*`);
+    const keys = await this.admin.keys(`${this.prefix}:${this.queue}:*`);
     for (let i = 0; i < keys.length; i += 1000) await this.admin.del(...keys.slice(i, i + 1000));
     this.admin.disconnect();
   }
