@@ -30,3 +30,17 @@ export function redisPid(port: number): number | undefined {
   }
   return undefined;
 }
+
+/** Pids of the processes whose command line contains `text` (e.g. a private server's config dir). */
+export function pidsByCmdline(text: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(text)) pids.push(Number(entry));
+    } catch {
+      // The process ended while the list was read.
+    }
+  }
+  return pids;
+}
