@@ -47,13 +47,21 @@ const account = z
   )
   .transform((value) => ({ ...value, deviceId: value.deviceId ?? `imkit-bridge-${value.id}` }));
 
+const concurrency = z.number().int().min(1).max(1000);
+/**
+ * Sends in flight per broker destination per process. A broker acknowledges in a fraction of a
+ * millisecond to a few, on one connection, so the lane's permits (not CPU) bounded throughput at
+ * 16: 128 gave NATS +24% and Redis Streams +36% in the benchmark (docs/performance.md).
+ */
+const BROKER_CONCURRENCY = 128;
+
 /** Keys every destination has, whatever its type: which events it takes, pacing, retries, breaker. */
 const laneKeys = {
   id: name,
   accounts: z.array(z.string().min(1)).min(1).default(['*']),
   events: z.array(z.string().min(1)).min(1).default(['*']),
   timeout: duration('15s'),
-  concurrency: z.number().int().min(1).max(1000).default(16),
+  concurrency: concurrency.default(16),
   rateLimit: z.strictObject({ max: z.number().int().min(1), duration: requiredDuration }).optional(),
   retry: z
     .strictObject({
@@ -79,9 +87,13 @@ const brokerTypes = brokerKinds.map((kind) => kind.type);
 /** A `destinations:` entry: its kind's keys (by `type`) and the lane keys. */
 const destination = z.discriminatedUnion(
   'type',
-  brokerKinds.map((kind) => kind.options.extend({ type: z.literal(kind.type), ...laneKeys })) as [
-    z.ZodObject<{ type: z.ZodLiteral<string> } & typeof laneKeys>,
-  ],
+  brokerKinds.map((kind) =>
+    kind.options.extend({
+      type: z.literal(kind.type),
+      ...laneKeys,
+      concurrency: concurrency.default(BROKER_CONCURRENCY),
+    }),
+  ) as [z.ZodObject<{ type: z.ZodLiteral<string> } & typeof laneKeys>],
   {
     error: (issue) =>
       issue.code === 'invalid_union'

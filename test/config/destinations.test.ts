@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.js';
 import { configProblems } from './problems.js';
 
 const BASE = `
@@ -8,6 +9,17 @@ accounts: [{ id: bot, token: t }]
 `;
 
 describe('destinations: config', () => {
+  it('gives broker destinations 128 sends in flight by default, webhooks 16', () => {
+    const config = parseConfig(
+      `${BASE}webhooks: [{ id: w, url: "https://example.com/hook" }]
+destinations: [{ id: a, type: nats, url: "nats://127.0.0.1:4222" }]
+`,
+      {},
+    );
+    expect(config.webhooks[0]!.concurrency).toBe(16);
+    expect(config.destinations[0]!.concurrency).toBe(128);
+  });
+
   it('accepts one entry of every broker type with their defaults', () => {
     expect(
       configProblems(`${BASE}destinations:
