@@ -5,8 +5,6 @@ export interface PlacementMember {
   readonly id: string;
   /** Server time (ms) from which the member may be given accounts; later for a member that flapped. */
   readonly eligibleAt: number;
-  /** It announced that it is stopping: it is given nothing. */
-  readonly leaving: boolean;
 }
 
 export interface Plan {
@@ -59,14 +57,13 @@ export class Placement {
   }
 
   /**
-   * The ranking is over eligible members (eligible by `now`, not leaving). When fewer than `copies`
-   * are eligible, the rest of the live members that are not leaving fill up, in rank order, so a
-   * small fleet or a cold start never waits for a settle to end.
+   * The ranking is over eligible members (eligible by `now`). When fewer than `copies` are eligible,
+   * the other live members fill up, in rank order, so a small fleet or a cold start never waits for a
+   * settle to end.
    */
   plan(members: readonly PlacementMember[], self: string, now: number): Plan {
-    const staying = members.filter((m) => !m.leaving);
-    const eligible = staying.filter((m) => m.eligibleAt <= now);
-    const fill = staying.filter((m) => m.eligibleAt > now);
+    const eligible = members.filter((m) => m.eligibleAt <= now);
+    const fill = members.filter((m) => m.eligibleAt > now);
     const eligibleDigests = eligible.map((m) => [m.id, this.digest(m.id)] as const);
     const fillDigests = fill.map((m) => [m.id, this.digest(m.id)] as const);
     const targets = new Map<string, string[]>();
