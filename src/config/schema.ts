@@ -23,8 +23,7 @@ const copies = z.union([z.literal('all'), z.number(), z.string()]).transform((va
     ctx.addIssue({ code: 'custom', message: `must be 'all' or a whole number from 1 to ${MAX_COPIES}` });
     return z.NEVER;
   }
-  ctx.addIssue({ code: 'custom', message: "a number is not available yet; use 'all'" });
-  return z.NEVER;
+  return n;
 });
 
 const account = z

@@ -134,6 +134,7 @@ export class Ingest implements AccountHolder {
     if (this.closing || !pipeline || this.sessions.has(account)) return;
     const session = this.sessionFor(pipeline, cause === 'start' ? 'restart' : 'takeover');
     this.sessions.set(account, session);
+    this.metrics.accountsHeld.set(this.sessions.size);
     session.start();
   }
 
@@ -145,6 +146,7 @@ export class Ingest implements AccountHolder {
     const session = this.sessions.get(account);
     if (!session) return;
     this.sessions.delete(account);
+    this.metrics.accountsHeld.set(this.sessions.size);
     const releasedAt = Date.now();
     const wasLive = session.live;
     await session.close();

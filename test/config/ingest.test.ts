@@ -33,9 +33,11 @@ describe('ingest.copies and ingest.lease', () => {
     ]);
   });
 
-  test('a number of copies is refused until sharing is available', () => {
-    expect(configProblems(`${BASE}ingest: { copies: 2 }\n`)).toEqual([
-      "ingest.copies: a number is not available yet; use 'all'",
-    ]);
+  test('a number of copies (also as a string from ${env:}) is summarised with what IMKIT sees', () => {
+    const config = parseConfig(`${BASE}ingest: { copies: '\${env:COPIES}', lease: 20s }\n`, { COPIES: '2' });
+    expect(config.ingest).toEqual({ copies: 2, lease: 20_000 });
+    expect(summarizeConfig(config, 'bridge.yaml')).toContain(
+      'ingest: each account on 2 live ingest processes, lease 20s (IMKIT sees 2 sockets per account)',
+    );
   });
 });
