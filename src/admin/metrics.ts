@@ -34,6 +34,38 @@ export class BridgeMetrics {
     registers: [this.registry],
   });
 
+  readonly accountsHeld = new Gauge({
+    name: 'imkit_bridge_accounts_held',
+    help: 'Accounts this ingest process holds a session for.',
+    registers: [this.registry],
+  });
+
+  readonly ingestMembers = new Gauge({
+    name: 'imkit_bridge_ingest_members',
+    help: 'Live ingest processes sharing the accounts, as this process last saw them (copies: N only).',
+    registers: [this.registry],
+  });
+
+  readonly membershipChanges = new Counter({
+    name: 'imkit_bridge_membership_changes_total',
+    help: 'Ingest processes that joined, left (SIGTERM) or expired (no renewal within lease), each counted by one process.',
+    labelNames: ['change'] as const,
+    registers: [this.registry],
+  });
+
+  readonly accountMoves = new Counter({
+    name: 'imkit_bridge_account_moves_total',
+    help: 'Accounts this process acquired or released, by direction and cause.',
+    labelNames: ['direction', 'cause'] as const,
+    registers: [this.registry],
+  });
+
+  readonly takeovers = new Counter({
+    name: 'imkit_bridge_takeovers_total',
+    help: 'Accounts this process acquired because a process holding them expired.',
+    registers: [this.registry],
+  });
+
   readonly reconnects = new Counter({
     name: 'imkit_bridge_reconnects_total',
     help: 'Times an account session was dropped and reconnected, by reason.',

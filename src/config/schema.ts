@@ -10,6 +10,21 @@ const name = z
 
 export const DEFAULT_RETRY_SCHEDULE = ['5s', '5m', '30m', '2h', '5h', '10h', '10h'];
 const DEFAULT_REPEAT_WINDOW = '5s';
+/** Under a Redis failover (about 3 s) a shorter lease would look like every member expiring at once. */
+const MIN_LEASE_MS = 3_000;
+const MAX_LEASE_MS = 600_000;
+const MAX_COPIES = 64;
+
+/** `all`, or how many live ingest processes hold each account; a numeric string (from `${env:}`) counts. */
+const copies = z.union([z.literal('all'), z.number(), z.string()]).transform((value, ctx): 'all' | number => {
+  if (value === 'all') return value;
+  const n = typeof value === 'number' ? value : /^\d+$/.test(value) ? Number(value) : NaN;
+  if (!Number.isInteger(n) || n < 1 || n > MAX_COPIES) {
+    ctx.addIssue({ code: 'custom', message: `must be 'all' or a whole number from 1 to ${MAX_COPIES}` });
+    return z.NEVER;
+  }
+  return n;
+});
 
 const account = z
   .strictObject({
@@ -134,6 +149,15 @@ export const configSchema = z
     dedupWindow: duration('10m'),
     repeatWindow: duration(DEFAULT_REPEAT_WINDOW).refine((ms) => ms > 0, 'must be more than 0'),
     shutdownTimeout: duration('25s'),
+    ingest: z
+      .strictObject({
+        copies: copies.default('all'),
+        lease: duration('15s').refine(
+          (ms) => ms >= MIN_LEASE_MS && ms <= MAX_LEASE_MS,
+          `must be between ${MIN_LEASE_MS / 1000}s and ${MAX_LEASE_MS / 60_000}m`,
+        ),
+      })
+      .prefault({}),
     limits: z
       .strictObject({
         // Defaults and their reasons: docs/operations.md "Payload limits and quarantine".

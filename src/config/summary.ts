@@ -1,5 +1,6 @@
 import { describeDestination } from '../deliver/registry.js';
 import { destinationsOf, type DestinationConfig } from './destinations.js';
+import { formatDuration } from './duration.js';
 import { safeUrl } from './fields.js';
 import type { AccountConfig, BridgeConfig, WebhookConfig } from './schema.js';
 
@@ -30,6 +31,15 @@ function lanePacing(d: DestinationConfig): string {
   return `concurrency ${d.concurrency}${rate}, timeout ${d.timeout} ms, ${d.retry.schedule.length} retries`;
 }
 
+function sharing({ copies, lease }: BridgeConfig['ingest']): string {
+  if (copies === 'all') return 'ingest: every ingest process holds every account (copies all)';
+  const processes = copies === 1 ? 'process' : 'processes';
+  return (
+    `ingest: each account on ${copies} live ingest ${processes}, lease ${formatDuration(lease)} ` +
+    `(IMKIT sees ${copies} socket${copies === 1 ? '' : 's'} per account)`
+  );
+}
+
 function more(count: number): string[] {
   return count > LISTED ? [`  … and ${count - LISTED} more`] : [];
 }
@@ -51,6 +61,7 @@ export function summarizeConfig(config: BridgeConfig, file: string): string {
     );
   }
   lines.push(...more(config.accounts.length));
+  lines.push(sharing(config.ingest));
   const destinations = destinationsOf(config);
   const webhookDetails = new Map(config.webhooks.map((w) => [w.id, signingAndHeaders(w)]));
   lines.push(`destinations (${destinations.length}):`);

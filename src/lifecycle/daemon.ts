@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { AdminServer, type AdminSource, type Readiness } from '../admin/server.js';
 import { BridgeMetrics } from '../admin/metrics.js';
 import { destinationsOf } from '../config/destinations.js';
@@ -7,6 +8,8 @@ import { describeDestination } from '../deliver/registry.js';
 import { DeliveryWorkers } from '../deliver/workers.js';
 import { UsageError } from '../errors.js';
 import { VERSION } from '../version.js';
+import { AccountPlacer } from '../ingest/placer.js';
+import { Membership } from '../ingest/membership.js';
 import { describeError } from './describe-error.js';
 import { Deadline, within } from './deadline.js';
 import { Ingest } from './ingest.js';
@@ -36,6 +39,8 @@ export class Daemon implements AdminSource {
     private readonly admin: AdminServer | undefined,
     private readonly ingest: Ingest | undefined,
     private readonly workers: DeliveryWorkers | undefined,
+    /** With `ingest.copies: N`: which accounts this process holds. */
+    private readonly sharing: { membership: Membership; placer: AccountPlacer } | undefined,
   ) {}
 
   static async start(config: BridgeConfig, role: Role, logger: Logger): Promise<Daemon> {
@@ -60,7 +65,8 @@ export class Daemon implements AdminSource {
       refreshMetrics: () => daemon.refreshMetrics(),
     };
     const admin = new AdminServer(source, metrics, logger.child({ stage: 'admin' }), config.server);
-    const daemon = new Daemon(config, role, logger, metrics, queues, admin, ingest, workers);
+    const sharing = ingest && Daemon.sharing(config, ingest, logger, metrics);
+    const daemon = new Daemon(config, role, logger, metrics, queues, admin, ingest, workers, sharing);
     try {
       daemon.adminPort = await admin.listen(config.server.host, config.server.port);
     } catch (err) {
@@ -75,6 +81,7 @@ export class Daemon implements AdminSource {
     }
     workers?.start();
     ingest?.start();
+    sharing?.placer.start();
     logger.info(
       {
         role,
@@ -87,6 +94,28 @@ export class Daemon implements AdminSource {
     return daemon;
   }
 
+  /** With `ingest.copies: N`, the membership and the placer that hold this process's share of the accounts. */
+  private static sharing(
+    config: BridgeConfig,
+    ingest: Ingest,
+    logger: Logger,
+    metrics: BridgeMetrics,
+  ): { membership: Membership; placer: AccountPlacer } | undefined {
+    const { copies, lease } = config.ingest;
+    if (copies === 'all') return undefined;
+    const membership = new Membership({
+      redisUrl: config.redis.url,
+      prefix: config.redis.prefix,
+      lease,
+      host: hostname(),
+      logger,
+      metrics,
+    });
+    const accounts = config.accounts.map((a) => a.id);
+    const placer = new AccountPlacer(membership, ingest, { accounts, copies, lease, logger, metrics });
+    return { membership, placer };
+  }
+
   async readiness(): Promise<Readiness> {
     if (this.closing) return { ready: false, reasons: ['stopping'] };
     const reasons: string[] = [];
@@ -94,7 +123,8 @@ export class Daemon implements AdminSource {
     if (redisProblem !== undefined) reasons.push(`redis: ${redisProblem}`);
     if (this.ingest) {
       if (!this.ingest.redisReady) reasons.push('redis: ingest is buffering events in memory');
-      for (const id of this.ingest.notLive()) reasons.push(`account ${id}: not authenticated`);
+      if (this.sharing) reasons.push(...this.sharing.placer.readinessProblems());
+      else for (const id of this.ingest.notLive()) reasons.push(`account ${id}: not authenticated`);
     }
     return { ready: reasons.length === 0, reasons };
   }
@@ -110,7 +140,15 @@ export class Daemon implements AdminSource {
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       redis: counts ? 'ok' : 'unreachable',
       ...(counts ? {} : { redisError: this.queues.connectionError() }),
-      ...(ingest ? { ingest: { buffered: ingest.buffered, redisReady: ingest.redisReady } } : {}),
+      ...(ingest
+        ? {
+            ingest: {
+              buffered: ingest.buffered,
+              redisReady: ingest.redisReady,
+              ...(this.sharing ? { sharing: this.sharing.placer.status() } : {}),
+            },
+          }
+        : {}),
       accounts: ingest?.accounts ?? [],
       destinations: destinationsOf(this.config).map((d) => {
         const queue = counts?.find((c) => c.destination === d.id);
@@ -151,7 +189,13 @@ export class Daemon implements AdminSource {
     this.closing ??= (async () => {
       const deadline = Deadline.in(this.config.shutdownTimeout);
       this.logger.info({ role: this.role }, 'stopping');
-      const lost = await this.ingest?.close(this.workers ? deadline.share(0.5) : deadline);
+      const ingestPhase = this.workers ? deadline.share(0.5) : deadline;
+      if (this.sharing) {
+        // The next holders connect before this process lets go; the rest of the phase is ingest's own.
+        await this.sharing.placer.handover(Math.min(this.config.ingest.lease, ingestPhase.remaining() * 0.4));
+      }
+      const lost = await this.ingest?.close(ingestPhase);
+      await this.sharing?.membership.close();
       await this.workers?.close(deadline.remaining());
       await within(this.queues.close(), deadline.remaining());
       await this.admin?.close();

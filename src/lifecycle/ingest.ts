@@ -35,6 +35,21 @@ const RECOVERY_RETRY_CAP_MS = 60_000;
 const CHAT_MESSAGE = 'chat message';
 const QUARANTINED = 'bridge.quarantined';
 
+/** Why this process took an account on (`start`: its own start; the others: a membership change). */
+export type MoveCause = 'start' | 'join' | 'leave' | 'expire' | 'rebalance';
+
+/** What the placer needs of ingest: take an account on, and let it go. */
+export interface AccountHolder {
+  /** Opens a new session for `account` (nothing when it is held already); its first live connection catches up. */
+  hold(account: string, cause: MoveCause): void;
+  /** Closes `account`'s session, stops its recoveries and writes its final checkpoint. */
+  release(account: string): Promise<void>;
+  /** Accounts with a session here. */
+  held(): ReadonlySet<string>;
+  /** Held accounts whose session is authenticated. */
+  live(): ReadonlySet<string>;
+}
+
 export interface IngestStatus {
   accounts: SessionStatus[];
   buffered: number;
@@ -42,16 +57,18 @@ export interface IngestStatus {
 }
 
 /**
- * The ingest half: one session per account feeding decode → id → route → enqueue, plus lifecycle
- * events and REST catch-up after gaps.
+ * The ingest half: one session per held account feeding decode → id → route → enqueue, plus
+ * lifecycle events and REST catch-up after gaps. Every account's pipeline (decoder, tokens) is built
+ * at start; a session exists only while the account is held, and a new one is made each time it is.
  */
-export class Ingest {
+export class Ingest implements AccountHolder {
   private readonly instance = hostname();
   private readonly router: Router<DestinationConfig>;
   private readonly enqueuer: Enqueuer;
   private readonly checkpoints: SessionCheckpoints;
   private readonly rest: ImkitRest;
-  private readonly accounts: AccountRelay[] = [];
+  private readonly pipelines = new Map<string, AccountPipeline>();
+  private readonly sessions = new Map<string, AccountSession>();
   /** One for all sessions: an IMKIT outage logs a line per cause, not one per account. */
   private readonly sessionFailures = new LogThrottle();
   private readonly quarantineLog = new LogThrottle();
@@ -71,7 +88,7 @@ export class Ingest {
       apiKey: config.imkit.apiKey,
     });
     this.checkpoints = new SessionCheckpoints(config.redis.url, config.redis.prefix, () =>
-      this.checkpointPositions(this.liveAccounts(), Date.now()),
+      this.checkpointPositions([...this.live()], Date.now()),
     );
     this.enqueuer = new Enqueuer({
       redisUrl: config.redis.url,
@@ -95,7 +112,7 @@ export class Ingest {
     const ingest = new Ingest(config, logger, metrics, directDelivery);
     try {
       for (const account of config.accounts) {
-        ingest.accounts.push(await ingest.relayFor(account));
+        ingest.pipelines.set(account.id, await ingest.pipelineFor(account));
       }
     } catch (err) {
       await ingest.close();
@@ -104,26 +121,64 @@ export class Ingest {
     return ingest;
   }
 
+  /** Starts the periodic checkpoint writes; with `copies: all`, holds every account. */
   start(): void {
     this.checkpoints.start();
-    for (const relay of this.accounts) relay.session.start();
+    if (this.config.ingest.copies === 'all') {
+      for (const account of this.pipelines.keys()) this.hold(account, 'start');
+    }
+  }
+
+  hold(account: string, cause: MoveCause): void {
+    const pipeline = this.pipelines.get(account);
+    if (this.closing || !pipeline || this.sessions.has(account)) return;
+    const session = this.sessionFor(pipeline, cause === 'start' ? 'restart' : 'takeover');
+    this.sessions.set(account, session);
+    this.metrics.accountsHeld.set(this.sessions.size);
+    session.start();
+  }
+
+  /**
+   * Sockets first (no new events), then the account's recoveries; its checkpoint moves as far as what
+   * landed allows and no further, so whoever holds it next catches up from there.
+   */
+  async release(account: string): Promise<void> {
+    const session = this.sessions.get(account);
+    if (!session) return;
+    this.sessions.delete(account);
+    this.metrics.accountsHeld.set(this.sessions.size);
+    const releasedAt = Date.now();
+    const wasLive = session.live;
+    await session.close();
+    await this.recoveries.stop(account);
+    if (wasLive) await this.checkpoints.write(this.checkpointPositions([account], releasedAt));
+    this.recoveries.forget(account);
+    // Only holders report the account's socket: an account held nowhere has no series at all.
+    this.metrics.socketConnected.remove({ account });
+  }
+
+  held(): ReadonlySet<string> {
+    return new Set(this.sessions.keys());
+  }
+
+  live(): ReadonlySet<string> {
+    const live = new Set<string>();
+    for (const [account, session] of this.sessions) if (session.live) live.add(account);
+    return live;
   }
 
   get redisReady(): boolean {
     return this.enqueuer.ready;
   }
 
-  liveAccounts(): string[] {
-    return this.accounts.filter((r) => r.session.live).map((r) => r.account.id);
-  }
-
+  /** Held accounts whose session is not authenticated. */
   notLive(): string[] {
-    return this.accounts.filter((r) => !r.session.live).map((r) => r.account.id);
+    return [...this.sessions].filter(([, session]) => !session.live).map(([account]) => account);
   }
 
   status(): IngestStatus {
     return {
-      accounts: this.accounts.map((r) => r.session.status()),
+      accounts: [...this.sessions.values()].map((session) => session.status()),
       buffered: this.enqueuer.buffered,
       redisReady: this.enqueuer.ready,
     };
@@ -137,8 +192,8 @@ export class Ingest {
   close(deadline = Deadline.in(this.config.shutdownTimeout)): Promise<Map<string, number>> {
     this.closing ??= (async () => {
       const stoppedAt = Date.now();
-      const live = this.liveAccounts();
-      await Promise.all(this.accounts.map((r) => r.session.close()));
+      const live = [...this.live()];
+      await Promise.all([...this.sessions.values()].map((session) => session.close()));
       await this.recoveries.close(deadline.share(0.5).remaining());
       // Whatever a recovery still waits for from IMKIT is abandoned with it.
       await this.rest.close();
@@ -165,18 +220,17 @@ export class Ingest {
     return positions;
   }
 
-  private async relayFor(account: AccountConfig): Promise<AccountRelay> {
+  private async pipelineFor(account: AccountConfig): Promise<AccountPipeline> {
     const log = this.logger.child({ account: account.id });
     const decoder = await createDecoder(account, this.config.limits);
     const tokens = createTokenProvider(account, this.rest);
-    const relay: AccountPipeline = {
-      account,
-      log,
-      decoder,
-      tokens,
-      received: new Map(),
-    };
-    const session = new AccountSession({
+    return { account, log, decoder, tokens, received: new Map() };
+  }
+
+  /** A closed session cannot start again, so every hold gets a new one. */
+  private sessionFor(relay: AccountPipeline, firstLive: FirstLiveReason): AccountSession {
+    const { account, decoder, tokens } = relay;
+    return new AccountSession({
       account,
       imkit: this.config.imkit,
       tokens,
@@ -189,12 +243,11 @@ export class Ingest {
       },
       handlers: {
         onEvent: (name, payload, receivedAt) => this.onEvent(relay, name, payload, receivedAt),
-        onLive: (info) => this.onLive(relay, info),
+        onLive: (info) => this.onLive(relay, info, firstLive),
         onDown: (info) =>
           this.emitLifecycle(account.id, 'bridge.disconnected', { at: iso(info.at), reason: info.reason }),
       },
     });
-    return { ...relay, session };
   }
 
   /** The per-event hot path: one decode, one id, one cached route lookup, one body serialisation. */
@@ -252,12 +305,16 @@ export class Ingest {
     return counter;
   }
 
-  private onLive(relay: AccountPipeline, info: { at: number; gap?: { from: number; to: number } }): void {
+  private onLive(
+    relay: AccountPipeline,
+    info: { at: number; gap?: { from: number; to: number } },
+    firstLive: FirstLiveReason,
+  ): void {
     const { account } = relay;
     this.emitLifecycle(account.id, 'bridge.connected', { at: iso(info.at) });
     const gap = info.gap;
     if (!gap) {
-      if (account.catchUp) this.recoverSinceCheckpoint(relay, info.at);
+      if (account.catchUp) this.recoverSinceCheckpoint(relay, info.at, firstLive);
     } else if (!account.catchUp) {
       this.emitLifecycle(account.id, 'bridge.gap', { ...gapFields(gap), catchUp: false });
     } else {
@@ -272,13 +329,14 @@ export class Ingest {
   }
 
   /**
-   * First connection of this process: whatever nobody received since the account's checkpoint (this
-   * process before a restart, or a replica) is fetched over REST. Until the checkpoint has been read
-   * the account's checkpoint is not written at all. Reported as a gap only when something was missing
-   * or the account was unattended for a while: with replicas, a rolling restart finds a fresh
-   * checkpoint and nothing to recover.
+   * First connection of a session: whatever nobody received since the account's checkpoint (this
+   * process before a restart, a replica, or the holder this process takes the account over from) is
+   * fetched over REST. Until the checkpoint has been read the account's checkpoint is not written at
+   * all. Reported as a gap only when something was missing or the account was unattended for a
+   * while: with replicas, a rolling restart or a handover finds a fresh checkpoint and nothing to
+   * recover.
    */
-  private recoverSinceCheckpoint(relay: AccountPipeline, now: number): void {
+  private recoverSinceCheckpoint(relay: AccountPipeline, now: number, reason: FirstLiveReason): void {
     const { account, log } = relay;
     this.recoveries.start(account.id, -Infinity, async (hold, signal) => {
       let last: number | undefined;
@@ -289,7 +347,7 @@ export class Ingest {
       if (last === undefined || last >= now) return true;
       hold.at = last;
       return this.recover(relay, { since: last, to: now }, { from: last, to: now }, signal, {
-        reason: 'restart',
+        reason,
         reportUnless: (recovered) => recovered === 0 && now - last! <= 2 * CHECKPOINT_INTERVAL_MS,
       });
     });
@@ -385,7 +443,7 @@ export class Ingest {
   }
 
   private onOverflow(report: OverflowReport): void {
-    const relay = this.accounts.find((r) => r.account.id === report.account);
+    const relay = this.pipelines.get(report.account);
     const gap = { from: report.from, to: report.to };
     if (relay?.account.catchUp) {
       this.recoveries.start(report.account, report.from, (_hold, signal) =>
@@ -410,8 +468,11 @@ export class Ingest {
   }
 }
 
+/** `bridge.gap`'s reason for what a session's first connection recovers. */
+type FirstLiveReason = 'restart' | 'takeover';
+
 interface GapOptions {
-  reason: 'disconnected' | 'buffer-overflow' | 'restart';
+  reason: 'disconnected' | 'buffer-overflow' | FirstLiveReason;
   dropped?: number;
   /** Skip the bridge.gap report when this says nothing worth reporting happened. */
   reportUnless?: (recovered: number) => boolean;
@@ -424,10 +485,6 @@ interface AccountPipeline {
   readonly decoder: Decoder;
   readonly tokens: TokenProvider;
   readonly received: Map<string, Counter.Internal>;
-}
-
-interface AccountRelay extends AccountPipeline {
-  readonly session: AccountSession;
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts. */

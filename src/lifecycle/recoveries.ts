@@ -13,8 +13,10 @@ export interface CheckpointHold {
  */
 export class Recoveries {
   private readonly holds = new Map<string, Set<CheckpointHold>>();
-  private readonly running = new Set<Promise<void>>();
-  private readonly controller = new AbortController();
+  private readonly running = new Map<string, Set<Promise<void>>>();
+  /** Per account, so a released account's recoveries stop while the others run on. */
+  private readonly controllers = new Map<string, AbortController>();
+  private closed = false;
 
   /** `onRelease` runs each time a hold is released: the checkpoint may move on. */
   constructor(private readonly onRelease: () => void) {}
@@ -32,7 +34,10 @@ export class Recoveries {
     let holds = this.holds.get(account);
     if (!holds) this.holds.set(account, (holds = new Set()));
     holds.add(hold);
-    const run = task(hold, this.controller.signal).then(
+    let controller = this.controllers.get(account);
+    if (!controller) this.controllers.set(account, (controller = new AbortController()));
+    if (this.closed) controller.abort();
+    const run = task(hold, controller.signal).then(
       (covered) => {
         if (!covered) return;
         holds.delete(hold);
@@ -40,8 +45,25 @@ export class Recoveries {
       },
       () => undefined,
     );
-    this.running.add(run);
-    void run.finally(() => this.running.delete(run));
+    let running = this.running.get(account);
+    if (!running) this.running.set(account, (running = new Set()));
+    running.add(run);
+    void run.finally(() => running.delete(run));
+  }
+
+  /**
+   * Stops `account`'s recoveries and waits for them; their holds stay until `forget(account)`, so the
+   * caller can still read where the account's checkpoint may move.
+   */
+  async stop(account: string): Promise<void> {
+    this.controllers.get(account)?.abort();
+    this.controllers.delete(account);
+    await Promise.all(this.running.get(account) ?? []);
+  }
+
+  /** Drops `account`'s holds: it is no longer this process's to write (the next holder re-covers them). */
+  forget(account: string): void {
+    this.holds.delete(account);
   }
 
   /** The earliest hold on `account`'s checkpoint; Infinity when none. */
@@ -56,7 +78,9 @@ export class Recoveries {
    * to stop; those keep their holds.
    */
   async close(timeoutMs: number): Promise<void> {
-    if (this.running.size > 0) await within(Promise.all(this.running), timeoutMs);
-    this.controller.abort();
+    const running = [...this.running.values()].flatMap((runs) => [...runs]);
+    if (running.length > 0) await within(Promise.all(running), timeoutMs);
+    this.closed = true;
+    for (const controller of this.controllers.values()) controller.abort();
   }
 }

@@ -363,6 +363,25 @@ describe('chart behaviour', () => {
     expect(zero.status).not.toBe(0);
   });
 
+  test('ingest.copies and ingest.lease reach the bridge config; replicas stay independent; copies above replicas fail', () => {
+    const defaults = parse(bridgeYaml(render({}, 'copies-default'))) as { ingest: unknown };
+    expect(defaults.ingest).toEqual({ copies: 'all', lease: '15s' });
+    const manifests = render({ ingest: { copies: 2, lease: '10s', replicas: 4 } }, 'copies-2');
+    expect((parse(bridgeYaml(manifests)) as { ingest: unknown }).ingest).toEqual({ copies: 2, lease: '10s' });
+    expect(findManifest(manifests, 'Deployment', `${FULLNAME}-ingest`).spec).toHaveProperty('replicas', 4);
+    // The PDB lets one ingest pod go at a time: 3 of 4 stay, at least the 2 copies.
+    expect(findManifest(manifests, 'PodDisruptionBudget', `${FULLNAME}-ingest`).spec).toMatchObject({
+      maxUnavailable: 1,
+    });
+    expect(configCheck(bridgeYaml(manifests), podEnv(manifests)).output).toContain(
+      'ingest: each account on 2 live ingest processes, lease 10s',
+    );
+    const tooMany = templateWith('ingest.copies=3', 'ingest.replicas=2');
+    expect(tooMany.status).not.toBe(0);
+    expect(tooMany.stderr).toContain('ingest.copies (3) must not exceed the ingest replicas (2)');
+    expect(templateWith('ingest.copies=0').status).not.toBe(0);
+  });
+
   test('NOTES.txt names the Deployments to check and warns when no Secret feeds ${env:...}', () => {
     const notes = (args: string[]) => {
       const result = helm(['install', RELEASE, CHART, '--dry-run=client', '--namespace', 'bridge', ...args]);

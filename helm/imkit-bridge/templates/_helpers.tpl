@@ -48,12 +48,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 The bridge's bridge.yaml: config from values plus what the chart owns (admin server on the
-Service port, shutdown timeout below the pod's termination grace period).
+Service port, shutdown timeout below the pod's termination grace period, ingest sharing from
+ingest.copies and ingest.lease).
 */}}
 {{- define "imkit-bridge.bridgeConfig" -}}
 {{- $config := deepCopy .Values.config -}}
 {{- $_ := set $config "server" (dict "host" "0.0.0.0" "port" (int .Values.service.port)) -}}
 {{- $_ := set $config "shutdownTimeout" (printf "%ds" (int .Values.shutdown.timeoutSeconds)) -}}
+{{- $_ := set $config "ingest" (dict "copies" .Values.ingest.copies "lease" .Values.ingest.lease) -}}
 {{- toYaml $config -}}
 {{- end -}}
 
@@ -82,6 +84,10 @@ Roles to deploy: a list of dicts with the component name, the --role flag and it
 {{- end -}}
 
 {{- define "imkit-bridge.validate" -}}
+{{- $ingestReplicas := int (ternary .Values.all.replicas .Values.ingest.replicas (eq .Values.mode "all")) -}}
+{{- if and (ne (toString .Values.ingest.copies) "all") (gt (int .Values.ingest.copies) $ingestReplicas) -}}
+{{- fail (printf "ingest.copies (%v) must not exceed the ingest replicas (%d): each account is held by that many pods" .Values.ingest.copies $ingestReplicas) -}}
+{{- end -}}
 {{- if and .Values.autoscaling.keda.enabled .Values.autoscaling.hpa.enabled -}}
 {{- fail "autoscaling.keda and autoscaling.hpa are exclusive (KEDA manages its own HPA)" -}}
 {{- end -}}
