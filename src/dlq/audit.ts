@@ -32,8 +32,8 @@ function osUser(): string {
 
 /**
  * Runs a replay or purge and logs one audit line for it, `{ audit, who, filter, ...counts }`: when it
- * completes, and also when it stops part-way (with what it had done by then and the error), since
- * removed dead letters are gone either way.
+ * completes, and also when it stops part-way after changing something (with what it had done by
+ * then and the error), since removed dead letters are gone either way.
  */
 export async function audited<T>(
   auditor: Auditor | undefined,
@@ -55,10 +55,14 @@ export async function audited<T>(
     auditor.logger.info(record(), `${action} by ${auditor.who}: ${summary(counts())}`);
     return result;
   } catch (err) {
-    auditor.logger.error(
-      { ...record(), err },
-      `${action} by ${auditor.who} stopped part-way: ${summary(counts())}`,
-    );
+    // A command that failed before it changed anything (Redis unreachable) has nothing to audit;
+    // its error is the command's own answer.
+    if (Object.values(counts()).some((n) => n > 0)) {
+      auditor.logger.error(
+        { ...record(), err },
+        `${action} by ${auditor.who} stopped part-way: ${summary(counts())}`,
+      );
+    }
     throw err;
   }
 }

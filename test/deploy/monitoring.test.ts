@@ -139,11 +139,12 @@ beforeAll(async () => {
   dashboard = JSON.parse(dashboardMap.data!['imkit-bridge.json']!) as Dashboard;
 
   // A real bridge that has been refused once, then received and delivered an event, so its
-  // labelled series carry samples (reconnects among them).
+  // labelled series carry samples (reconnects among them). It shares accounts (copies: 1), so the
+  // membership and account-move series carry samples too.
   const world = await World.start();
   try {
     world.sim.rejectAllTokens = true;
-    const bridge = await world.bridge(world.config());
+    const bridge = await world.bridge(world.config({ top: { ingest: { copies: 1, lease: '3s' } } }));
     await waitFor(async () => /imkit_bridge_reconnects_total\{/.test((await bridge.get('/metrics')).body), {
       what: 'a refused session counted as a reconnect',
     });
