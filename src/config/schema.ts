@@ -66,9 +66,10 @@ const concurrency = z.number().int().min(1).max(1000);
 /**
  * Sends in flight per broker destination per process. A broker acknowledges in a fraction of a
  * millisecond to a few, on one connection, so the lane's permits (not CPU) bounded throughput at
- * 16: 128 gave NATS +24% and Redis Streams +36% in the benchmark (docs/performance.md).
+ * 16: a NATS burst ran at 0.54 of a naive publisher at 16, 0.77 at 128 and 0.84 at 512, p99 at
+ * 500/s unchanged (docs/performance.md).
  */
-const BROKER_CONCURRENCY = 128;
+const BROKER_CONCURRENCY = 512;
 
 /** Keys every destination has, whatever its type: which events it takes, pacing, retries, breaker. */
 const laneKeys = {

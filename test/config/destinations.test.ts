@@ -9,7 +9,7 @@ accounts: [{ id: bot, token: t }]
 `;
 
 describe('destinations: config', () => {
-  it('gives broker destinations 128 sends in flight by default, webhooks 16', () => {
+  it('gives broker destinations 512 sends in flight by default, webhooks 16', () => {
     const config = parseConfig(
       `${BASE}webhooks: [{ id: w, url: "https://example.com/hook" }]
 destinations: [{ id: a, type: nats, url: "nats://127.0.0.1:4222" }]
@@ -17,7 +17,7 @@ destinations: [{ id: a, type: nats, url: "nats://127.0.0.1:4222" }]
       {},
     );
     expect(config.webhooks[0]!.concurrency).toBe(16);
-    expect(config.destinations[0]!.concurrency).toBe(128);
+    expect(config.destinations[0]!.concurrency).toBe(512);
   });
 
   it('accepts one entry of every broker type with their defaults', () => {
