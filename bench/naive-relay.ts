@@ -11,7 +11,9 @@
  */
 import { io } from 'socket.io-client';
 import { configSchema } from '../src/config/schema.js';
+import { publishOptions } from '../src/deliver/destinations/amqp.js';
 import { bullmqJob } from '../src/deliver/destinations/bullmq.js';
+import { withEventHeaders } from '../src/deliver/destinations/nats.js';
 import { streamFields } from '../src/deliver/destinations/redis-stream.js';
 import { WebhookSigner } from '../src/deliver/signature.js';
 import { renderTemplate } from '../src/deliver/template.js';
@@ -78,13 +80,9 @@ async function publisher(destination: NaiveDestination): Promise<Publish> {
       const url = new URL(destination.url);
       const js = jetstream(await connect({ servers: url.host }));
       return (event) => {
-        const h = headers();
-        h.set('Imkit-Event-Type', event.type);
-        h.set('Imkit-Account', event.account);
-        h.set('Imkit-Timestamp', new Date(event.receivedAt).toISOString());
         return js.publish(renderTemplate(destination.subject, event), event.body, {
           msgID: event.id,
-          headers: h,
+          headers: withEventHeaders(headers(), event),
         });
       };
     }
@@ -99,16 +97,7 @@ async function publisher(destination: NaiveDestination): Promise<Publish> {
             destination.exchange,
             renderTemplate(destination.routingKey, event),
             Buffer.from(event.body),
-            {
-              mandatory: true,
-              persistent: true,
-              contentType: 'application/json',
-              messageId: event.id,
-              type: event.type,
-              timestamp: Math.floor(event.receivedAt / 1000),
-              appId: 'imkit-bridge',
-              headers: { 'imkit-account': event.account },
-            },
+            publishOptions(event),
             (err: unknown) => (err ? reject(err as Error) : resolve()),
           );
         });

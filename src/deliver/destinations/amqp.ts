@@ -1,4 +1,4 @@
-import type { ChannelModel, ConfirmChannel, Message } from 'amqplib';
+import type { ChannelModel, ConfirmChannel, Message, Options } from 'amqplib';
 import { z } from 'zod';
 import type { Logger } from '../../lifecycle/logger.js';
 import type { DeliveryEvent } from '../../queue/job.js';
@@ -41,6 +41,21 @@ const options = z.strictObject({
 
 export type AmqpOptions = z.output<typeof options>;
 export type AmqpConfig = AmqpOptions & CommonDestinationConfig;
+
+/** The message properties of the contract (docs/destinations/amqp.md), for one event. */
+export function publishOptions(event: DeliveryEvent): Options.Publish {
+  return {
+    mandatory: true,
+    persistent: true,
+    contentType: 'application/json',
+    messageId: event.id,
+    type: event.type,
+    // Receive time, not send time: every retry and every copy of the event carries the same one.
+    timestamp: Math.floor(event.receivedAt / 1000),
+    appId: 'imkit-bridge',
+    headers: { 'imkit-account': event.account },
+  };
+}
 
 export const amqp: DestinationKind<'amqp', typeof options> = {
   type: 'amqp',
@@ -255,23 +270,7 @@ class Link {
         }
       };
       try {
-        channel.publish(
-          exchange,
-          routingKey,
-          Buffer.from(event.body),
-          {
-            mandatory: true,
-            persistent: true,
-            contentType: 'application/json',
-            messageId: event.id,
-            type: event.type,
-            // Receive time, not send time: every retry and every copy of the event carries the same one.
-            timestamp: Math.floor(event.receivedAt / 1000),
-            appId: 'imkit-bridge',
-            headers: { 'imkit-account': event.account },
-          },
-          confirmed,
-        );
+        channel.publish(exchange, routingKey, Buffer.from(event.body), publishOptions(event), confirmed);
       } catch (err) {
         // amqplib throws synchronously when the channel closed between open() and now.
         resolve(retry(`${this.closeReason}: ${err instanceof Error ? err.message : String(err)}`));

@@ -36,6 +36,15 @@ const options = z.strictObject({ url: natsUrl, subject });
 export type NatsOptions = z.output<typeof options>;
 
 /** `nats`: a JetStream publish per event, acknowledged by the stream that captures the subject. */
+/** The headers of the contract (docs/destinations/nats.md) besides `Nats-Msg-Id`, set on `h`. */
+export function withEventHeaders(h: MsgHdrs, event: DeliveryEvent): MsgHdrs {
+  h.set('Imkit-Event-Type', event.type);
+  h.set('Imkit-Account', event.account);
+  // The receive time (the body's `timestamp`), so every attempt carries the same headers.
+  h.set('Imkit-Timestamp', new Date(event.receivedAt).toISOString());
+  return h;
+}
+
 export const nats: DestinationKind<'nats', typeof options> = {
   type: 'nats',
   options,
@@ -235,12 +244,7 @@ class NatsDestination implements Destination {
   }
 
   private headersFor(link: Link, event: DeliveryEvent): MsgHdrs {
-    const h = link.headers();
-    h.set('Imkit-Event-Type', event.type);
-    h.set('Imkit-Account', event.account);
-    // The receive time (the body's `timestamp`), so every attempt carries the same headers.
-    h.set('Imkit-Timestamp', new Date(event.receivedAt).toISOString());
-    return h;
+    return withEventHeaders(link.headers(), event);
   }
 
   private classify(err: unknown, subject: string, event: DeliveryEvent, link: Link | undefined): SendOutcome {
