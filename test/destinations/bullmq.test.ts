@@ -6,6 +6,7 @@ import { bullmqKeyspaceProblem, bullmqKind } from '../../src/deliver/destination
 import type { Logger } from '../../src/lifecycle/logger.js';
 import { RedisServer, waitFor } from '../support/redis.js';
 import {
+  expectCutOffWhilePaused,
   capturedLogger,
   deliveryEvents,
   destinationOf,
@@ -146,25 +147,7 @@ describe('bullmq destination', () => {
     const [warm, slow, later, early] = deliveryEvents(4);
     // The queue is made on first use; make it before Redis hangs.
     expect(await destination.send(warm!, [])).toMatchObject({ kind: 'delivered' });
-    await redis.call('CLIENT', 'PAUSE', '10000', 'WRITE');
-    try {
-      const controller = new AbortController();
-      const started = Date.now();
-      const pending = destination.send(slow!, [controller.signal]);
-      setTimeout(() => controller.abort(), 50);
-      expect(await pending).toEqual({ kind: 'aborted' });
-      expect(Date.now() - started).toBeLessThan(350);
-
-      const timedStart = Date.now();
-      expect(await destination.send(later!, [])).toEqual({ kind: 'retry', reason: 'timeout after 400 ms' });
-      expect(Date.now() - timedStart).toBeLessThan(1_500);
-
-      expect(await destination.send(early!, [AbortSignal.abort()])).toEqual({ kind: 'aborted' });
-    } finally {
-      await redis.call('CLIENT', 'UNPAUSE');
-    }
-    expect(await sendUntilDelivered(destination, slow!)).toMatchObject({ kind: 'delivered' });
-    expect(await sendUntilDelivered(destination, later!)).toMatchObject({ kind: 'delivered' });
+    await expectCutOffWhilePaused(redis, destination, [slow!, later!, early!]);
     const jobs = await consumerQueue(name).getJobs(['waiting'], 0, -1);
     expect(jobs.map((j) => j.id).sort()).toEqual([warm!.id, slow!.id, later!.id].sort());
   });

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
+import { expect } from 'vitest';
 import type { z } from 'zod';
 import { createLogger, type Logger } from '../../src/lifecycle/logger.js';
 import type {
@@ -99,4 +100,36 @@ export function reader(url: string): Redis {
   const client = new Redis(url, { maxRetriesPerRequest: 1 });
   client.on('error', () => {});
   return client;
+}
+
+/**
+ * With the target Redis paused for writes (`CLIENT PAUSE WRITE`), a send is cut off by the caller's
+ * signal (aborted, promptly), by its own 400 ms timeout (retry), and at once by a signal that has
+ * already fired; once Redis answers again, `slow` and `later` are sent until delivered.
+ */
+export async function expectCutOffWhilePaused(
+  redis: Redis,
+  destination: Destination,
+  [slow, later, early]: readonly [DeliveryEvent, DeliveryEvent, DeliveryEvent],
+): Promise<void> {
+  await redis.call('CLIENT', 'PAUSE', '10000', 'WRITE');
+  try {
+    const controller = new AbortController();
+    const started = Date.now();
+    const pending = destination.send(slow, [controller.signal]);
+    setTimeout(() => controller.abort(), 50);
+    expect(await pending).toEqual({ kind: 'aborted' });
+    expect(Date.now() - started).toBeLessThan(350);
+
+    const timedStart = Date.now();
+    expect(await destination.send(later, [])).toEqual({ kind: 'retry', reason: 'timeout after 400 ms' });
+    expect(Date.now() - timedStart).toBeLessThan(1_500);
+
+    expect(await destination.send(early, [AbortSignal.abort()])).toEqual({ kind: 'aborted' });
+  } finally {
+    await redis.call('CLIENT', 'UNPAUSE');
+  }
+  // What was cut off may still have landed; sending it again adds nothing.
+  expect(await sendUntilDelivered(destination, slow)).toMatchObject({ kind: 'delivered' });
+  expect(await sendUntilDelivered(destination, later)).toMatchObject({ kind: 'delivered' });
 }

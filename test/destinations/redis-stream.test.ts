@@ -6,6 +6,7 @@ import type { Logger } from '../../src/lifecycle/logger.js';
 import { redisStreamKeyspaceProblem, redisStreamKind } from '../../src/deliver/destinations/redis-stream.js';
 import { RedisServer } from '../support/redis.js';
 import {
+  expectCutOffWhilePaused,
   capturedLogger,
   deliveryEvents,
   destinationOf,
@@ -170,26 +171,7 @@ describe('redis-stream destination', () => {
     const destination = streamDestination({ stream }, { timeout: 400 });
     await destination.connect();
     const [slow, later, early] = deliveryEvents(3);
-    await redis.call('CLIENT', 'PAUSE', '10000', 'WRITE');
-    try {
-      const controller = new AbortController();
-      const started = Date.now();
-      const pending = destination.send(slow!, [controller.signal]);
-      setTimeout(() => controller.abort(), 50);
-      expect(await pending).toEqual({ kind: 'aborted' });
-      expect(Date.now() - started).toBeLessThan(350);
-
-      const timedStart = Date.now();
-      expect(await destination.send(later!, [])).toEqual({ kind: 'retry', reason: 'timeout after 400 ms' });
-      expect(Date.now() - timedStart).toBeLessThan(1_500);
-
-      expect(await destination.send(early!, [AbortSignal.abort()])).toEqual({ kind: 'aborted' });
-    } finally {
-      await redis.call('CLIENT', 'UNPAUSE');
-    }
-    // What was cut off may still have landed; sending it again adds nothing.
-    expect(await sendUntilDelivered(destination, slow!)).toMatchObject({ kind: 'delivered' });
-    expect(await sendUntilDelivered(destination, later!)).toMatchObject({ kind: 'delivered' });
+    await expectCutOffWhilePaused(redis, destination, [slow!, later!, early!]);
     const ids = ((await redis.xrange(stream, '-', '+')) as Entry[]).map(([, f]) => f[1]);
     expect(ids.sort()).toEqual([slow!.id, later!.id].sort());
   });
