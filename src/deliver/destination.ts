@@ -38,6 +38,12 @@ export interface Destination {
   /** Starts connecting; `send` (re)connects by itself when needed, so callers need not await this. */
   connect(): Promise<void>;
   send(event: DeliveryEvent, signals: readonly AbortSignal[]): Promise<SendOutcome>;
+  /**
+   * Optional: several events in one exchange with the far end (a batch job's events), one outcome per
+   * event in the same order, with `send`'s guarantees (never throws, bounded by `timeout`, `aborted`
+   * once a signal fires). An event repeated in `events` is taken once, like two `send`s of it.
+   */
+  sendMany?(events: readonly DeliveryEvent[], signals: readonly AbortSignal[]): Promise<SendOutcome[]>;
   /** Called once nothing is in flight. */
   close(): Promise<void>;
 }

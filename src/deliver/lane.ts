@@ -22,7 +22,7 @@ import {
 import { retryDelay, type RetryPolicy } from './backoff.js';
 import { CircuitBreaker, type BreakerState } from './breaker.js';
 import { DeliveryClaims } from './claims.js';
-import type { Destination } from './destination.js';
+import type { Destination, SendOutcome } from './destination.js';
 import { OrphanSweeper } from './orphans.js';
 import { breakerVerdict, decide, type AttemptResult, type Next } from './outcome.js';
 import { Permits } from './permits.js';
@@ -349,7 +349,10 @@ export class DestinationLane implements DirectDelivery {
     const mine = data.events.filter((_, i) => owned[i]);
     if (mine.length < data.events.length)
       this.metrics.eventsDeduplicated.inc(data.events.length - mine.length);
-    const results = await Promise.all(mine.map((event) => this.attempt(event, signal)));
+    const sendMany = this.destination.sendMany?.bind(this.destination);
+    const results = sendMany
+      ? await this.attemptMany(sendMany, mine, signal)
+      : await Promise.all(mine.map((event) => this.attempt(event, signal)));
     const followUps: EventJobSpec[] = [];
     let holdMs = 0;
     results.forEach((result, i) => {
@@ -419,33 +422,83 @@ export class DestinationLane implements DirectDelivery {
     try {
       const admission = this.breaker.admit();
       if (!admission.allowed) return { kind: 'held', waitMs: admission.waitMs };
-      const signals = signal ? [signal, this.shutdownController.signal] : [this.shutdownController.signal];
       const started = performance.now();
-      const outcome = await this.destination.send(event, signals);
-      const verdict = breakerVerdict(outcome);
-      if (verdict === 'released') {
-        this.breaker.released(admission.probe);
-        return outcome;
-      }
-      const destination = this.lane.id;
-      this.metrics.deliveryDuration.observe({ destination }, (performance.now() - started) / 1000);
-      if (verdict === 'succeeded') {
-        this.breaker.succeeded(admission.probe);
-        // Delivered or refused for good: either way the far end answered; failing to lift the pause
-        // early must not fail anything.
-        if (admission.probe) {
-          await this.queue
-            .removeRateLimitKey()
-            .catch((err: unknown) => this.logger.debug({ err }, 'could not lift the breaker pause'));
-        }
-      } else {
-        this.breaker.failed(admission.probe);
-        const remaining = this.breaker.remainingMs();
-        if (remaining > 0) await this.pauseQueue(remaining);
-      }
+      const outcome = await this.destination.send(event, this.signalsFor(signal));
+      await this.learn(outcome, admission.probe, started);
       return outcome;
     } finally {
       this.permits.release();
+    }
+  }
+
+  /**
+   * One try for each of a batch job's events through the destination's `sendMany`, in chunks of at
+   * most `concurrency` events, each chunk holding one permit per event; results in `events`' order.
+   */
+  private async attemptMany(
+    sendMany: NonNullable<Destination['sendMany']>,
+    events: readonly DeliveryEvent[],
+    signal: AbortSignal | undefined,
+  ): Promise<AttemptResult[]> {
+    const size = this.lane.concurrency;
+    const chunks: DeliveryEvent[][] = [];
+    for (let i = 0; i < events.length; i += size) chunks.push(events.slice(i, i + size));
+    const results = await Promise.all(chunks.map((chunk) => this.attemptChunk(sendMany, chunk, signal)));
+    return results.flat();
+  }
+
+  /** As `attempt` for each event of `chunk`: the breaker admits each, and learns each outcome. */
+  private async attemptChunk(
+    sendMany: NonNullable<Destination['sendMany']>,
+    chunk: readonly DeliveryEvent[],
+    signal: AbortSignal | undefined,
+  ): Promise<AttemptResult[]> {
+    await this.permits.acquire(chunk.length);
+    try {
+      const admissions = chunk.map(() => this.breaker.admit());
+      const admitted = chunk.filter((_, i) => admissions[i]!.allowed);
+      const started = performance.now();
+      const outcomes = admitted.length > 0 ? await sendMany(admitted, this.signalsFor(signal)) : [];
+      let sent = 0;
+      return await Promise.all(
+        admissions.map(async (admission): Promise<AttemptResult> => {
+          if (!admission.allowed) return { kind: 'held', waitMs: admission.waitMs };
+          const outcome = outcomes[sent++]!;
+          await this.learn(outcome, admission.probe, started);
+          return outcome;
+        }),
+      );
+    } finally {
+      this.permits.release(chunk.length);
+    }
+  }
+
+  private signalsFor(signal: AbortSignal | undefined): AbortSignal[] {
+    return signal ? [signal, this.shutdownController.signal] : [this.shutdownController.signal];
+  }
+
+  /** What the breaker and the metrics learn from one send's outcome (`probe`: as admitted). */
+  private async learn(outcome: SendOutcome, probe: boolean, started: number): Promise<void> {
+    const verdict = breakerVerdict(outcome);
+    if (verdict === 'released') {
+      this.breaker.released(probe);
+      return;
+    }
+    const destination = this.lane.id;
+    this.metrics.deliveryDuration.observe({ destination }, (performance.now() - started) / 1000);
+    if (verdict === 'succeeded') {
+      this.breaker.succeeded(probe);
+      // Delivered or refused for good: either way the far end answered; failing to lift the pause
+      // early must not fail anything.
+      if (probe) {
+        await this.queue
+          .removeRateLimitKey()
+          .catch((err: unknown) => this.logger.debug({ err }, 'could not lift the breaker pause'));
+      }
+    } else {
+      this.breaker.failed(probe);
+      const remaining = this.breaker.remainingMs();
+      if (remaining > 0) await this.pauseQueue(remaining);
     }
   }
 

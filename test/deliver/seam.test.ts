@@ -21,6 +21,13 @@ const memory = {
   tries: new Map<string, number>(),
 };
 const options = z.strictObject({ label: z.string() });
+const sendOne = async (event: DeliveryEvent): Promise<SendOutcome> => {
+  const tries = (memory.tries.get(event.id) ?? 0) + 1;
+  memory.tries.set(event.id, tries);
+  const outcome = memory.answer(event, tries);
+  if (outcome.kind === 'delivered') memory.received.push(event);
+  return outcome;
+};
 const memoryKind: DestinationKind<'memory', typeof options> = {
   type: 'memory',
   options,
@@ -29,26 +36,41 @@ const memoryKind: DestinationKind<'memory', typeof options> = {
     id: config.id,
     type: 'memory',
     connect: async () => {},
+    send: sendOne,
+    close: async () => {},
+  }),
+};
+/** The same, with `sendMany`: every call's size is kept, so a test sees which path the lane took. */
+const sendManyCalls: number[] = [];
+const memoryManyKind: DestinationKind<'memory-many', typeof options> = {
+  type: 'memory-many',
+  options,
+  describe: (o) => `memory ${o.label} (sendMany)`,
+  create: (config): Destination => ({
+    id: config.id,
+    type: 'memory-many',
+    connect: async () => {},
     send: async (event) => {
-      const tries = (memory.tries.get(event.id) ?? 0) + 1;
-      memory.tries.set(event.id, tries);
-      const outcome = memory.answer(event, tries);
-      if (outcome.kind === 'delivered') memory.received.push(event);
-      return outcome;
+      sendManyCalls.push(0);
+      return sendOne(event);
+    },
+    sendMany: async (events) => {
+      sendManyCalls.push(events.length);
+      return Promise.all(events.map(sendOne));
     },
     close: async () => {},
   }),
 };
 
 const redis = redisSuite();
-let unregister: () => void;
+let unregister: (() => void)[];
 beforeAll(() => {
-  unregister = registerKind(memoryKind);
+  unregister = [registerKind(memoryKind), registerKind(memoryManyKind)];
 });
-afterAll(() => unregister());
+afterAll(() => unregister.forEach((u) => u()));
 
 /** `--role all` with one destination of the test's kind and no webhook. */
-function oneProcess(): {
+function oneProcess(type = 'memory'): {
   config: BridgeConfig;
   send: (n: number, type?: string) => Promise<string[]>;
   metrics: BridgeMetrics;
@@ -59,7 +81,7 @@ function oneProcess(): {
     destinations: [
       {
         id: 'mem',
-        type: 'memory',
+        type,
         label: 'test',
         accounts: ['*'],
         events: ['*'],
@@ -135,5 +157,57 @@ describe('a destination kind registered from outside delivery', () => {
     await waitFor(async () => memory.received.length === 1, { what: 'the replayed event delivered' });
     expect(memory.received[0]!.id).toBe(id);
     expect((await dead()).total).toBe(0);
+  });
+});
+
+describe('a destination kind with sendMany', () => {
+  it("gets a batch job's events in chunks of at most its concurrency, each once", async () => {
+    memory.received.length = 0;
+    sendManyCalls.length = 0;
+    memory.answer = () => ({ kind: 'delivered' });
+    const { send, metrics } = oneProcess('memory-many');
+    const ids = await send(20);
+    await waitFor(async () => memory.received.length >= 20, { what: '20 events received' });
+    expect(receivedIds()).toEqual([...ids].sort());
+    expect(sendManyCalls.length).toBeGreaterThan(0);
+    expect(sendManyCalls.every((n) => n >= 1 && n <= 4)).toBe(true);
+    expect(await outcomes(metrics, 'delivered')).toBe(20);
+  });
+
+  it('retries the one refused event of a chunk on its own until it is taken; the others are delivered once', async () => {
+    memory.received.length = 0;
+    sendManyCalls.length = 0;
+    const { send, metrics } = oneProcess('memory-many');
+    memory.answer = (event, tries) =>
+      event.room === 'r1' && tries < 3 ? { kind: 'retry', reason: 'not now' } : { kind: 'delivered' };
+    const ids = await send(3, 'chat message');
+    await waitFor(async () => memory.received.length >= 3, { what: 'all three delivered' });
+    expect(receivedIds()).toEqual([...ids].sort());
+    expect(ids.map((id) => memory.tries.get(id))).toEqual([1, 3, 1]);
+    // The batch's try went through sendMany; the retries are the event's own job, through send.
+    expect(sendManyCalls.filter((n) => n === 0)).toHaveLength(2);
+    expect(await outcomes(metrics, 'retry')).toBe(2);
+    expect(await outcomes(metrics, 'delivered')).toBe(3);
+  });
+
+  it('dead-letters the one permanent refusal of a chunk at once and delivers the rest', async () => {
+    memory.received.length = 0;
+    const { config, send } = oneProcess('memory-many');
+    memory.answer = (event) =>
+      event.room === 'r2'
+        ? { kind: 'permanent', reason: 'too big for the test kind' }
+        : { kind: 'delivered' };
+    const ids = await send(3, 'chat message');
+    const dead = async () => (await listDeadLetters(config, { destination: 'mem' })).destinations[0]!;
+    await waitFor(async () => (await dead()).total === 1 && memory.received.length >= 2, {
+      what: 'one dead letter, two delivered',
+    });
+    expect(receivedIds()).toEqual([ids[0]!, ids[1]!].sort());
+    expect((await dead()).entries[0]).toMatchObject({
+      id: ids[2],
+      lastError: 'too big for the test kind',
+      attempts: 1,
+    });
+    expect(memory.tries.get(ids[2]!)).toBe(1);
   });
 });

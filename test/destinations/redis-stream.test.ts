@@ -3,7 +3,11 @@ import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Destination } from '../../src/deliver/destination.js';
 import type { Logger } from '../../src/lifecycle/logger.js';
-import { redisStreamKeyspaceProblem, redisStreamKind } from '../../src/deliver/destinations/redis-stream.js';
+import {
+  redisStreamKeyspaceProblem,
+  redisStreamKind,
+  streamFields,
+} from '../../src/deliver/destinations/redis-stream.js';
 import { RedisServer } from '../support/redis.js';
 import {
   expectCutOffWhilePaused,
@@ -177,6 +181,71 @@ describe('redis-stream destination', () => {
   });
 });
 
+describe("redis-stream sendMany (a batch job's events in one script call)", () => {
+  it('answers each event in order, adds an id repeated in the chunk once, and splits by rendered stream', async () => {
+    const destination = streamDestination({ stream: 't:{type}' });
+    const events = deliveryEvents(30, { types: ['chat message', 'bridge.gap'] });
+    const chunk = [...events, events[0]!, events[1]!];
+
+    const outcomes = await destination.sendMany!(chunk, []);
+    expect(outcomes.map((o) => o.kind)).toEqual(chunk.map(() => 'delivered'));
+    expect(outcomes[0]).toMatchObject({ note: expect.stringMatching(/^entry /) });
+    const repeat = outcomes[30] as { note: string };
+    expect(repeat.note).toBe((outcomes[0] as { note: string }).note.replace('entry', 'duplicate of'));
+
+    const chat = (await redis.xrange('t:chat_message', '-', '+')) as Entry[];
+    const gap = (await redis.xrange('t:bridge_gap', '-', '+')) as Entry[];
+    expect(chat.map(([, f]) => f[1])).toEqual(
+      events.filter((e) => e.type === 'chat message').map((e) => e.id),
+    );
+    expect(gap.map(([, f]) => f[1])).toEqual(events.filter((e) => e.type === 'bridge.gap').map((e) => e.id));
+    expect(chat[0]![1]).toEqual(streamFields(events[0]!));
+    await redis.del('t:chat_message', 't:bridge_gap');
+  });
+
+  it('adds each event once when two destinations send the same chunk at the same time, and after send', async () => {
+    const stream = uniqueStream();
+    const first = streamDestination({ stream });
+    const second = streamDestination({ stream });
+    const events = deliveryEvents(200);
+
+    const [a, b] = await Promise.all([
+      first.sendMany!(events, []),
+      second.sendMany!([...events].reverse(), []),
+    ]);
+    expect([...a, ...b].every((o) => o.kind === 'delivered')).toBe(true);
+    expect(await first.send(events[7]!, [])).toMatchObject({ note: expect.stringMatching(/^duplicate of /) });
+
+    const entries = (await redis.xrange(stream, '-', '+')) as Entry[];
+    expect(entries).toHaveLength(200);
+    expect(new Set(entries.map(([, f]) => f[1])).size).toBe(200);
+  });
+
+  it('is aborted for every event by a caller signal when the target hangs, and the events land once later', async () => {
+    const stream = uniqueStream();
+    const destination = streamDestination({ stream }, { timeout: 2_000 });
+    await destination.connect();
+    const events = deliveryEvents(20);
+    await redis.call('CLIENT', 'PAUSE', '10000', 'WRITE');
+    try {
+      const controller = new AbortController();
+      const started = Date.now();
+      const pending = destination.sendMany!(events, [controller.signal]);
+      setTimeout(() => controller.abort(), 50);
+      expect(await pending).toEqual(events.map(() => ({ kind: 'aborted' })));
+      expect(Date.now() - started).toBeLessThan(1_500);
+      expect(await destination.sendMany!(events, [AbortSignal.abort()])).toEqual(
+        events.map(() => ({ kind: 'aborted' })),
+      );
+    } finally {
+      await redis.call('CLIENT', 'UNPAUSE');
+    }
+    const outcomes = await destination.sendMany!([...events, ...events], []);
+    expect(outcomes.every((o) => o.kind === 'delivered')).toBe(true);
+    expect(await redis.xlen(stream)).toBe(20);
+  });
+});
+
 describe('redis-stream destination against a target that dies', () => {
   let target: RedisServer;
 
@@ -226,6 +295,23 @@ describe('redis-stream destination against a target that dies', () => {
       expect(await check.xlen(stream)).toBe(90);
     } finally {
       check.disconnect();
+    }
+  });
+
+  it('sendMany answers retry for every event within its timeout while the target is stopped', async () => {
+    const stream = uniqueStream();
+    const destination = streamDestination({ url: target.url, stream }, { timeout: 1_000 });
+    await destination.connect();
+    const events = deliveryEvents(40);
+    await target.stop();
+    try {
+      const started = Date.now();
+      const outcomes = await destination.sendMany!(events, []);
+      expect(Date.now() - started).toBeLessThan(1_500);
+      expect(outcomes).toHaveLength(40);
+      expect(outcomes.every((o) => o.kind === 'retry')).toBe(true);
+    } finally {
+      await target.startProcess();
     }
   });
 });

@@ -27,25 +27,41 @@ const options = z.strictObject({
 
 type RedisStreamOptions = z.output<typeof options>;
 
+/** Arguments of one entry: `streamFields`' five field/value pairs. */
+const FIELD_ARGS = 10;
+
 /**
- * The de-duplication marker and the entry in one script, so the target Redis itself keeps a second
- * copy out, whichever bridge process sends it. KEYS: stream, marker. ARGV: window ms, maxLen or '',
- * then the entry's field/value pairs. Returns {1, entry id} when added, {0, entry id} when the
- * marker says the event is already in.
+ * For each event in turn, the de-duplication marker and the entry in one script, so the target Redis
+ * itself keeps a second copy out, whichever bridge process sends it (an event twice in one call is
+ * added once). KEYS: stream, marker per event. ARGV: window ms, maxLen or '', then the entry's
+ * FIELD_ARGS field/value pairs per event. Returns per event 1, entry id when added, or 0, entry id
+ * when the marker says the event is already in.
  */
-const ADD_ONCE = `
-local prev = redis.call('GET', KEYS[2])
-if prev then return {0, prev} end
-local id
-if ARGV[2] ~= '' then
-  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
-else
-  id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+const ADD_EACH_ONCE = `
+local out = {}
+for i = 1, #KEYS / 2 do
+  local stream, marker = KEYS[2 * i - 1], KEYS[2 * i]
+  local prev = redis.call('GET', marker)
+  if prev then
+    out[#out + 1] = 0
+    out[#out + 1] = prev
+  else
+    local first = 3 + (i - 1) * ${FIELD_ARGS}
+    local last = first + ${FIELD_ARGS} - 1
+    local id
+    if ARGV[2] ~= '' then
+      id = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, first, last))
+    else
+      id = redis.call('XADD', stream, '*', unpack(ARGV, first, last))
+    end
+    redis.call('SET', marker, id, 'PX', ARGV[1])
+    out[#out + 1] = 1
+    out[#out + 1] = id
+  end
 end
-redis.call('SET', KEYS[2], id, 'PX', ARGV[1])
-return {1, id}
+return out
 `;
-const SCRIPT_NAME = 'imkitStreamAddOnce';
+const SCRIPT_NAME = 'imkitStreamAddEachOnce';
 
 /**
  * Where the marker of `eventId` in `stream` lives. Independent of the bridge's key prefix, so two
@@ -88,20 +104,18 @@ export function redisStreamKeyspaceProblem(
   };
 }
 
-type AddOnce = (
-  stream: string,
-  marker: string,
-  windowMs: number,
-  maxLen: string,
-  ...fields: string[]
-) => Promise<[number, string]>;
+/** Runs ADD_EACH_ONCE: the number of keys, the keys, then the arguments. */
+type AddEachOnce = (
+  numberOfKeys: number,
+  ...keysAndArgs: (string | number)[]
+) => Promise<(number | string)[]>;
 
 class RedisStreamDestination implements Destination {
   readonly type = 'redis-stream';
   readonly id: string;
   private readonly log: Logger;
   private readonly target: RedisTarget;
-  private readonly addOnce: AddOnce;
+  private readonly addEachOnce: AddEachOnce;
   private readonly maxLen: string;
   /** Streams already reported as holding another type, so a misconfiguration is logged once each. */
   private readonly wrongType = new Set<string>();
@@ -118,9 +132,9 @@ class RedisStreamDestination implements Destination {
       `imkit-bridge-${config.id}`,
       this.log,
     );
-    this.target.client.defineCommand(SCRIPT_NAME, { numberOfKeys: 2, lua: ADD_ONCE });
-    const command = (this.target.client as unknown as Record<string, AddOnce>)[SCRIPT_NAME]!;
-    this.addOnce = command.bind(this.target.client);
+    this.target.client.defineCommand(SCRIPT_NAME, { lua: ADD_EACH_ONCE });
+    const command = (this.target.client as unknown as Record<string, AddEachOnce>)[SCRIPT_NAME]!;
+    this.addEachOnce = command.bind(this.target.client);
     this.maxLen = config.maxLen === undefined ? '' : String(config.maxLen);
   }
 
@@ -129,31 +143,70 @@ class RedisStreamDestination implements Destination {
   }
 
   async send(event: DeliveryEvent, signals: readonly AbortSignal[]): Promise<SendOutcome> {
-    const stream = renderTemplate(this.config.stream, event);
+    const [outcome] = await this.addToStream(renderTemplate(this.config.stream, event), [event], signals);
+    return outcome!;
+  }
+
+  /** One script call per stream the events go to (usually one): its keys must share a Cluster slot. */
+  async sendMany(events: readonly DeliveryEvent[], signals: readonly AbortSignal[]): Promise<SendOutcome[]> {
+    const byStream = new Map<string, number[]>();
+    events.forEach((event, i) => {
+      const stream = renderTemplate(this.config.stream, event);
+      const indexes = byStream.get(stream);
+      if (indexes) indexes.push(i);
+      else byStream.set(stream, [i]);
+    });
+    const outcomes: SendOutcome[] = [];
+    await Promise.all(
+      [...byStream].map(async ([stream, indexes]) => {
+        const added = await this.addToStream(
+          stream,
+          indexes.map((i) => events[i]!),
+          signals,
+        );
+        indexes.forEach((index, i) => (outcomes[index] = added[i]!));
+      }),
+    );
+    return outcomes;
+  }
+
+  private async addToStream(
+    stream: string,
+    events: readonly DeliveryEvent[],
+    signals: readonly AbortSignal[],
+  ): Promise<SendOutcome[]> {
+    const every = (outcome: SendOutcome) => events.map(() => outcome);
     try {
       const result = await withDeadline(
-        async (signal): Promise<SendOutcome> => {
+        async (signal): Promise<SendOutcome[]> => {
           const unusable = await this.target.unusable(signal);
-          if (unusable !== undefined) return { kind: 'retry', reason: unusable };
-          const [added, entryId] = await this.addOnce(
-            stream,
-            streamMarkerKey(stream, event.id),
+          if (unusable !== undefined) return every({ kind: 'retry', reason: unusable });
+          const keys = events.flatMap((event) => [stream, streamMarkerKey(stream, event.id)]);
+          const reply = await this.addEachOnce(
+            keys.length,
+            ...keys,
             this.deps.dedupWindowMs,
             this.maxLen,
-            ...streamFields(event),
+            ...events.flatMap(streamFields),
           );
-          return { kind: 'delivered', note: added === 1 ? `entry ${entryId}` : `duplicate of ${entryId}` };
+          return events.map((_, i) => {
+            const entryId = String(reply[2 * i + 1]);
+            const note = reply[2 * i] === 1 ? `entry ${entryId}` : `duplicate of ${entryId}`;
+            return { kind: 'delivered', note };
+          });
         },
         this.config.timeout,
         signals,
       );
       if (result.ok) return result.value;
-      if (result.why === 'aborted') return { kind: 'aborted' };
-      return { kind: 'retry', reason: `timeout after ${this.config.timeout} ms` };
+      if (result.why === 'aborted') return every({ kind: 'aborted' });
+      return every({ kind: 'retry', reason: `timeout after ${this.config.timeout} ms` });
     } catch (err) {
+      // The script stops at the failing command; events added before it keep their markers, so
+      // their retries find them already in.
       const reason = this.target.reason(err);
-      if (reason.includes('WRONGTYPE')) return this.wrongTypeRetry(stream, reason);
-      return { kind: 'retry', reason };
+      if (reason.includes('WRONGTYPE')) return every(this.wrongTypeRetry(stream, reason));
+      return every({ kind: 'retry', reason });
     }
   }
 
