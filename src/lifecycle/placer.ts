@@ -1,6 +1,6 @@
 import type { BridgeMetrics } from '../admin/metrics.js';
-import type { Logger } from '../lifecycle/logger.js';
-import type { AccountHolder, MoveCause } from '../lifecycle/ingest.js';
+import type { Logger } from './logger.js';
+import type { AccountHolder, MoveCause } from './ingest.js';
 import type { Member, Membership, MembershipView } from './membership.js';
 import { Placement, type Plan } from './placement.js';
 

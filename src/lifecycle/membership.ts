@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
 import type { BridgeMetrics } from '../admin/metrics.js';
-import type { Logger } from '../lifecycle/logger.js';
+import type { Logger } from './logger.js';
 import { createProducerConnection } from '../queue/redis.js';
 
 /** A live ingest process, as the membership ZSET and info hash in Redis describe it (server times, ms). */

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { Placement, type PlacementMember } from '../../src/ingest/placement.js';
+import { Placement, type PlacementMember } from '../../src/lifecycle/placement.js';
 
 const ACCOUNTS = Array.from({ length: 2000 }, (_, i) => `account-${i}`);
 const member = (id: string, extra: Partial<PlacementMember> = {}): PlacementMember => ({

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { BridgeMetrics } from '../../src/admin/metrics.js';
-import { Membership, type MembershipView } from '../../src/ingest/membership.js';
+import { Membership, type MembershipView } from '../../src/lifecycle/membership.js';
 import { createLogger } from '../../src/lifecycle/logger.js';
 import { RedisServer, waitFor } from '../support/redis.js';
 
