@@ -6,8 +6,9 @@ import { bullmqKeyspaceProblem, bullmqKind } from '../../src/deliver/destination
 import type { Logger } from '../../src/lifecycle/logger.js';
 import { RedisServer, waitFor } from '../support/redis.js';
 import {
+  passwordTarget,
+  expectPasswordNeverShown,
   expectCutOffWhilePaused,
-  capturedLogger,
   deliveryEvents,
   destinationOf,
   inParallel,
@@ -201,48 +202,16 @@ describe('bullmq destination against a target that dies', () => {
 
 describe('bullmq credentials', () => {
   const PASSWORD = 'pw-Qb77-secret';
-  let target: RedisServer;
-
-  beforeAll(async () => {
-    target = await RedisServer.start();
-    const admin = reader(target.url);
-    await admin.call('ACL', 'SETUSER', 'bridge-user', 'on', `>${PASSWORD}`, '~*', '&*', '+@all');
-    admin.disconnect();
-  });
-
-  afterAll(async () => {
-    await target.close();
-  });
-
-  const withCredentials = (password: string) => `redis://bridge-user:${password}@127.0.0.1:${target.port}`;
+  const target = passwordTarget(PASSWORD);
 
   it('never shows the password of its URL in describe(), an outcome or a log line', async () => {
-    expect(
-      bullmqKind.describe(bullmqKind.options.parse({ url: withCredentials(PASSWORD), queue: 'jobs' })),
-    ).toBe(`redis://127.0.0.1:${target.port} BullMQ queue bull:jobs`);
-
-    const logs = capturedLogger();
-    const name = uniqueQueue();
-    const [first, second] = deliveryEvents(2);
-
-    const refused = bullmqDestination(
-      { url: withCredentials(`${PASSWORD}-wrong`), queue: name },
-      { logger: logs.logger },
+    expect(bullmqKind.describe(bullmqKind.options.parse({ url: target.url(PASSWORD), queue: 'jobs' }))).toBe(
+      `redis://127.0.0.1:${target.server.port} BullMQ queue bull:jobs`,
     );
-    await refused.connect();
-    const refusal = await refused.send(first!, []);
-    expect(refusal).toMatchObject({ kind: 'retry' });
-
-    const good = bullmqDestination({ url: withCredentials(PASSWORD), queue: name }, { logger: logs.logger });
-    expect(await good.send(first!, [])).toMatchObject({ kind: 'delivered' });
-    await target.stop();
-    const down = await good.send(second!, []);
-    expect(down).toMatchObject({ kind: 'retry' });
-    await target.startProcess();
-
-    for (const text of [JSON.stringify([refusal, down]), logs.text()]) expect(text).not.toContain(PASSWORD);
-    expect(logs.text()).toContain('WRONGPASS');
-    expect(logs.text()).toContain('BRIDGE_ERR_DESTINATION_UNREACHABLE');
+    const name = uniqueQueue();
+    await expectPasswordNeverShown(target, PASSWORD, (url, logger) =>
+      bullmqDestination({ url, queue: name }, { logger }),
+    );
   });
 });
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import type { z } from 'zod';
 import { createLogger, type Logger } from '../../src/lifecycle/logger.js';
 import type {
@@ -10,6 +10,7 @@ import type {
   SendOutcome,
 } from '../../src/deliver/destination.js';
 import type { DeliveryEvent } from '../../src/queue/job.js';
+import { RedisServer } from '../support/redis.js';
 
 /** Events shaped as ingest makes them: the webhook body serialised once, with awkward content. */
 export function deliveryEvents(count: number, options: { types?: readonly string[] } = {}): DeliveryEvent[] {
@@ -132,4 +133,56 @@ export async function expectCutOffWhilePaused(
   // What was cut off may still have landed; sending it again adds nothing.
   expect(await sendUntilDelivered(destination, slow)).toMatchObject({ kind: 'delivered' });
   expect(await sendUntilDelivered(destination, later)).toMatchObject({ kind: 'delivered' });
+}
+
+/**
+ * A private redis-server for the suite with a user `bridge-user` whose password is `password`;
+ * `url(pw)` is the URL a destination dials with `pw`.
+ */
+export function passwordTarget(password: string): { readonly server: RedisServer; url(pw: string): string } {
+  let server: RedisServer | undefined;
+  beforeAll(async () => {
+    server = await RedisServer.start();
+    const admin = reader(server.url);
+    await admin.call('ACL', 'SETUSER', 'bridge-user', 'on', `>${password}`, '~*', '&*', '+@all');
+    admin.disconnect();
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+  return {
+    get server() {
+      return server!;
+    },
+    url: (pw) => `redis://bridge-user:${pw}@127.0.0.1:${server!.port}`,
+  };
+}
+
+/**
+ * A wrong password and a stopped target are retries whose reasons and log lines name the cause
+ * (WRONGPASS, the error code) and never the password. `make` builds a destination for a URL.
+ */
+export async function expectPasswordNeverShown(
+  target: ReturnType<typeof passwordTarget>,
+  password: string,
+  make: (url: string, logger: Logger) => Destination,
+): Promise<void> {
+  const logs = capturedLogger();
+  const [first, second] = deliveryEvents(2);
+
+  const refused = make(target.url(`${password}-wrong`), logs.logger);
+  await refused.connect();
+  const refusal = await refused.send(first!, []);
+  expect(refusal).toMatchObject({ kind: 'retry' });
+
+  const good = make(target.url(password), logs.logger);
+  expect(await good.send(first!, [])).toMatchObject({ kind: 'delivered' });
+  await target.server.stop();
+  const down = await good.send(second!, []);
+  expect(down).toMatchObject({ kind: 'retry' });
+  await target.server.startProcess();
+
+  for (const text of [JSON.stringify([refusal, down]), logs.text()]) expect(text).not.toContain(password);
+  expect(logs.text()).toContain('WRONGPASS');
+  expect(logs.text()).toContain('BRIDGE_ERR_DESTINATION_UNREACHABLE');
 }

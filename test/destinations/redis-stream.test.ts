@@ -10,6 +10,8 @@ import {
 } from '../../src/deliver/destinations/redis-stream.js';
 import { RedisServer } from '../support/redis.js';
 import {
+  passwordTarget,
+  expectPasswordNeverShown,
   expectCutOffWhilePaused,
   capturedLogger,
   deliveryEvents,
@@ -318,50 +320,17 @@ describe('redis-stream destination against a target that dies', () => {
 
 describe('redis-stream credentials', () => {
   const PASSWORD = 'pw-Zx81-secret';
-  let target: RedisServer;
-
-  beforeAll(async () => {
-    target = await RedisServer.start();
-    const admin = reader(target.url);
-    await admin.call('ACL', 'SETUSER', 'bridge-user', 'on', `>${PASSWORD}`, '~*', '&*', '+@all');
-    admin.disconnect();
-  });
-
-  afterAll(async () => {
-    await target.close();
-  });
-
-  const withCredentials = (password: string) => `redis://bridge-user:${password}@127.0.0.1:${target.port}`;
+  const target = passwordTarget(PASSWORD);
 
   it('never shows the password of its URL in describe(), an outcome or a log line', async () => {
     const describe = redisStreamKind.describe(
-      redisStreamKind.options.parse({ url: withCredentials(PASSWORD), stream: 'audit' }),
+      redisStreamKind.options.parse({ url: target.url(PASSWORD), stream: 'audit' }),
     );
-    expect(describe).toBe(`redis://127.0.0.1:${target.port} stream audit`);
-
-    const logs = capturedLogger();
+    expect(describe).toBe(`redis://127.0.0.1:${target.server.port} stream audit`);
     const stream = uniqueStream();
-    const [first, second] = deliveryEvents(2);
-
-    const refused = streamDestination(
-      { url: withCredentials(`${PASSWORD}-wrong`), stream },
-      { logger: logs.logger },
+    await expectPasswordNeverShown(target, PASSWORD, (url, logger) =>
+      streamDestination({ url, stream }, { logger }),
     );
-    await refused.connect();
-    const refusal = await refused.send(first!, []);
-    expect(refusal).toMatchObject({ kind: 'retry' });
-
-    const good = streamDestination({ url: withCredentials(PASSWORD), stream }, { logger: logs.logger });
-    expect(await good.send(first!, [])).toMatchObject({ kind: 'delivered' });
-    await target.stop();
-    const down = await good.send(second!, []);
-    expect(down).toMatchObject({ kind: 'retry' });
-    await target.startProcess();
-
-    // The log says what went wrong, without the secret.
-    for (const text of [JSON.stringify([refusal, down]), logs.text()]) expect(text).not.toContain(PASSWORD);
-    expect(logs.text()).toContain('WRONGPASS');
-    expect(logs.text()).toContain('BRIDGE_ERR_DESTINATION_UNREACHABLE');
   });
 });
 
