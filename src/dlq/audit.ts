@@ -38,7 +38,7 @@ function osUser(): string {
 export async function audited<T>(
   auditor: Auditor | undefined,
   action: string,
-  what: { filter: DeadLetterFilter; id?: string },
+  what: { filter: DeadLetterFilter; id?: string; jobs?: readonly string[] },
   counts: () => Readonly<Record<string, number>>,
   work: () => Promise<T>,
 ): Promise<T> {
@@ -48,6 +48,7 @@ export async function audited<T>(
     who: auditor.who,
     filter: describeFilter(what.filter),
     ...(what.id !== undefined ? { id: what.id } : {}),
+    ...(what.jobs !== undefined ? { jobs: what.jobs } : {}),
     ...counts(),
   });
   try {

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { destinationsOf } from '../config/destinations.js';
 import type { BridgeConfig } from '../config/schema.js';
 import { RedisUnavailableError, UnknownDestinationError } from '../errors.js';
-import { attemptsOf, isBatch, type DeliveryEvent, type DeliveryJobData } from '../queue/job.js';
+import { attemptsOf, eventsOf, isBatch, type DeliveryEvent, type DeliveryJobData } from '../queue/job.js';
 import { quarantineKey } from '../queue/names.js';
 export { formatDeadLetters, formatPurge, formatReplay } from './format.js';
 import { createProducerConnection, redisEndpoint } from '../queue/redis.js';
@@ -118,17 +118,11 @@ export interface ReplayResult {
  */
 export async function listDeadLetters(
   config: BridgeConfig,
-  options: DeadLetterFilter & { limit?: number; offset?: number; now?: number } = {},
+  options: ListOptions = {},
 ): Promise<DeadLetterList> {
-  const { limit = Infinity, offset = 0, now = Date.now(), ...filter } = options;
+  const { limit = Infinity, offset = 0, ...filter } = options;
   return withQueues(config, filter.destination, async (connection, queues) => {
-    const destinations = await Promise.all(
-      queues.map(async ({ destination, type, queue }) => ({
-        destination,
-        type,
-        ...(await listFailed(connection, queue, filter, { offset, limit, now }, destination)),
-      })),
-    );
+    const destinations = await listQueues(connection, queues, options);
     const quarantine = await readQuarantine(
       connection,
       quarantineKey(config.redis.prefix),
@@ -137,6 +131,61 @@ export async function listDeadLetters(
       limit,
     );
     return { offset, filter: describeFilter(filter), destinations, quarantine };
+  });
+}
+
+type ListOptions = DeadLetterFilter & { limit?: number; offset?: number; now?: number };
+
+/** `listDeadLetters` without the quarantine, whose entries hold raw payloads not worth reading here (the console). */
+export async function listDestinationDeadLetters(
+  config: BridgeConfig,
+  options: ListOptions = {},
+): Promise<Omit<DeadLetterList, 'quarantine'>> {
+  const { offset = 0, ...filter } = options;
+  return withQueues(config, filter.destination, async (connection, queues) => ({
+    offset,
+    filter: describeFilter(filter),
+    destinations: await listQueues(connection, queues, options),
+  }));
+}
+
+function listQueues(
+  connection: Redis,
+  queues: DestinationQueue[],
+  options: ListOptions,
+): Promise<DestinationDeadLetters[]> {
+  const { limit = Infinity, offset = 0, now = Date.now(), ...filter } = options;
+  return Promise.all(
+    queues.map(async ({ destination, type, queue }) => ({
+      destination,
+      type,
+      ...(await listFailed(connection, queue, filter, { offset, limit, now }, destination)),
+    })),
+  );
+}
+
+/** One dead letter as the console shows it: its entries plus the exact body each attempt sent. */
+export interface DeadLetterDetail {
+  readonly entries: readonly DeadLetterEntry[];
+  /** Request bodies by event id, as serialised at ingest. */
+  readonly bodies: Readonly<Record<string, string>>;
+}
+
+/** The dead letter `jobId` of `destination`, or undefined when it is not (or no longer) dead-lettered. */
+export async function readDeadLetter(
+  config: BridgeConfig,
+  destination: string,
+  jobId: string,
+  now = Date.now(),
+): Promise<DeadLetterDetail | undefined> {
+  return withQueues(config, destination, async (connection, queues) => {
+    const { queue } = queues[0]!;
+    if ((await connection.zscore(failedKey(queue), jobId)) === null) return undefined;
+    const job = await Job.fromId<DeliveryJobData>(queue, jobId);
+    if (!job) return undefined;
+    const bodies: Record<string, string> = {};
+    for (const event of eventsOf(job.data)) bodies[event.id] = event.body;
+    return { entries: toEntries(destination, job, now), bodies };
   });
 }
 
@@ -197,7 +246,7 @@ function jobsOf(
  * offset, so skipped entries are read and passed over; without a filter XLEN is the total, with one
  * the window is read to the end to count it.
  */
-async function readQuarantine(
+export async function readQuarantine(
   connection: Redis,
   key: string,
   filter: DeadLetterFilter,
@@ -231,24 +280,39 @@ async function readQuarantine(
  */
 export async function replayDeadLetters(
   config: BridgeConfig,
-  options: DeadLetterFilter & { id?: string; audit?: Auditor } = {},
+  options: DeadLetterFilter & { id?: string; jobs?: readonly SelectedJob[]; audit?: Auditor } = {},
 ): Promise<ReplayResult> {
-  const { id, audit, ...filter } = options;
+  const { id, jobs, audit, ...filter } = options;
   const destinations: ReplayResult['destinations'][number][] = [];
   const counts = () => ({
     replayed: destinations.reduce((n, d) => n + d.replayed, 0),
     failed: destinations.reduce((n, d) => n + d.failed, 0),
   });
-  return audited(audit, 'dlq replay', { filter, ...(id !== undefined ? { id } : {}) }, counts, () =>
+  const what = {
+    filter,
+    ...(id !== undefined ? { id } : {}),
+    ...(jobs ? { jobs: jobs.map((j) => `${j.destination}/${j.jobId}`) } : {}),
+  };
+  return audited(audit, 'dlq replay', what, counts, () =>
     withQueues(config, filter.destination, async (connection, queues) => {
       for (const { destination, type, queue } of queues) {
+        const chosen = jobs?.filter((j) => j.destination === destination).map((j) => j.jobId);
+        if (chosen?.length === 0) continue;
         const pass = new FailedSetPass(connection, queue, filter, 'any', replayJob);
-        await (id === undefined ? pass.run() : pass.runIds(await jobsOfEvent(connection, queue, id)));
+        if (chosen) await pass.runIds(chosen);
+        else if (id !== undefined) await pass.runIds(await jobsOfEvent(connection, queue, id));
+        else await pass.run();
         destinations.push({ destination, type, replayed: pass.done, failed: pass.failed });
       }
       return { destinations, ...counts() };
     }),
   );
+}
+
+/** One dead letter picked by hand (the console's checkboxes): its destination and BullMQ job id. */
+export interface SelectedJob {
+  readonly destination: string;
+  readonly jobId: string;
 }
 
 /** A fresh start: no earlier tries counted, and a job born dead must now really be sent. */
@@ -478,7 +542,7 @@ function toEntries(destination: string, job: Job<DeliveryJobData>, now: number):
     : [entry(data, attemptsOf(data, job.attemptsMade))];
 }
 
-function toQuarantine(streamId: string, fields: string[]): QuarantineEntry {
+export function toQuarantine(streamId: string, fields: string[]): QuarantineEntry {
   const map = new Map<string, string>();
   for (let i = 0; i + 1 < fields.length; i += 2) map.set(fields[i]!, fields[i + 1]!);
   const receivedAt = Number(map.get('receivedAt'));

@@ -13,7 +13,14 @@ import { identifiedEvent } from '../route/event-id.js';
 import { Router } from '../route/router.js';
 import { destinationsOf, type DestinationConfig } from '../config/destinations.js';
 import { audited, type Auditor } from './audit.js';
-import { CONNECT_TIMEOUT_MS, firstError, readyWithin } from './dead-letters.js';
+import {
+  CONNECT_TIMEOUT_MS,
+  firstError,
+  readQuarantine,
+  readyWithin,
+  toQuarantine,
+  type QuarantineEntry,
+} from './dead-letters.js';
 import {
   describeFilter,
   streamIdRange,
@@ -121,6 +128,40 @@ export async function purgeQuarantine(
         return { dryRun, filter: describeFilter(filter), matched, removed };
       }),
   );
+}
+
+/** Quarantine entries that match the filter, newest first: after skipping `offset`, up to `limit`. */
+export async function listQuarantine(
+  config: BridgeConfig,
+  options: QuarantineFilter & { limit: number; offset?: number },
+): Promise<{ total: number; entries: readonly QuarantineEntry[] }> {
+  const { limit, offset = 0, ...filter } = options;
+  return withStream(config, (connection, key) => readQuarantine(connection, key, filter, offset, limit));
+}
+
+/** One quarantine entry with its raw payload as stored, and how it was stored (raw.ts). */
+export interface QuarantineDetail {
+  readonly entry: QuarantineEntry;
+  readonly raw: Buffer;
+  readonly rawType: string;
+}
+
+/** The entry `streamId`, or undefined when there is none (or the id is not a stream id). */
+export async function readQuarantineEntry(
+  config: BridgeConfig,
+  streamId: string,
+): Promise<QuarantineDetail | undefined> {
+  if (!STREAM_ID.test(streamId)) return undefined;
+  return withStream(config, async (connection, key) => {
+    const found = (await connection.xrange(key, streamId, streamId))[0];
+    if (!found) return undefined;
+    const fields = fieldsOf(found[1]);
+    return {
+      entry: toQuarantine(found[0], found[1]),
+      raw: Buffer.from(fields.get('raw') ?? '', 'base64'),
+      rawType: fields.get('rawType') ?? '',
+    };
+  });
 }
 
 /** Entries of a stream window, oldest first, up to the newest one there when reading began. */
