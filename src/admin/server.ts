@@ -1,8 +1,8 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { BridgeConfig } from '../config/schema.js';
 import type { Logger } from '../lifecycle/logger.js';
+import { AdminToken } from './console/auth.js';
 import type { BridgeMetrics } from './metrics.js';
 
 export interface Readiness {
@@ -19,7 +19,22 @@ export interface AdminSource {
   refreshMetrics(): Promise<void>;
 }
 
+/** The operating console (src/admin/console): every path but the four endpoints below, when enabled. */
+export interface ConsoleHandler {
+  handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void>;
+  close(): void;
+}
+
 const LOOP_STALL_MS = 5_000;
+const ENDPOINTS = ['/healthz', '/readyz', '/status', '/metrics'];
+const CONSOLE_OFF = `The operating console is off. To turn it on, set server.adminToken (at least 16 characters),
+for example from an environment variable, and restart:
+
+  server:
+    adminToken: \${env:ADMIN_TOKEN}
+
+Then open this address and log in with that token. ${ENDPOINTS.join(', ')} stay open as they are.
+`;
 
 export type AdminOptions = Pick<BridgeConfig['server'], 'maxConnections' | 'requestTimeout' | 'adminToken'>;
 
@@ -41,17 +56,18 @@ export class AdminServer {
   /** Open connections, oldest first, and those with a request in progress. */
   private readonly connections = new Set<Socket>();
   private readonly busy = new Set<Socket>();
-  private readonly tokenDigest: Buffer | undefined;
+  private readonly token: AdminToken | undefined;
 
   constructor(
     private readonly source: AdminSource,
     private readonly metrics: BridgeMetrics,
     private readonly logger: Logger,
     private readonly options: AdminOptions,
+    private readonly console?: ConsoleHandler,
   ) {
     this.ticker = setInterval(() => (this.lastTick = Date.now()), 1_000);
     this.ticker.unref();
-    this.tokenDigest = options.adminToken === undefined ? undefined : digest(options.adminToken);
+    this.token = options.adminToken === undefined ? undefined : new AdminToken(options.adminToken);
     const timeout = options.requestTimeout;
     this.server = createServer(
       {
@@ -94,6 +110,7 @@ export class AdminServer {
   close(): Promise<void> {
     this.closing ??= new Promise<void>((resolve) => {
       clearInterval(this.ticker);
+      this.console?.close();
       this.server.close(() => resolve());
       this.server.closeAllConnections();
     });
@@ -127,13 +144,26 @@ export class AdminServer {
 
   /** Open without `adminToken`; with it, a matching bearer token, compared in constant time. */
   private authorized(req: IncomingMessage): boolean {
-    if (this.tokenDigest === undefined) return true;
-    const match = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? '');
-    return match !== null && timingSafeEqual(digest(match[1]!), this.tokenDigest);
+    return this.token === undefined || this.token.bearerOf(req);
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0];
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://admin.invalid');
+    } catch {
+      send(res, 400, { error: 'bad request target' });
+      return;
+    }
+    const path = url.pathname;
+    if (!ENDPOINTS.includes(path)) {
+      if (this.console) return this.console.handle(req, res, url);
+      if (path === '/' && (req.method === 'GET' || req.method === 'HEAD')) {
+        res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
+        res.end(CONSOLE_OFF);
+        return;
+      }
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       send(res, 405, { error: 'method not allowed' });
       return;
@@ -167,13 +197,9 @@ export class AdminServer {
         return;
       }
       default:
-        send(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/status', '/metrics'] });
+        send(res, 404, { error: 'not found', endpoints: ENDPOINTS });
     }
   }
-}
-
-function digest(text: string): Buffer {
-  return createHash('sha256').update(text).digest();
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {

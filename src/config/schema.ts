@@ -137,6 +137,8 @@ export const configSchema = z
         // Headers and body of a request must arrive within this; an idle connection is closed after it.
         requestTimeout: duration('5s').refine((ms) => ms >= 100, 'must be at least 100ms'),
         adminToken: z.string().min(16, 'use at least 16 characters').optional(),
+        // A console login lasts this long; sessions live in memory only (a restart ends them).
+        sessionTimeout: duration('8h').refine((ms) => ms >= 60_000, 'must be at least 1m'),
       })
       .prefault({}),
     imkit: z.strictObject({

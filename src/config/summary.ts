@@ -51,7 +51,10 @@ export function summarizeConfig(config: BridgeConfig, file: string): string {
   const admin = config.server;
   lines.push(
     `admin http: ${admin.host}:${admin.port}, at most ${admin.maxConnections} connections, ` +
-      `request timeout ${admin.requestTimeout} ms, /status ${admin.adminToken ? 'needs the admin token' : 'open'}`,
+      `request timeout ${admin.requestTimeout} ms, ` +
+      (admin.adminToken
+        ? `/status needs the admin token, console on at / (sessions last ${formatDuration(admin.sessionTimeout)})`
+        : '/status open, console off (set server.adminToken)'),
   );
   lines.push(`accounts (${config.accounts.length}):`);
   for (const a of config.accounts.slice(0, LISTED)) {

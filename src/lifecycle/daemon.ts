@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { AdminServer, type AdminSource, type Readiness } from '../admin/server.js';
+import { createConsole } from '../admin/console/console.js';
 import { BridgeMetrics } from '../admin/metrics.js';
 import { destinationsOf } from '../config/destinations.js';
 import type { BridgeConfig } from '../config/schema.js';
@@ -64,7 +65,21 @@ export class Daemon implements AdminSource {
       status: () => daemon.status(),
       refreshMetrics: () => daemon.refreshMetrics(),
     };
-    const admin = new AdminServer(source, metrics, logger.child({ stage: 'admin' }), config.server);
+    const operatingConsole = createConsole({
+      token: config.server.adminToken,
+      sessionTimeout: config.server.sessionTimeout,
+      config,
+      source,
+      metrics,
+      logger: logger.child({ stage: 'console' }),
+    });
+    const admin = new AdminServer(
+      source,
+      metrics,
+      logger.child({ stage: 'admin' }),
+      config.server,
+      operatingConsole,
+    );
     const sharing = ingest && Daemon.sharing(config, ingest, logger, metrics);
     const daemon = new Daemon(config, role, logger, metrics, queues, admin, ingest, workers, sharing);
     try {
