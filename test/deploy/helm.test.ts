@@ -59,6 +59,7 @@ const VALUE_SETS: Record<string, Record<string, unknown>> = {
   },
   'existing secret': { secrets: { existingSecret: 'bridge-secrets' } },
   'hpa on': { autoscaling: { hpa: { enabled: true, minReplicas: 3 } } },
+  'console on': { adminToken: { existingSecret: 'bridge-admin', key: 'token' } },
   'token files': {
     config: { accounts: [{ id: 'audit-bot', tokenFile: '/var/run/secrets/imkit/audit-bot' }] },
     extraVolumes: [{ name: 'imkit-tokens', secret: { secretName: 'imkit-tokens' } }],
@@ -103,16 +104,31 @@ function bridgeYaml(manifests: readonly Manifest[]): string {
   return text;
 }
 
-/** The environment a pod would get from the rendered Secret, or the operator's stand-in. */
+/** A stand-in for a value the pod reads from a key of an operator's Secret (env valueFrom.secretKeyRef). */
+const OPERATOR_SECRET_KEY_VALUE = 'operator-secret-key-value-0123456789';
+
+/**
+ * The environment a pod would get from the rendered Secret, or the operator's stand-in, plus the
+ * variables its containers read from single Secret keys.
+ */
 function podEnv(manifests: readonly Manifest[]): Record<string, string> {
   const secret = manifests.find((m) => m.kind === 'Secret');
-  if (!secret) return OPERATOR_SECRET;
-  return Object.fromEntries(
-    Object.entries(secret.data ?? {}).map(([key, value]) => [
-      key,
-      Buffer.from(value, 'base64').toString('utf8'),
-    ]),
+  const fromKeys = Object.fromEntries(
+    deployments(manifests)
+      .flatMap((d) => podOf(d).spec.containers.flatMap((c) => c.env ?? []))
+      .filter((e) => e.valueFrom?.secretKeyRef)
+      .map((e) => [e.name, OPERATOR_SECRET_KEY_VALUE]),
   );
+  if (!secret) return { ...OPERATOR_SECRET, ...fromKeys };
+  return {
+    ...Object.fromEntries(
+      Object.entries(secret.data ?? {}).map(([key, value]) => [
+        key,
+        Buffer.from(value, 'base64').toString('utf8'),
+      ]),
+    ),
+    ...fromKeys,
+  };
 }
 
 function configCheck(yamlText: string, env: Record<string, string>): { status: number; output: string } {
@@ -135,6 +151,7 @@ interface Container {
   args: string[];
   ports: { name: string; containerPort: number }[];
   envFrom?: { secretRef: { name: string } }[];
+  env?: { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[];
   startupProbe?: { httpGet: { path: string; port: string } };
   livenessProbe?: { httpGet: { path: string; port: string } };
   readinessProbe?: { httpGet: { path: string; port: string } };
@@ -294,6 +311,33 @@ describe('chart behaviour', () => {
     }
   });
 
+  test('adminToken.existingSecret turns the console on: every pod reads ADMIN_TOKEN from that key, the config refers to it', () => {
+    const off = render({}, 'console-off');
+    expect(parse(bridgeYaml(off))).toMatchObject({ server: { host: '0.0.0.0', port: 9464 } });
+    expect(parse(bridgeYaml(off)).server).not.toHaveProperty('adminToken');
+    for (const deployment of deployments(off)) {
+      expect(podOf(deployment).spec.containers[0]!.env ?? []).toEqual([]);
+    }
+
+    const extraEnv = [{ name: 'NODE_OPTIONS', value: '--max-old-space-size=256' }];
+    const on = render(
+      { adminToken: { existingSecret: 'bridge-admin', key: 'token' }, extraEnv },
+      'console-on',
+    );
+    expect(parse(bridgeYaml(on))).toMatchObject({ server: { adminToken: '${env:ADMIN_TOKEN}' } });
+    expect(deployments(on)).toHaveLength(2);
+    for (const deployment of deployments(on)) {
+      expect(podOf(deployment).spec.containers[0]!.env).toEqual([
+        { name: 'ADMIN_TOKEN', valueFrom: { secretKeyRef: { name: 'bridge-admin', key: 'token' } } },
+        ...extraEnv,
+      ]);
+    }
+    const { status, output } = configCheck(bridgeYaml(on), podEnv(on));
+    expect(status, output).toBe(0);
+    expect(output).toContain('console on at /');
+    expect(output).not.toContain(OPERATOR_SECRET_KEY_VALUE);
+  });
+
   test('a chart-created Secret carries the values, base64-encoded, and pods read it as env', () => {
     const manifests = render({ secrets: { values: CHART_SECRET_VALUES } }, 'created');
     const secret = findManifest(manifests, 'Secret', FULLNAME);
@@ -395,6 +439,11 @@ describe('chart behaviour', () => {
     expect(all).toContain(`deploy/${FULLNAME}-all -- node dist/cli.js dlq list`);
     expect(all).not.toContain('WARNING');
     expect(all).toContain('rollout restart');
+    expect(all).not.toContain('Console:');
+    const withConsole = notes(['--set', 'adminToken.existingSecret=bridge-admin']);
+    expect(withConsole).toContain('Console: with the port-forward above, open http://localhost:9464/');
+    expect(withConsole).toContain('Secret "bridge-admin", key "admin-token"');
+    expect(withConsole).toContain('Authorization: Bearer $ADMIN_TOKEN');
   });
 
   test.each([
@@ -404,6 +453,7 @@ describe('chart behaviour', () => {
     ['grafanaDashboard.enable=true', 'enable'],
     ['prometheusRule.label.team=chat', 'label'],
     ['mode=both', 'mode'],
+    ['adminToken.secret=x', 'secret'],
   ])('the values schema rejects a typo: --set %s', (setting, mention) => {
     const result = templateWith(setting);
     expect(result.status).not.toBe(0);

@@ -53,7 +53,11 @@ ingest.copies and ingest.lease).
 */}}
 {{- define "imkit-bridge.bridgeConfig" -}}
 {{- $config := deepCopy .Values.config -}}
-{{- $_ := set $config "server" (dict "host" "0.0.0.0" "port" (int .Values.service.port)) -}}
+{{- $server := dict "host" "0.0.0.0" "port" (int .Values.service.port) -}}
+{{- if .Values.adminToken.existingSecret -}}
+{{- $_ := set $server "adminToken" "${env:ADMIN_TOKEN}" -}}
+{{- end -}}
+{{- $_ := set $config "server" $server -}}
 {{- $_ := set $config "shutdownTimeout" (printf "%ds" (int .Values.shutdown.timeoutSeconds)) -}}
 {{- $_ := set $config "ingest" (dict "copies" .Values.ingest.copies "lease" .Values.ingest.lease) -}}
 {{- toYaml $config -}}
