@@ -645,7 +645,11 @@ export function quarantineEntryPage(context: PageContext, detail: QuarantineDeta
       </h2>
       ${
         detail.rawType === 'binary'
-          ? html`<pre class="payload">${detail.raw.toString('base64')}</pre>`
+          ? html`${
+                detail.raw.length > PAYLOAD_SHOWN_BYTES &&
+                html`<p class="muted">The first ${PAYLOAD_SHOWN_BYTES} of ${detail.raw.length} bytes.</p>`
+              }
+              <pre class="payload">${detail.raw.subarray(0, PAYLOAD_SHOWN_BYTES).toString('base64')}</pre>`
           : payloadBlock(detail.raw)
       }`,
     { context, section: 'quarantine' },
