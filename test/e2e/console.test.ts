@@ -214,7 +214,7 @@ describe('operating console in a real browser', () => {
     expect(payload).toContain(`<script>window.__xss = 1; alert('xss')</script>`);
     expect(payload).toContain('<a href=\\"javascript:alert(1)\\">javascript:alert(1)</a>');
     expect(await page.locator('#last-error').innerText()).toBe('HTTP 410 Gone');
-    expect(await page.evaluate(() => (window as unknown as { __xss?: number }).__xss)).toBeUndefined();
+    expect(await page.evaluate(() => (globalThis as { __xss?: number }).__xss)).toBeUndefined();
     expect(await page.locator('a[href^="javascript:"]').count()).toBe(0);
     expect(await page.locator('script:not([src="/console.js"])').count()).toBe(0);
     await shot('dead-letter');
@@ -291,6 +291,22 @@ describe('operating console in a real browser', () => {
     expect(await page.locator('pre.payload').textContent()).toBe(QUARANTINED_TEXT);
     expect(dialogs).toEqual([]);
     await shot('quarantine-entry');
+
+    // A script with the bearer token needs no session and no CSRF token; its audit line says so.
+    const purged = await fetch(`${base}/quarantine/purge`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${ADMIN_TOKEN}`,
+        'content-type': 'application/x-www-form-urlencoded',
+      },
+      body: 'confirm=yes',
+    });
+    expect(purged.status).toBe(200);
+    expect(await purged.text()).toContain('removed 1 quarantined payload(s)');
+    const audit = await waitFor(() => bridge.records().find((r) => r.audit === 'dlq purge --quarantine'));
+    expect(audit).toMatchObject({ who: 'console bearer from 127.0.0.1', removed: 1 });
+    await page.goto(`${base}/quarantine`);
+    expect(await page.locator('#matching').innerText()).toBe('0 payload(s) match.');
   });
 
   test('logout ends the session', async () => {
