@@ -132,6 +132,34 @@ describe('imkit-bridge config check', () => {
       expect(result.stdout).not.toContain(secret);
   });
 
+  test('the summary says whether the console is on, and for how long a login lasts, never the admin token', async () => {
+    const off = await runCli(['config', 'check', '--config', file(VALID)], {
+      env: { AUDIT_BOT_TOKEN: 't', AUDIT_SECRET: SECRET },
+    });
+    expect(off.stdout).toContain('/status open, console off (set server.adminToken)');
+    const token = 'admin-token-value-0123456789';
+    const on = await runCli(
+      [
+        'config',
+        'check',
+        '--config',
+        file(`${VALID}server: { adminToken: '${token}', sessionTimeout: 30m }\n`),
+      ],
+      { env: { AUDIT_BOT_TOKEN: 't', AUDIT_SECRET: SECRET } },
+    );
+    expect(on.code, on.stderr).toBe(0);
+    expect(on.stdout).toContain('/status needs the admin token, console on at / (sessions last 30m)');
+    expect(on.stdout).not.toContain(token);
+    const short = await runCli(
+      ['config', 'check', '--config', file(`${VALID}server: { sessionTimeout: 5s }\n`)],
+      {
+        env: { AUDIT_BOT_TOKEN: 't', AUDIT_SECRET: SECRET },
+      },
+    );
+    expect(short.code).toBe(1);
+    expect(short.stderr + short.stdout).toContain('server.sessionTimeout');
+  });
+
   test('a broken file exits 1 with one line per problem naming the field and no stack trace', async () => {
     const path = file(`redis: { url: redis://x }\nimkit: { url: nope }\naccounts: []\ntypo: 1\n`);
     const result = await runCli(['config', 'check', '--config', path]);
