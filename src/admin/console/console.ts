@@ -1,21 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { destinationsOf } from '../../config/destinations.js';
 import type { BridgeConfig } from '../../config/schema.js';
+import { listDestinationDeadLetters } from '../../dlq/dead-letters.js';
 import type { Auditor } from '../../dlq/audit.js';
-import {
-  listDestinationDeadLetters,
-  purgeDeadLetters,
-  readDeadLetter,
-  replayDeadLetters,
-  type SelectedJob,
-} from '../../dlq/dead-letters.js';
-import { parseFilter, type DeadLetterFilter } from '../../dlq/filter.js';
-import {
-  listQuarantine,
-  purgeQuarantine,
-  readQuarantineEntry,
-  replayQuarantine,
-} from '../../dlq/quarantine.js';
 import { RedisUnavailableError, UsageError } from '../../errors.js';
 import type { Logger } from '../../lifecycle/logger.js';
 import type { BridgeMetrics } from '../metrics.js';
@@ -23,29 +9,13 @@ import type { AdminSource, ConsoleHandler } from '../server.js';
 import { SCRIPT, STYLESHEET } from './assets.js';
 import { AdminToken } from './auth.js';
 import { CSRF_FIELD, csrfMatches } from './csrf.js';
-import { query } from './html.js';
+import { DeadLetterRoutes } from './dead-letter-routes.js';
 import { readForm, redirect, sendAsset, sendPage, sendText } from './http.js';
-import {
-  accountPage,
-  confirmPurgePage,
-  deadLetterPage,
-  deadLettersPage,
-  destinationPage,
-  loginPage,
-  messagePage,
-  overviewPage,
-  quarantineEntryPage,
-  quarantinePage,
-  resultPage,
-  type FilterForm,
-  type PageContext,
-} from './pages.js';
+import { loginPage, messagePage, type PageContext } from './layout.js';
 import { RateSampler } from './rates.js';
 import { clearedCookie, sessionCookie, sessionIdOf, Sessions, type Session } from './session.js';
+import { accountPage, destinationPage, overviewPage } from './status-pages.js';
 import { statusView } from './status-view.js';
-
-/** Entries per page of dead letters and quarantine. */
-const PAGE_SIZE = 50;
 
 export interface ConsoleOptions {
   readonly token: string;
@@ -67,15 +37,17 @@ type Caller =
  * as a bearer header or through a session from the login form; every POST from a session needs the
  * session's CSRF token. A bearer header is never sent by a browser on its own, so it needs none.
  */
-export class Console implements ConsoleHandler {
+export class OperatingConsole implements ConsoleHandler {
   private readonly token: AdminToken;
   private readonly sessions: Sessions;
   private readonly rates: RateSampler;
+  private readonly deadLetters: DeadLetterRoutes;
 
   constructor(private readonly options: ConsoleOptions) {
     this.token = new AdminToken(options.token);
     this.sessions = new Sessions(options.sessionTimeout);
     this.rates = new RateSampler(options.metrics);
+    this.deadLetters = new DeadLetterRoutes(options.config);
   }
 
   close(): void {
@@ -164,11 +136,13 @@ export class Console implements ConsoleHandler {
     if (first === 'accounts' && rest.length === 1) return this.account(res, context, rest[0]!);
     if (first === 'destinations' && rest.length === 1) return this.destination(res, context, rest[0]!);
     if (first === 'dead-letters' && rest.length === 0)
-      return this.deadLetters(res, context, url.searchParams);
+      return this.deadLetters.list(res, context, url.searchParams);
     if (first === 'dead-letters' && rest.length === 2)
-      return this.deadLetter(res, context, rest[0]!, rest[1]!);
-    if (first === 'quarantine' && rest.length === 0) return this.quarantine(res, context, url.searchParams);
-    if (first === 'quarantine' && rest.length === 1) return this.quarantineEntry(res, context, rest[0]!);
+      return this.deadLetters.show(res, context, rest[0]!, rest[1]!);
+    if (first === 'quarantine' && rest.length === 0)
+      return this.deadLetters.quarantine(res, context, url.searchParams);
+    if (first === 'quarantine' && rest.length === 1)
+      return this.deadLetters.quarantineEntry(res, context, rest[0]!);
     notFound(res, context);
   }
 
@@ -184,13 +158,13 @@ export class Console implements ConsoleHandler {
         if (caller.session) this.sessions.end(caller.session.id);
         return redirect(res, '/login', { 'set-cookie': clearedCookie() });
       case '/dead-letters/replay':
-        return this.replay(res, form, caller, context);
+        return this.deadLetters.replay(res, form, this.auditor(caller), context);
       case '/dead-letters/purge':
-        return this.purge(res, form, caller, context);
+        return this.deadLetters.purge(res, form, this.auditor(caller), context);
       case '/quarantine/replay':
-        return this.replayQuarantine(res, form, caller, context);
+        return this.deadLetters.replayQuarantine(res, form, this.auditor(caller), context);
       case '/quarantine/purge':
-        return this.purgeQuarantine(res, form, caller, context);
+        return this.deadLetters.purgeQuarantine(res, form, this.auditor(caller), context);
       default:
         notFound(res, context);
     }
@@ -221,254 +195,6 @@ export class Console implements ConsoleHandler {
       destinationPage(context, destination, await this.rates.rates(), dead?.destinations[0]),
     );
   }
-
-  private async deadLetters(
-    res: ServerResponse,
-    context: PageContext,
-    params: URLSearchParams,
-  ): Promise<void> {
-    const form = filterForm(params);
-    const offset = offsetOf(params);
-    const destinations = destinationsOf(this.options.config).map((d) => d.id);
-    const model = { form, destinations, offset, limit: PAGE_SIZE };
-    let filter: DeadLetterFilter;
-    try {
-      filter = this.filterOf(form);
-    } catch (err) {
-      if (!(err instanceof UsageError)) throw err;
-      return sendPage(res, 400, deadLettersPage(context, { ...model, sections: [], problem: err.message }));
-    }
-    const list = await listDestinationDeadLetters(this.options.config, {
-      ...filter,
-      offset,
-      limit: PAGE_SIZE,
-    });
-    sendPage(res, 200, deadLettersPage(context, { ...model, sections: list.destinations }));
-  }
-
-  private async deadLetter(
-    res: ServerResponse,
-    context: PageContext,
-    destination: string,
-    jobId: string,
-  ): Promise<void> {
-    const detail = await readDeadLetter(this.options.config, destination, jobId);
-    if (!detail || detail.entries.length === 0) {
-      return sendPage(
-        res,
-        404,
-        messagePage(context, 'Not a dead letter', 'It was replayed or purged, or never existed.'),
-      );
-    }
-    sendPage(res, 200, deadLetterPage(context, destination, jobId, detail));
-  }
-
-  private async replay(
-    res: ServerResponse,
-    form: URLSearchParams,
-    caller: Caller,
-    context: PageContext,
-  ): Promise<void> {
-    const filterInput = filterForm(form);
-    const audit = this.auditor(caller);
-    const back = query('/dead-letters', { ...filterInput });
-    if (form.get('scope') === 'matching') {
-      const result = await replayDeadLetters(this.options.config, { ...this.filterOf(filterInput), audit });
-      return sendPage(res, 200, resultPage(context, 'Replayed', replayLines(result), back));
-    }
-    const jobs = form
-      .getAll('job')
-      .map(selectedJob)
-      .filter((j) => j !== undefined);
-    if (jobs.length === 0) {
-      return sendPage(res, 400, messagePage(context, 'Nothing selected', 'Tick the dead letters to replay.'));
-    }
-    const result = await replayDeadLetters(this.options.config, { jobs, audit });
-    sendPage(res, 200, resultPage(context, 'Replayed', replayLines(result), back));
-  }
-
-  /** Without `confirm=yes`, a dry run and a confirmation page whose form pins `until` to now. */
-  private async purge(
-    res: ServerResponse,
-    form: URLSearchParams,
-    caller: Caller,
-    context: PageContext,
-  ): Promise<void> {
-    const input = filterForm(form);
-    const filter = this.filterOf(input);
-    const back = query('/dead-letters', { ...input });
-    if (form.get('confirm') !== 'yes') {
-      const dry = await purgeDeadLetters(this.options.config, { ...filter, dryRun: true });
-      const pinned = { ...input, until: pinnedUntil(filter) };
-      const lines = dry.destinations
-        .filter((d) => d.matched > 0)
-        .map((d) => `${d.destination}: ${d.matched}`);
-      return sendPage(
-        res,
-        200,
-        confirmPurgePage(context, {
-          action: '/dead-letters/purge',
-          form: pinned,
-          matched: dry.matched,
-          what: 'dead letter(s)',
-          back,
-          lines,
-        }),
-      );
-    }
-    const result = await purgeDeadLetters(this.options.config, { ...filter, audit: this.auditor(caller) });
-    const lines = [`removed ${result.removed} dead letter(s)`];
-    if (result.failed) lines.push(`${result.failed} could not be removed`);
-    if (result.kept) lines.push(`kept ${result.kept} batch job(s) that also hold other types`);
-    sendPage(res, 200, resultPage(context, 'Purged', lines, back));
-  }
-
-  private async quarantine(
-    res: ServerResponse,
-    context: PageContext,
-    params: URLSearchParams,
-  ): Promise<void> {
-    const form = filterForm(params);
-    const offset = offsetOf(params);
-    const model = { form, offset, limit: PAGE_SIZE };
-    let filter: DeadLetterFilter;
-    try {
-      filter = this.filterOf(form);
-    } catch (err) {
-      if (!(err instanceof UsageError)) throw err;
-      return sendPage(
-        res,
-        400,
-        quarantinePage(context, { ...model, total: 0, entries: [], problem: err.message }),
-      );
-    }
-    const list = await listQuarantine(this.options.config, { ...filter, offset, limit: PAGE_SIZE });
-    sendPage(res, 200, quarantinePage(context, { ...model, ...list }));
-  }
-
-  private async quarantineEntry(res: ServerResponse, context: PageContext, streamId: string): Promise<void> {
-    const detail = await readQuarantineEntry(this.options.config, streamId);
-    if (!detail) {
-      return sendPage(
-        res,
-        404,
-        messagePage(context, 'Not in quarantine', 'It was replayed or purged, or never existed.'),
-      );
-    }
-    sendPage(res, 200, quarantineEntryPage(context, detail));
-  }
-
-  private async replayQuarantine(
-    res: ServerResponse,
-    form: URLSearchParams,
-    caller: Caller,
-    context: PageContext,
-  ): Promise<void> {
-    const id = form.get('id') ?? undefined;
-    const input = filterForm(form);
-    const options = id !== undefined ? { id } : this.filterOf(input);
-    const result = await replayQuarantine(this.options.config, { ...options, audit: this.auditor(caller) });
-    const lines = [`replayed ${result.replayed} quarantined payload(s)`];
-    if (result.unrouted > 0)
-      lines.push(`${result.unrouted} now decode but no destination wants them (removed)`);
-    lines.push(`${result.stillFailing} still fail and stay in quarantine`);
-    for (const [reason, n] of Object.entries(result.reasons)) lines.push(`${reason}: ${n}`);
-    sendPage(res, 200, resultPage(context, 'Replayed', lines, query('/quarantine', { ...input })));
-  }
-
-  private async purgeQuarantine(
-    res: ServerResponse,
-    form: URLSearchParams,
-    caller: Caller,
-    context: PageContext,
-  ): Promise<void> {
-    const input = filterForm(form);
-    const filter = this.filterOf(input);
-    const back = query('/quarantine', { ...input });
-    if (form.get('confirm') !== 'yes') {
-      const dry = await purgeQuarantine(this.options.config, { ...filter, dryRun: true });
-      return sendPage(
-        res,
-        200,
-        confirmPurgePage(context, {
-          action: '/quarantine/purge',
-          form: { ...input, until: pinnedUntil(filter) },
-          matched: dry.matched,
-          what: 'quarantined payload(s)',
-          back,
-          lines: [],
-        }),
-      );
-    }
-    const result = await purgeQuarantine(this.options.config, { ...filter, audit: this.auditor(caller) });
-    sendPage(
-      res,
-      200,
-      resultPage(context, 'Purged', [`removed ${result.removed} quarantined payload(s)`], back),
-    );
-  }
-
-  /** The form's filter, parsed as `dlq` parses its flags; the destination must be configured. */
-  private filterOf(form: FilterForm): DeadLetterFilter {
-    const types = form.type
-      ?.split(',')
-      .map((t) => t.trim())
-      .filter((t) => t !== '');
-    return parseFilter({ ...form, ...(types ? { types } : {}) });
-  }
-}
-
-function filterForm(params: URLSearchParams): FilterForm {
-  const value = (name: string) => {
-    const text = params.get(name)?.trim();
-    return text ? text : undefined;
-  };
-  return {
-    destination: value('destination'),
-    type: value('type'),
-    since: value('since'),
-    until: value('until'),
-  };
-}
-
-function offsetOf(params: URLSearchParams): number {
-  const offset = Number(params.get('offset') ?? 0);
-  return Number.isSafeInteger(offset) && offset > 0 ? offset : 0;
-}
-
-/** A checkbox value: `["destination","job id"]`. */
-function selectedJob(value: string): SelectedJob | undefined {
-  try {
-    const parsed: unknown = JSON.parse(value);
-    if (Array.isArray(parsed) && parsed.length === 2 && parsed.every((p) => typeof p === 'string')) {
-      return { destination: parsed[0] as string, jobId: parsed[1] as string };
-    }
-  } catch {
-    // Not one of the console's own values.
-  }
-  return undefined;
-}
-
-/** The confirmed purge removes only what was dead-lettered before the confirmation page was shown. */
-function pinnedUntil(filter: DeadLetterFilter): string {
-  const now = Date.now() + 1;
-  return new Date(filter.until !== undefined && filter.until < now ? filter.until : now).toISOString();
-}
-
-function replayLines(result: {
-  replayed: number;
-  failed: number;
-  destinations: readonly { destination: string; replayed: number; failed: number }[];
-}): string[] {
-  const lines = result.destinations
-    .filter((d) => d.replayed > 0 || d.failed > 0)
-    .map(
-      (d) => `${d.destination}: replayed ${d.replayed}${d.failed ? `, could not replay ${d.failed}` : ''}`,
-    );
-  lines.push(
-    `replayed ${result.replayed} dead letter(s)${result.failed ? `; ${result.failed} could not be replayed` : ''}`,
-  );
-  return lines;
 }
 
 function decodeSegment(segment: string): string {
@@ -486,6 +212,6 @@ function notFound(res: ServerResponse, context: PageContext): void {
 /** The console when `server.adminToken` is set, else nothing (the admin server says how to enable it). */
 export function createConsole(
   options: Omit<ConsoleOptions, 'token'> & { token: string | undefined },
-): Console | undefined {
-  return options.token === undefined ? undefined : new Console({ ...options, token: options.token });
+): OperatingConsole | undefined {
+  return options.token === undefined ? undefined : new OperatingConsole({ ...options, token: options.token });
 }
