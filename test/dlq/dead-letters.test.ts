@@ -3,10 +3,13 @@ import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import type { BridgeConfig } from '../../src/config/schema.js';
 import { RedisUnavailableError, UnknownDestinationError } from '../../src/errors.js';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import {
   formatDeadLetters,
   formatReplay,
   listDeadLetters,
+  readDeadLetter,
   replayDeadLetters,
 } from '../../src/dlq/dead-letters.js';
 import { quarantineKey, queueName } from '../../src/queue/names.js';
@@ -90,6 +93,53 @@ describe('dead letters from delivery', () => {
     expect(receiver.requestsFor(job.id)).toHaveLength(6);
     const after = await listDeadLetters(config, { destination: 'hook' });
     expect(after.destinations[0]!.entries.map((e) => e.id)).toEqual([bystander.id]);
+  });
+
+  it('a hand-picked selection (the console) replays exactly those jobs, at their own destinations, audited by job', async () => {
+    const { receiver, config, producer } = await setup();
+    receiver.respondWith({ status: 410 });
+    const [a, b, c] = [await producer.add('hook'), await producer.add('hook'), await producer.add('other')];
+    await waitFor(
+      async () =>
+        (await producer.queue('hook').getFailedCount()) === 2 &&
+        (await producer.queue('other').getFailedCount()) === 1,
+      { what: 'three dead letters' },
+    );
+    const deadJob = (event: { id: string; jobId: string }) => `${event.id}-${event.jobId}`;
+
+    const shown = await readDeadLetter(config, 'hook', deadJob(b!));
+    expect(shown?.entries).toMatchObject([{ id: b!.id, destination: 'hook', lastError: 'HTTP 410 Gone' }]);
+    expect(shown?.bodies).toEqual({ [b!.id]: b!.body });
+    // Only a dead letter is shown: not another destination's, nor an id that is not one.
+    expect(await readDeadLetter(config, 'other', deadJob(b!))).toBeUndefined();
+    expect(await readDeadLetter(config, 'hook', 'no-such-job')).toBeUndefined();
+
+    const lines: string[] = [];
+    const logger = pino(
+      new Writable({ write: (chunk: Buffer, _enc, done) => (lines.push(chunk.toString()), done()) }),
+    );
+    receiver.respondWith({ status: 204 });
+    const result = await replayDeadLetters(config, {
+      jobs: [
+        { destination: 'hook', jobId: deadJob(a!) },
+        { destination: 'other', jobId: deadJob(c!) },
+        { destination: 'hook', jobId: 'no-such-job' },
+      ],
+      audit: { who: 'console session 0badc0de from 127.0.0.1', logger },
+    });
+    expect(result).toMatchObject({ replayed: 2, failed: 1 });
+    await waitFor(() => [a!.id, c!.id].every((id) => receiver.deliveredIds().includes(id)), {
+      what: 'both replayed deliveries',
+    });
+    const left = await listDeadLetters(config);
+    expect(left.destinations.flatMap((d) => d.entries.map((e) => e.id))).toEqual([b!.id]);
+    expect(JSON.parse(lines.join(''))).toMatchObject({
+      audit: 'dlq replay',
+      who: 'console session 0badc0de from 127.0.0.1',
+      jobs: [`hook/${deadJob(a!)}`, `other/${deadJob(c!)}`, 'hook/no-such-job'],
+      replayed: 2,
+      failed: 1,
+    });
   });
 
   it('fails with a clear error, not a hang, when Redis is unreachable', async () => {
