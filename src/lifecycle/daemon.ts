@@ -66,8 +66,6 @@ export class Daemon implements AdminSource {
       refreshMetrics: () => daemon.refreshMetrics(),
     };
     const operatingConsole = createConsole({
-      token: config.server.adminToken,
-      sessionTimeout: config.server.sessionTimeout,
       config,
       source,
       metrics,

@@ -3,6 +3,7 @@ import type { BridgeConfig } from '../../config/schema.js';
 import { listDestinationDeadLetters } from '../../dlq/dead-letters.js';
 import type { Auditor } from '../../dlq/audit.js';
 import { RedisUnavailableError, UsageError } from '../../errors.js';
+import { LogThrottle } from '../../lifecycle/log-throttle.js';
 import type { Logger } from '../../lifecycle/logger.js';
 import type { BridgeMetrics } from '../metrics.js';
 import type { AdminSource, ConsoleHandler } from '../server.js';
@@ -18,8 +19,6 @@ import { accountPage, destinationPage, overviewPage } from './status-pages.js';
 import { statusView } from './status-view.js';
 
 export interface ConsoleOptions {
-  readonly token: string;
-  readonly sessionTimeout: number;
   readonly config: BridgeConfig;
   readonly source: AdminSource;
   readonly metrics: BridgeMetrics;
@@ -42,10 +41,15 @@ export class OperatingConsole implements ConsoleHandler {
   private readonly sessions: Sessions;
   private readonly rates: RateSampler;
   private readonly deadLetters: DeadLetterRoutes;
+  /** A guessing loop logs a line per address per few seconds, with the count, not one per try. */
+  private readonly refusals = new LogThrottle();
 
-  constructor(private readonly options: ConsoleOptions) {
-    this.token = new AdminToken(options.token);
-    this.sessions = new Sessions(options.sessionTimeout);
+  constructor(
+    token: string,
+    private readonly options: ConsoleOptions,
+  ) {
+    this.token = new AdminToken(token);
+    this.sessions = new Sessions(options.config.server.sessionTimeout);
     this.rates = new RateSampler(options.metrics);
     this.deadLetters = new DeadLetterRoutes(options.config);
   }
@@ -104,7 +108,10 @@ export class OperatingConsole implements ConsoleHandler {
     const form = await readForm(req);
     const candidate = form?.get('token') ?? '';
     if (!this.token.matches(candidate)) {
-      this.options.logger.warn({ remote: req.socket.remoteAddress }, 'console login refused: wrong token');
+      const remote = req.socket.remoteAddress ?? 'unknown';
+      this.refusals.log(remote, (repeats) =>
+        this.options.logger.warn({ remote, ...repeats }, 'console login refused: wrong token'),
+      );
       return sendPage(res, 401, loginPage('That is not the admin token.'));
     }
     const session = this.sessions.create(req.socket.remoteAddress ?? 'unknown');
@@ -210,8 +217,7 @@ function notFound(res: ServerResponse, context: PageContext): void {
 }
 
 /** The console when `server.adminToken` is set, else nothing (the admin server says how to enable it). */
-export function createConsole(
-  options: Omit<ConsoleOptions, 'token'> & { token: string | undefined },
-): OperatingConsole | undefined {
-  return options.token === undefined ? undefined : new OperatingConsole({ ...options, token: options.token });
+export function createConsole(options: ConsoleOptions): OperatingConsole | undefined {
+  const token = options.config.server.adminToken;
+  return token === undefined ? undefined : new OperatingConsole(token, options);
 }
