@@ -70,8 +70,7 @@ function filterFields(form: FilterForm, destinations: readonly string[] | undefi
       >Type <input type="text" name="type" value="${form.type ?? ''}" placeholder="chat message, typing"
     /></label>
     <label
-      >Since
-      <input type="text" name="since" value="${form.since ?? ''}" placeholder="2h or 2026-05-01T22:00Z"
+      >Since <input type="text" name="since" value="${form.since ?? ''}" placeholder="2h or an ISO time"
     /></label>
     <label
       >Until <input type="text" name="until" value="${form.until ?? ''}" placeholder="30m or an ISO time"
