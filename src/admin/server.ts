@@ -63,7 +63,7 @@ export class AdminServer {
     private readonly metrics: BridgeMetrics,
     private readonly logger: Logger,
     private readonly options: AdminOptions,
-    private readonly console?: ConsoleHandler,
+    private readonly operatingConsole?: ConsoleHandler,
   ) {
     this.ticker = setInterval(() => (this.lastTick = Date.now()), 1_000);
     this.ticker.unref();
@@ -110,7 +110,7 @@ export class AdminServer {
   close(): Promise<void> {
     this.closing ??= new Promise<void>((resolve) => {
       clearInterval(this.ticker);
-      this.console?.close();
+      this.operatingConsole?.close();
       this.server.close(() => resolve());
       this.server.closeAllConnections();
     });
@@ -157,7 +157,7 @@ export class AdminServer {
     }
     const path = url.pathname;
     if (!ENDPOINTS.includes(path)) {
-      if (this.console) return this.console.handle(req, res, url);
+      if (this.operatingConsole) return this.operatingConsole.handle(req, res, url);
       if (path === '/' && (req.method === 'GET' || req.method === 'HEAD')) {
         res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
         res.end(CONSOLE_OFF);
