@@ -106,8 +106,8 @@ export class DeadLetterRoutes {
     const filter = filterOf(input);
     const back = query('/dead-letters', { ...input });
     if (form.get('confirm') !== 'yes') {
-      const dry = await purgeDeadLetters(this.config, { ...filter, dryRun: true });
       const pinned = { ...input, until: pinnedUntil(filter) };
+      const dry = await purgeDeadLetters(this.config, { ...filterOf(pinned), dryRun: true });
       const lines = dry.destinations
         .filter((d) => d.matched > 0)
         .map((d) => `${d.destination}: ${d.matched}`);
@@ -124,7 +124,7 @@ export class DeadLetterRoutes {
         }),
       );
     }
-    const result = await purgeDeadLetters(this.config, { ...filter, audit: audit });
+    const result = await purgeDeadLetters(this.config, { ...filter, audit });
     const lines = [`removed ${result.removed} dead letter(s)`];
     if (result.failed) lines.push(`${result.failed} could not be removed`);
     if (result.kept) lines.push(`kept ${result.kept} batch job(s) that also hold other types`);
@@ -190,13 +190,14 @@ export class DeadLetterRoutes {
     const filter = filterOf(input);
     const back = query('/quarantine', { ...input });
     if (form.get('confirm') !== 'yes') {
-      const dry = await purgeQuarantine(this.config, { ...filter, dryRun: true });
+      const pinned = { ...input, until: pinnedUntil(filter) };
+      const dry = await purgeQuarantine(this.config, { ...filterOf(pinned), dryRun: true });
       return sendPage(
         res,
         200,
         confirmPurgePage(context, {
           action: '/quarantine/purge',
-          form: { ...input, until: pinnedUntil(filter) },
+          form: pinned,
           matched: dry.matched,
           what: 'quarantined payload(s)',
           back,
@@ -204,7 +205,7 @@ export class DeadLetterRoutes {
         }),
       );
     }
-    const result = await purgeQuarantine(this.config, { ...filter, audit: audit });
+    const result = await purgeQuarantine(this.config, { ...filter, audit });
     sendPage(
       res,
       200,
