@@ -164,7 +164,7 @@ describe('operating console in a real browser', () => {
     expect(await page.locator('h1').innerText()).toBe('Overview');
   });
 
-  test('the overview shows the numbers /status reports', async () => {
+  test('the overview shows the numbers /status reports; no page shows a secret', async () => {
     const expected = await status();
     await page.goto(`${base}/`);
     const cell = (destination: string, column: string) =>
@@ -192,6 +192,12 @@ describe('operating console in a real browser', () => {
     expect(await page.locator('h1').innerText()).toBe('Destination audit');
     expect(await page.locator('table.dead-letters tr[data-event]').count()).toBe(3);
     await shot('destination');
+    // No secret on any of these pages: signing secret, account token, admin token.
+    for (const path of ['/', `/accounts/${BOT}`, '/destinations/audit', '/destinations/archive']) {
+      await page.goto(`${base}${path}`);
+      const content = await page.content();
+      for (const secret of [SECRET, world.token, ADMIN_TOKEN]) expect(content, path).not.toContain(secret);
+    }
   });
 
   test('a dead letter found by destination, type and time shows its payload as text, and its replay is delivered', async () => {
