@@ -455,8 +455,10 @@ export class DestinationLane implements DirectDelivery {
 
   /** The attempt's span, for an event that carries a trace (ingest had tracing on) while tracing is on here. */
   private traceAttempt(event: DeliveryEvent, attempt: number): AttemptTrace | undefined {
-    if (!this.tracer || event.traceparent === undefined) return undefined;
-    return this.tracer.attempt(event as DeliveryEvent & { traceparent: string }, this.destination, attempt);
+    const { traceparent, tracestate } = event;
+    if (!this.tracer || traceparent === undefined) return undefined;
+    const parent = tracestate === undefined ? { traceparent } : { traceparent, tracestate };
+    return this.tracer.attempt(parent, this.destination, attempt);
   }
 
   /**
