@@ -161,11 +161,14 @@ export class OtelEventTracer implements EventTracer {
       : { traceparent: carrier.traceparent! };
   }
 
-  /** An export that fails (collector away) says so in the bridge's log, once per cause per 5 s. */
+  /**
+   * An export that fails (collector away) or spans dropped (queue full) say so in the bridge's log,
+   * once per cause per 5 s; numbers in a message (a count of dropped spans) do not make a new cause.
+   */
   private static reportSdkProblems(log: Logger): void {
     const throttle = new LogThrottle();
     const write = (message: string, ...args: unknown[]) =>
-      throttle.log(message, (repeats) =>
+      throttle.log(message.replace(/\d+/g, 'N'), (repeats) =>
         log.warn({ detail: args.map((arg) => describe(arg)), ...repeats }, `tracing: ${message}`),
       );
     const ignore = () => {};

@@ -3,7 +3,7 @@ import { afterEach, beforeEach, expect, test } from 'vitest';
 import type { BridgeProcess, Role } from '../support/bridge-process.js';
 import { BridgeProcess as Bridge, runCli, writeConfig } from '../support/bridge-process.js';
 import { OtlpReceiver, type ExportedSpan } from '../support/otlp-receiver.js';
-import { waitFor } from '../support/redis.js';
+import { freePort, waitFor } from '../support/redis.js';
 import { BOT, World } from './world.js';
 
 const STREAM = 'traced:events';
@@ -226,3 +226,27 @@ test.each([
     expect(otlp.requestHeaders).toHaveLength(0);
   },
 );
+
+test('a collector that is away costs nothing but spans: events are delivered and the failed exports are logged', async () => {
+  const [bridge] = await start(['all'], {
+    ...FAST_EXPORT,
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${await freePort()}`,
+  });
+  expect(bridge!.records().find((r) => r.msg === 'tracing on: exporting spans over OTLP/HTTP')).toMatchObject(
+    {
+      service: 'imkit-bridge',
+    },
+  );
+  world.sim.sendMessage('r1', 'nobody collects this', { members: [BOT, 'alice'], sender: 'alice' });
+  const [body] = await world.waitDelivered(1, 'chat message');
+  expect(world.receiver.requestsFor(body!.id)[0]!.headers.traceparent).toMatch(/^00-[0-9a-f]{32}-/);
+  await waitFor(
+    () => bridge!.records().some((r) => r.level === 40 && String(r.msg).startsWith('tracing: ')),
+    {
+      timeoutMs: 15_000,
+      what: 'a logged export failure',
+    },
+  );
+  await bridge!.stop();
+  expect(bridge!.exitCode).toBe(0);
+});
