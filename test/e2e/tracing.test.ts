@@ -99,7 +99,7 @@ test('ingest and worker processes: one trace per event from receipt through land
         ? trace
         : undefined;
     },
-    { timeoutMs: 20_000, what: 'the flaky event’s spans' },
+    { timeoutMs: 30_000, what: 'the flaky event’s spans' },
   );
   const receipt = spans.find((s) => s.name === 'imkit.receive')!;
   const landing = spans.find((s) => s.name === 'imkit.land')!;
@@ -167,7 +167,7 @@ test('ingest and worker processes: one trace per event from receipt through land
         .destinations[0]!.entries;
       return ids.length === 1 ? ids[0]!.id : undefined;
     },
-    { timeoutMs: 20_000, what: 'the gone event dead-lettered' },
+    { timeoutMs: 30_000, what: 'the gone event dead-lettered' },
   );
   gone = false;
   const replay = await runCli(['dlq', 'replay', '--config', file, '--destination', 'audit', '--json'], {
@@ -180,7 +180,7 @@ test('ingest and worker processes: one trace per event from receipt through land
       const trace = otlp.trace(dead);
       return attempts(trace, 'audit').length === 2 ? trace : undefined;
     },
-    { timeoutMs: 20_000, what: 'the replayed event’s spans' },
+    { timeoutMs: 30_000, what: 'the replayed event’s spans' },
   );
   expect(goneSpans[0]!.traceId).not.toBe(receipt.traceId);
   expect(attempts(goneSpans, 'audit').map((s) => s.attributes['imkit.delivery.outcome'])).toEqual([
@@ -195,7 +195,7 @@ test('ingest and worker processes: one trace per event from receipt through land
   expect(await ingest!.stop()).toBeLessThan(10_000);
   expect(await worker!.stop()).toBeLessThan(10_000);
   expect([ingest!.exitCode, worker!.exitCode]).toEqual([0, 0]);
-});
+}, 120_000);
 
 test.each([
   ['no OTEL_* variables', (): NodeJS.ProcessEnv => ({})],
