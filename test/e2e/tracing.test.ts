@@ -191,10 +191,18 @@ test('ingest and worker processes: one trace per event from receipt through land
   const replayed = world.receiver.requestsFor(dead).at(-1)!;
   expect(parseTraceparent(replayed.headers.traceparent).traceId).toBe(goneSpans[0]!.traceId);
 
-  // Shutdown exports what is left and the processes exit cleanly.
+  // Shutdown exports what is left and the processes exit cleanly; the SDK had nothing to complain about.
   expect(await ingest!.stop()).toBeLessThan(10_000);
   expect(await worker!.stop()).toBeLessThan(10_000);
   expect([ingest!.exitCode, worker!.exitCode]).toEqual([0, 0]);
+  for (const bridge of [ingest!, worker!]) {
+    expect(bridge.records().filter((r) => String(r.msg).startsWith('tracing'))).toEqual([
+      expect.objectContaining({
+        msg: 'tracing on: exporting spans over OTLP/HTTP',
+        service: 'bridge-under-test',
+      }),
+    ]);
+  }
 }, 120_000);
 
 test.each([
