@@ -258,3 +258,19 @@ test('a collector that is away costs nothing but spans: events are delivered and
   await bridge!.stop();
   expect(bridge!.exitCode).toBe(0);
 });
+
+test('OTEL_TRACES_SAMPLER=always_off: the trace context still reaches the webhook, marked not sampled, and nothing is exported', async () => {
+  const [bridge] = await start(['all'], {
+    ...FAST_EXPORT,
+    OTEL_EXPORTER_OTLP_ENDPOINT: otlp.endpoint,
+    OTEL_TRACES_SAMPLER: 'always_off',
+  });
+  world.sim.sendMessage('r1', 'unsampled', { members: [BOT, 'alice'], sender: 'alice' });
+  const [body] = await world.waitDelivered(1, 'chat message');
+  expect(world.receiver.requestsFor(body!.id)[0]!.headers.traceparent).toMatch(
+    /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/,
+  );
+  await bridge!.stop();
+  expect(bridge!.exitCode).toBe(0);
+  expect(otlp.spans).toEqual([]);
+});
