@@ -127,8 +127,8 @@ export class OtelEventTracer implements EventTracer {
     };
   }
 
-  attempt(event: TraceContext, destination: TracedDestination, attempt: number): AttemptTrace {
-    const parent = this.propagator.extract(ROOT_CONTEXT, event, defaultTextMapGetter);
+  attempt(receipt: TraceContext, destination: TracedDestination, attempt: number): AttemptTrace {
+    const parent = this.propagator.extract(ROOT_CONTEXT, receipt, defaultTextMapGetter);
     const span = this.tracer.startSpan(
       'imkit.deliver',
       {

@@ -38,8 +38,8 @@ export interface EventTracer {
    * once; returns the landing span (`imkit.land`), ended by `landed`.
    */
   received(event: RelayedEvent, source: EventSource, destinations: number): LandingTrace;
-  /** A delivery attempt's span (`imkit.deliver`), a child of the receipt span `event` carries. */
-  attempt(event: TraceContext, destination: TracedDestination, attempt: number): AttemptTrace;
+  /** A delivery attempt's span (`imkit.deliver`), a child of the receipt span whose context the job carries. */
+  attempt(receipt: TraceContext, destination: TracedDestination, attempt: number): AttemptTrace;
   /** Exports what is still buffered and stops; the caller bounds the wait. */
   close(): Promise<void>;
 }
