@@ -20,6 +20,8 @@
  *   --rounds K        measure both relays K times, alternating which goes first; report medians
  *   --split           run the bridge as two processes, `--role ingest` and `--role worker` (the
  *                     chart's default), instead of one `--role all`; its CPU and RSS are their sums
+ *   --trace           also run the bridge with tracing on, exporting to an OTLP/HTTP receiver in this
+ *                     process (bench/tracing.ts): a third row, and the cost against tracing off
  *   --profile         CPU-profile the bridge (V8 sampling profiler, as --cpu-prof); profiles go to
  *                     bench/results/profiles-*, a summary of where the time goes is printed
  */
@@ -34,6 +36,7 @@ import { RedisServer, hasRedisServer, waitFor } from '../test/support/redis.js';
 import type { NaiveRelaySettings } from './naive-relay.js';
 import { cpuMsOf, memoryOf, redisPid } from './process-stats.js';
 import { summarizeProfiles } from './profile-summary.js';
+import { SpanCounter, tracingCost } from './tracing.js';
 import type { SimCommand, SimReply } from './sim-process.js';
 import {
   DESTINATION_TYPES,
@@ -66,8 +69,10 @@ const TARGETS: Record<
 };
 const IDLE_RSS_TARGET_MIB = 400;
 
+type RelayName = 'bridge' | 'naive' | 'traced';
+
 interface RelayUnderTest {
-  readonly name: 'bridge' | 'naive';
+  readonly name: RelayName;
   /** Every process of the relay: CPU and memory are summed over them. */
   readonly pids: readonly number[];
   /** Set for the bridge: the process holding the sockets, for readiness checks. */
@@ -116,6 +121,7 @@ function options() {
       concurrency: { type: 'string' },
       rounds: { type: 'string', default: '1' },
       split: { type: 'boolean', default: false },
+      trace: { type: 'boolean', default: false },
     },
   });
   if (values.appendfsync !== 'always' && values.appendfsync !== 'everysec')
@@ -135,6 +141,7 @@ function options() {
     concurrency: values.concurrency === undefined ? undefined : Number(values.concurrency),
     rounds: Number(values.rounds),
     split: values.split,
+    trace: values.trace,
   };
   if (![o.events, o.rate, o.seconds, o.rounds, ...idle].every((n) => Number.isInteger(n) && n > 0)) {
     throw new Error(
@@ -213,16 +220,20 @@ async function startBridge(
   sink: Sink,
   profileDir: string | undefined,
   o: { concurrency?: number | undefined; split: boolean },
+  tracing?: SpanCounter,
 ): Promise<RelayUnderTest & { bridge: BridgeProcess }> {
   const prefix = `bench${Date.now().toString(36)}`;
-  const env = profileDir
-    ? { NODE_OPTIONS: `--import ${join(HERE, 'cpu-profile-hook.mjs')}`, BENCH_CPU_PROF_DIR: profileDir }
-    : {};
+  const env = {
+    ...(profileDir
+      ? { NODE_OPTIONS: `--import ${join(HERE, 'cpu-profile-hook.mjs')}`, BENCH_CPU_PROF_DIR: profileDir }
+      : {}),
+    ...tracing?.env(),
+  };
   const config = writeConfig(bridgeConfig(redis.url, prefix, sim.url, tokens, sink, o.concurrency));
   const bridge = await BridgeProcess.start(config, { role: o.split ? 'ingest' : 'all', env });
   const worker = o.split ? await BridgeProcess.start(config, { role: 'worker', env }) : undefined;
   return {
-    name: 'bridge',
+    name: tracing ? 'traced' : 'bridge',
     pids: worker ? [bridge.pid, worker.pid] : [bridge.pid],
     bridge,
     stop: async () => void (await Promise.all([bridge.stop('SIGTERM'), worker?.stop('SIGTERM')])),
@@ -420,18 +431,28 @@ async function main(): Promise<void> {
     `redis ${redis.url} (AOF, appendfsync ${o.appendfsync}), simulator pid ${sim.pid} at ${sim.url}, ` +
       `destination ${o.destination}`,
   );
-  const rounds: Record<'bridge' | 'naive', PhaseResult[]> = { bridge: [], naive: [] };
+  const rounds: Record<RelayName, PhaseResult[]> = { bridge: [], naive: [], traced: [] };
+  const spans = o.trace ? await SpanCounter.start() : undefined;
   const idle: Awaited<ReturnType<typeof idleMemory>>[] = [];
   try {
     const tokens = await sim.tokens([BURST_ACCOUNT]);
     for (let round = 0; round < o.rounds; round++) {
       // Alternating the order keeps whatever else the machine is doing from favouring one relay.
-      for (const name of round % 2 === 0 ? (['naive', 'bridge'] as const) : (['bridge', 'naive'] as const)) {
+      const order: RelayName[] = o.trace ? ['naive', 'bridge', 'traced'] : ['naive', 'bridge'];
+      for (const name of round % 2 === 0 ? order : order.toReversed()) {
         const sink = await sinks.create();
         const relay =
           name === 'naive'
             ? await startNaive(sim, tokens, sink)
-            : await startBridge(redis, sim, tokens, sink, profileDir, o);
+            : await startBridge(
+                redis,
+                sim,
+                tokens,
+                sink,
+                profileDir,
+                o,
+                name === 'traced' ? spans : undefined,
+              );
         try {
           await relay.bridge?.waitReady(30_000);
           const processes = { redis: redisPid(redis.port), broker: sinks.brokerPids() };
@@ -459,9 +480,12 @@ async function main(): Promise<void> {
     sim.stop();
     await sinks.close();
     await redis.close();
+    await spans?.close();
   }
   const profile = profileDir ? summarizeProfiles(profileDir) : undefined;
-  report(o, sinks, { bridge: medianOf(rounds.bridge), naive: medianOf(rounds.naive) }, rounds, idle, profile);
+  const traced = spans && { result: medianOf(rounds.traced), spans };
+  const medians = { bridge: medianOf(rounds.bridge), naive: medianOf(rounds.naive) };
+  report(o, sinks, medians, rounds, idle, profile, traced);
 }
 
 /** Field-by-field median over rounds (each figure on its own, so one noisy round cannot skew it). */
@@ -485,9 +509,10 @@ function report(
   o: ReturnType<typeof options>,
   sinks: SinkFactory,
   r: Record<'bridge' | 'naive', PhaseResult>,
-  rounds: Record<'bridge' | 'naive', PhaseResult[]>,
+  rounds: Record<RelayName, PhaseResult[]>,
   idle: { accounts: number; allLiveSeconds: number; rssMiB: number }[],
   profile: string | undefined,
+  traced: { result: PhaseResult; spans: SpanCounter } | undefined,
 ): void {
   const ratio = round(r.bridge.throughput.eventsPerSecond / r.naive.throughput.eventsPerSecond, 2);
   // A naive p50 under 1 ms is counted as 1 ms so the ratio stays finite.
@@ -502,7 +527,7 @@ function report(
       : target.p99Inclusive
         ? p99 <= target.p99Ms
         : p99 < target.p99Ms;
-  const everyRound = [...rounds.bridge, ...rounds.naive];
+  const everyRound = [...rounds.bridge, ...rounds.naive, ...rounds.traced];
   const targets = {
     [`throughputAtLeast${target.throughputRatio * 100}PercentOfNaive`]: ratio >= target.throughputRatio,
     throughputAtLeast80PercentOfNaive: ratio >= target.throughputRatioAim,
@@ -510,20 +535,23 @@ function report(
     thousandAccountsUnder400MiB: thousand ? thousand.rssMiB < IDLE_RSS_TARGET_MIB : undefined,
     everyEventStoredOnce: everyRound.every((p) => p.stored.stored === p.stored.sent),
   };
-  const rows = (['bridge', 'naive'] as const).map((name) => ({
-    relay: name === 'bridge' && o.split ? 'bridge (split)' : name,
-    'burst events/s': r[name].throughput.eventsPerSecond,
-    'burst s': r[name].throughput.seconds,
-    'peak RSS MiB': r[name].throughput.peakRssMiB,
-    'CPU ms/1k relay': r[name].throughput.cpuMsPer1kBy.relay,
-    'CPU ms/1k redis': r[name].throughput.cpuMsPer1kBy.redis,
-    ...(o.destination === 'nats' || o.destination === 'amqp'
-      ? { 'CPU ms/1k broker': r[name].throughput.cpuMsPer1kBy.broker }
-      : {}),
-    [`p50 ms @${o.rate}/s`]: r[name].latency.p50Ms,
-    [`p99 ms @${o.rate}/s`]: r[name].latency.p99Ms,
-    [`max ms @${o.rate}/s`]: r[name].latency.maxMs,
-  }));
+  const all = { ...r, ...(traced && { traced: traced.result }) };
+  const rows = (traced ? (['bridge', 'traced', 'naive'] as const) : (['bridge', 'naive'] as const)).map(
+    (name) => ({
+      relay: `${name === 'traced' ? 'bridge, tracing on' : name}${name !== 'naive' && o.split ? ' (split)' : ''}`,
+      'burst events/s': all[name]!.throughput.eventsPerSecond,
+      'burst s': all[name]!.throughput.seconds,
+      'peak RSS MiB': all[name]!.throughput.peakRssMiB,
+      'CPU ms/1k relay': all[name]!.throughput.cpuMsPer1kBy.relay,
+      'CPU ms/1k redis': all[name]!.throughput.cpuMsPer1kBy.redis,
+      ...(o.destination === 'nats' || o.destination === 'amqp'
+        ? { 'CPU ms/1k broker': all[name]!.throughput.cpuMsPer1kBy.broker }
+        : {}),
+      [`p50 ms @${o.rate}/s`]: all[name]!.latency.p50Ms,
+      [`p99 ms @${o.rate}/s`]: all[name]!.latency.p99Ms,
+      [`max ms @${o.rate}/s`]: all[name]!.latency.maxMs,
+    }),
+  );
   console.log(
     `\ndestination ${o.destination}; ${o.rounds > 1 ? `median of ${o.rounds} rounds; ` : ''}burst of ${o.events} events, ` +
       `${o.rate} events/s for ${o.seconds} s; redis appendfsync ${o.appendfsync}; load average at start ${loadAtStart.join(' ')}`,
@@ -550,6 +578,10 @@ function report(
         `max bridge ${after('bridge')!.maxMs} ms, naive ${after('naive')!.maxMs} ms`,
     );
   }
+  if (traced) {
+    const sent = sum(rounds.traced.map((p) => p.stored.sent));
+    console.log(tracingCost(r.bridge, traced.result, traced.spans, sent));
+  }
   if (sinks.brokerNote) console.log(sinks.brokerNote);
   const checks = everyRound.map((p) => `${p.stored.stored}/${p.stored.sent}`);
   console.log(`stored/sent per relay run: ${checks.join(', ')}`);
@@ -571,8 +603,9 @@ function report(
     },
     destination: o.destination,
     options: o,
-    results: r,
+    results: all,
     rounds,
+    ...(traced && { spansExported: traced.spans.spans }),
     ratios: { throughput: ratio, p50Latency: latencyRatio, p99Latency: p99Ratio },
     idle,
     targets,

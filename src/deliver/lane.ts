@@ -9,6 +9,7 @@ import type { BridgeConfig } from '../config/schema.js';
 import { DeliveryPermanentError, DeliveryRetryableError } from '../errors.js';
 import { LogThrottle } from '../lifecycle/log-throttle.js';
 import type { Logger } from '../lifecycle/logger.js';
+import type { AttemptTrace, EventTracer } from '../lifecycle/tracing.js';
 import {
   BATCH_JOB_NAME,
   attemptsBefore,
@@ -59,6 +60,12 @@ const STALLED_INTERVAL_MS = 5_000;
  */
 const DIRECT_LEASE_MS = LOCK_DURATION_MS;
 
+/** One try's result, and its span when tracing is on (ended once the lane has decided what follows). */
+interface Tried {
+  readonly result: AttemptResult;
+  readonly trace?: AttemptTrace;
+}
+
 interface EventJobSpec {
   readonly name: string;
   readonly data: EventJobData;
@@ -101,6 +108,7 @@ export class DestinationLane implements DirectDelivery {
     private readonly config: BridgeConfig,
     private readonly logger: Logger,
     private readonly metrics: BridgeMetrics,
+    private readonly tracer: EventTracer | undefined,
   ) {
     this.connection = createWorkerConnection(config.redis.url, {
       name: `imkit-bridge-deliver-${lane.id}`,
@@ -350,15 +358,16 @@ export class DestinationLane implements DirectDelivery {
     if (mine.length < data.events.length)
       this.metrics.eventsDeduplicated.inc(data.events.length - mine.length);
     const sendMany = this.destination.sendMany?.bind(this.destination);
-    const results = sendMany
+    const tries = sendMany
       ? await this.attemptMany(sendMany, mine, signal)
-      : await Promise.all(mine.map((event) => this.attempt(event, signal)));
+      : await Promise.all(mine.map((event) => this.attempt(event, signal, 1)));
     const followUps: EventJobSpec[] = [];
     let holdMs = 0;
-    results.forEach((result, i) => {
+    tries.forEach(({ result, trace }, i) => {
       const event = mine[i]!;
       const next = decide(result, 1, this.policy);
-      this.record(event, next);
+      this.record(event, next, trace);
+      trace?.end(result, next);
       if (next.step === 'hold') holdMs = Math.max(holdMs, next.waitMs);
       const followUp = this.followUp(next, `${event.id}-${jobId}`, event);
       if (followUp) followUps.push(followUp);
@@ -375,11 +384,13 @@ export class DestinationLane implements DirectDelivery {
   ): Promise<void> {
     // Already reported when its batch's try was refused for good or ran out of schedule.
     if (event.deadLetter !== undefined) throw new UnrecoverableError(event.deadLetter);
-    const result = await this.attempt(event, signal);
     // Counted with the batch's try, which BullMQ's own attempt count does not include.
-    const next = decide(result, attemptsBefore(event) + job.attemptsMade + 1, this.policy);
-    this.record(event, next);
-    await this.settleEventJob(next, job.id);
+    const attempt = attemptsBefore(event) + job.attemptsMade + 1;
+    const { result, trace } = await this.attempt(event, signal, attempt);
+    const next = decide(result, attempt, this.policy);
+    this.record(event, next, trace);
+    trace?.end(result, next);
+    await this.settleEventJob(next, job.id, trace);
   }
 
   /** The batch path's answer: the event job that carries `next` on, if any. */
@@ -398,7 +409,7 @@ export class DestinationLane implements DirectDelivery {
   }
 
   /** The single-event path's answer, in BullMQ's terms: return, or throw what makes BullMQ do `next`. */
-  private async settleEventJob(next: Next, jobId: string | undefined): Promise<void> {
+  private async settleEventJob(next: Next, jobId: string | undefined, trace?: AttemptTrace): Promise<void> {
     switch (next.step) {
       case 'done':
         return;
@@ -407,7 +418,7 @@ export class DestinationLane implements DirectDelivery {
         await this.pauseQueue(next.waitMs);
         throw Worker.RateLimitError();
       case 'hand-back':
-        this.logger.info({ jobId }, 'delivery interrupted by shutdown; job handed back');
+        this.logger.info({ jobId, ...trace?.log }, 'delivery interrupted by shutdown; job handed back');
         throw Worker.RateLimitError();
       case 'retry':
         throw new DeliveryRetryableError(next.failure.reason, { delayMs: next.delayMs });
@@ -416,19 +427,38 @@ export class DestinationLane implements DirectDelivery {
     }
   }
 
-  /** One try: a permit, the breaker's word, the send; the breaker and metrics learn what it returned. */
-  private async attempt(event: DeliveryEvent, signal: AbortSignal | undefined): Promise<AttemptResult> {
+  /**
+   * One try (number `attempt` of the event): a permit, the breaker's word, the send; the breaker and
+   * metrics learn what it returned.
+   */
+  private async attempt(
+    event: DeliveryEvent,
+    signal: AbortSignal | undefined,
+    attempt: number,
+  ): Promise<Tried> {
     await this.permits.acquire();
     try {
       const admission = this.breaker.admit();
-      if (!admission.allowed) return { kind: 'held', waitMs: admission.waitMs };
+      if (!admission.allowed) return { result: { kind: 'held', waitMs: admission.waitMs } };
+      const trace = this.traceAttempt(event, attempt);
       const started = performance.now();
-      const outcome = await this.destination.send(event, this.signalsFor(signal));
+      const outcome = await this.destination.send(
+        trace ? { ...event, ...trace.context } : event,
+        this.signalsFor(signal),
+      );
       await this.learn(outcome, admission.probe, started);
-      return outcome;
+      return { result: outcome, trace };
     } finally {
       this.permits.release();
     }
+  }
+
+  /** The attempt's span, for an event that carries a trace (ingest had tracing on) while tracing is on here. */
+  private traceAttempt(event: DeliveryEvent, attempt: number): AttemptTrace | undefined {
+    const { traceparent, tracestate } = event;
+    if (!this.tracer || traceparent === undefined) return undefined;
+    const parent = tracestate === undefined ? { traceparent } : { traceparent, tracestate };
+    return this.tracer.attempt(parent, this.destination, attempt);
   }
 
   /**
@@ -439,7 +469,7 @@ export class DestinationLane implements DirectDelivery {
     sendMany: NonNullable<Destination['sendMany']>,
     events: readonly DeliveryEvent[],
     signal: AbortSignal | undefined,
-  ): Promise<AttemptResult[]> {
+  ): Promise<Tried[]> {
     const size = this.lane.concurrency;
     const chunks: DeliveryEvent[][] = [];
     for (let i = 0; i < events.length; i += size) chunks.push(events.slice(i, i + size));
@@ -452,20 +482,25 @@ export class DestinationLane implements DirectDelivery {
     sendMany: NonNullable<Destination['sendMany']>,
     chunk: readonly DeliveryEvent[],
     signal: AbortSignal | undefined,
-  ): Promise<AttemptResult[]> {
+  ): Promise<Tried[]> {
     await this.permits.acquire(chunk.length);
     try {
       const admissions = chunk.map(() => this.breaker.admit());
       const admitted = chunk.filter((_, i) => admissions[i]!.allowed);
+      const traces = this.tracer ? admitted.map((event) => this.traceAttempt(event, 1)) : undefined;
+      const sent = traces
+        ? admitted.map((event, i) => (traces[i] ? { ...event, ...traces[i].context } : event))
+        : admitted;
       const started = performance.now();
-      const outcomes = admitted.length > 0 ? await sendMany(admitted, this.signalsFor(signal)) : [];
-      let sent = 0;
+      const outcomes = sent.length > 0 ? await sendMany(sent, this.signalsFor(signal)) : [];
+      let taken = 0;
       return await Promise.all(
-        admissions.map(async (admission): Promise<AttemptResult> => {
-          if (!admission.allowed) return { kind: 'held', waitMs: admission.waitMs };
-          const outcome = outcomes[sent++]!;
+        admissions.map(async (admission): Promise<Tried> => {
+          if (!admission.allowed) return { result: { kind: 'held', waitMs: admission.waitMs } };
+          const trace = traces?.[taken];
+          const outcome = outcomes[taken++]!;
           await this.learn(outcome, admission.probe, started);
-          return outcome;
+          return { result: outcome, trace };
         }),
       );
     } finally {
@@ -502,8 +537,8 @@ export class DestinationLane implements DirectDelivery {
     }
   }
 
-  /** Metrics, `lastError` and the log line for what happens next to `event`. */
-  private record(event: DeliveryEvent, next: Next): void {
+  /** Metrics, `lastError` and the log line (with the attempt's trace ids) for what happens next to `event`. */
+  private record(event: DeliveryEvent, next: Next, trace: AttemptTrace | undefined): void {
     const destination = this.lane.id;
     if (next.step === 'done') {
       this.metrics.deliveries.inc({ destination, outcome: 'delivered' });
@@ -516,7 +551,14 @@ export class DestinationLane implements DirectDelivery {
     this.lastError = { at: new Date().toISOString(), message: reason };
     const verdict = next.step === 'retry' ? 'retry' : next.why;
     this.failureLog.log(`${verdict}: ${reason}`, (repeats) => {
-      const fields = { eventId: event.id, attempt: next.attempt, status, response, ...repeats };
+      const fields = {
+        eventId: event.id,
+        attempt: next.attempt,
+        status,
+        response,
+        ...trace?.log,
+        ...repeats,
+      };
       if (next.step === 'retry') {
         const err = new DeliveryRetryableError(reason, { delayMs: next.delayMs, status, response });
         this.logger.warn({ ...fields, err }, 'delivery failed; will retry');
@@ -536,7 +578,7 @@ export class DestinationLane implements DirectDelivery {
     tried: number,
     extra: { deadLetter?: string; delay?: number } = {},
   ): EventJobSpec {
-    const { id, type, account, receivedAt, body, room } = event;
+    const { id, type, account, receivedAt, body, room, traceparent, tracestate } = event;
     const data: EventJobData = {
       id,
       type,
@@ -544,6 +586,9 @@ export class DestinationLane implements DirectDelivery {
       receivedAt,
       body,
       ...(room !== undefined ? { room } : {}),
+      // The receipt span's context, so the retries' spans join the same trace.
+      ...(traceparent !== undefined ? { traceparent } : {}),
+      ...(tracestate !== undefined ? { tracestate } : {}),
       ...(tried > 0 ? { attemptsBefore: tried } : {}),
       ...(extra.deadLetter !== undefined ? { deadLetter: extra.deadLetter } : {}),
     };

@@ -4,6 +4,7 @@ import { destinationsOf } from '../config/destinations.js';
 import type { BridgeConfig } from '../config/schema.js';
 import { within } from '../lifecycle/deadline.js';
 import type { Logger } from '../lifecycle/logger.js';
+import type { EventTracer } from '../lifecycle/tracing.js';
 import { DestinationLane, type DestinationDeliveryStatus } from './lane.js';
 import { createDestination } from './registry.js';
 
@@ -13,6 +14,8 @@ export interface DeliveryWorkersOptions {
   readonly config: BridgeConfig;
   readonly logger: Logger;
   readonly metrics: BridgeMetrics;
+  /** With tracing on: a span per delivery attempt. */
+  readonly tracer?: EventTracer;
   /** How often each worker is checked for having stopped or stalled (ms). */
   readonly watchdogIntervalMs?: number;
 }
@@ -25,7 +28,7 @@ export class DeliveryWorkers {
   private readonly watchdogIntervalMs: number;
 
   constructor(private readonly options: DeliveryWorkersOptions) {
-    const { config, logger, metrics } = options;
+    const { config, logger, metrics, tracer } = options;
     this.watchdogIntervalMs = options.watchdogIntervalMs ?? 5000;
     this.lanes = destinationsOf(config).map((destination) => {
       const laneLogger = logger.child({ destination: destination.id, type: destination.type });
@@ -40,6 +43,7 @@ export class DeliveryWorkers {
         config,
         laneLogger,
         metrics,
+        tracer,
       );
     });
   }

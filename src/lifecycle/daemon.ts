@@ -15,6 +15,7 @@ import { describeError } from './describe-error.js';
 import { Deadline, within } from './deadline.js';
 import { Ingest } from './ingest.js';
 import { createLogger, type Logger } from './logger.js';
+import { startTracing, type EventTracer } from './tracing.js';
 
 export type Role = 'all' | 'ingest' | 'worker';
 
@@ -42,19 +43,29 @@ export class Daemon implements AdminSource {
     private readonly workers: DeliveryWorkers | undefined,
     /** With `ingest.copies: N`: which accounts this process holds. */
     private readonly sharing: { membership: Membership; placer: AccountPlacer } | undefined,
+    private readonly tracer: EventTracer | undefined,
   ) {}
 
-  static async start(config: BridgeConfig, role: Role, logger: Logger): Promise<Daemon> {
+  /** `tracer`: spans for every event (docs/operations.md, "Tracing"); flushed by `close()`. */
+  static async start(
+    config: BridgeConfig,
+    role: Role,
+    logger: Logger,
+    tracer?: EventTracer,
+  ): Promise<Daemon> {
     const metrics = new BridgeMetrics();
     const queues = new QueueStatusReader({ config, metrics });
-    const workers = role === 'ingest' ? undefined : new DeliveryWorkers({ config, logger, metrics });
+    const workers =
+      role === 'ingest'
+        ? undefined
+        : new DeliveryWorkers({ config, logger, metrics, ...(tracer && { tracer }) });
     // With both halves in one process, ingest hands each job to this process's lane as soon as Redis holds it.
     let ingest: Ingest | undefined;
     try {
       ingest =
         role === 'worker'
           ? undefined
-          : await Ingest.create(config, logger, metrics, workers && ((id) => workers.direct(id)));
+          : await Ingest.create(config, logger, metrics, workers && ((id) => workers.direct(id)), tracer);
     } catch (err) {
       await workers?.close(0);
       throw err;
@@ -79,7 +90,7 @@ export class Daemon implements AdminSource {
       operatingConsole,
     );
     const sharing = ingest && Daemon.sharing(config, ingest, logger, metrics);
-    const daemon = new Daemon(config, role, logger, metrics, queues, admin, ingest, workers, sharing);
+    const daemon = new Daemon(config, role, logger, metrics, queues, admin, ingest, workers, sharing, tracer);
     try {
       daemon.adminPort = await admin.listen(config.server.host, config.server.port);
     } catch (err) {
@@ -195,8 +206,8 @@ export class Daemon implements AdminSource {
    * Ordered, within one `shutdownTimeout` (docs/operations.md, "Shutdown"): stop reading sockets,
    * finish recoveries and land what was buffered (with workers in this process, in at most half of
    * the time, while deliveries go on), then let deliveries finish in what is left and hand the rest
-   * back, then the status connection and the admin server. A phase with nothing to wait for takes
-   * no time.
+   * back, then the status connection and the admin server, and last the spans still to export. A
+   * phase with nothing to wait for takes no time.
    */
   close(): Promise<StopReport> {
     this.closing ??= (async () => {
@@ -212,6 +223,8 @@ export class Daemon implements AdminSource {
       await this.workers?.close(deadline.remaining());
       await within(this.queues.close(), deadline.remaining());
       await this.admin?.close();
+      if (this.tracer && !(await within(this.tracer.close(), deadline.remaining())))
+        this.logger.warn('tracing: spans not exported within the shutdown timeout were dropped');
       const report = { lost: [...(lost?.values() ?? [])].reduce((a, b) => a + b, 0) };
       this.logger.info(report, 'stopped');
       return report;
@@ -247,7 +260,7 @@ export async function runDaemon(config: BridgeConfig, role: Role): Promise<numbe
   const logger = createLogger({ level: config.log.level });
   let daemon: Daemon;
   try {
-    daemon = await Daemon.start(config, role, logger);
+    daemon = await Daemon.start(config, role, logger, await startTracing(process.env, logger));
   } catch (err) {
     logger.fatal({ err }, 'cannot start');
     return new Promise<number>((resolve) => logger.flush(() => resolve(err instanceof UsageError ? 1 : 2)));

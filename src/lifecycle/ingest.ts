@@ -18,6 +18,7 @@ import { Deadline, within } from './deadline.js';
 import { LogThrottle } from './log-throttle.js';
 import type { Logger } from './logger.js';
 import { Recoveries } from './recoveries.js';
+import type { EventSource, EventTracer } from './tracing.js';
 
 /**
  * Catch-up starts this long before the heartbeat window that preceded a detected drop: the socket may
@@ -80,6 +81,7 @@ export class Ingest implements AccountHolder {
     private readonly logger: Logger,
     private readonly metrics: BridgeMetrics,
     directDelivery: ((destinationId: string) => DirectDelivery | undefined) | undefined,
+    private readonly tracer: EventTracer | undefined,
   ) {
     this.router = new Router(destinationsOf(config));
     this.rest = new ImkitRest({
@@ -108,8 +110,9 @@ export class Ingest implements AccountHolder {
     logger: Logger,
     metrics: BridgeMetrics,
     directDelivery?: (destinationId: string) => DirectDelivery | undefined,
+    tracer?: EventTracer,
   ): Promise<Ingest> {
-    const ingest = new Ingest(config, logger, metrics, directDelivery);
+    const ingest = new Ingest(config, logger, metrics, directDelivery, tracer);
     try {
       for (const account of config.accounts) {
         ingest.pipelines.set(account.id, await ingest.pipelineFor(account));
@@ -258,15 +261,26 @@ export class Ingest implements AccountHolder {
       this.quarantine(relay, name, decoded, receivedAt);
       return;
     }
-    this.relay(relay.account.id, name, decoded.data, receivedAt);
+    this.relay(relay.account.id, name, decoded.data, receivedAt, 'socket');
   }
 
-  private relay(account: string, type: string, data: unknown, receivedAt: number): Promise<EnqueueResult> {
+  private relay(
+    account: string,
+    type: string,
+    data: unknown,
+    receivedAt: number,
+    source: EventSource,
+  ): Promise<EnqueueResult> {
     const targets = this.router.targets(account, type);
     if (targets.length === 0) return Promise.resolve({ fresh: false });
     const event = identifiedEvent(account, type, data, receivedAt, this.config.repeatWindow);
     // Only catch-up asks whether an event is fresh, and it fetches chat messages only.
-    return this.enqueuer.enqueue(event, targets, { markSeen: type === CHAT_MESSAGE });
+    const markSeen = type === CHAT_MESSAGE;
+    if (!this.tracer) return this.enqueuer.enqueue(event, targets, { markSeen });
+    const landing = this.tracer.received(event, source, targets.length);
+    const landed = this.enqueuer.enqueue(event, targets, { markSeen, trace: landing.context });
+    void landed.then((result) => landing.landed(result.dropped === true));
+    return landed;
   }
 
   /**
@@ -289,6 +303,7 @@ export class Ingest implements AccountHolder {
       QUARANTINED,
       { account, event, reason, size: raw.length, sha256, ids },
       receivedAt,
+      'bridge',
     );
     // A stretch of garbage must not turn into a log flood.
     this.quarantineLog.log(`${account}: ${reason}`, (repeats) =>
@@ -412,7 +427,7 @@ export class Ingest implements AccountHolder {
       const outcomes = await Promise.all(
         messages.slice(i, i + slice).map((message) => {
           this.receivedCounter(relay, CHAT_MESSAGE).inc();
-          return this.relay(relay.account.id, CHAT_MESSAGE, message, Date.now());
+          return this.relay(relay.account.id, CHAT_MESSAGE, message, Date.now(), 'catch-up');
         }),
       );
       if (outcomes.some((o) => o.dropped)) throw new RecoveryNotLandedError();
@@ -464,7 +479,7 @@ export class Ingest implements AccountHolder {
 
   /** Every replica reports its own session, so lifecycle events name the instance (the pod) too. */
   private emitLifecycle(account: string, type: string, data: Record<string, unknown>): void {
-    void this.relay(account, type, { account, instance: this.instance, ...data }, Date.now());
+    void this.relay(account, type, { account, instance: this.instance, ...data }, Date.now(), 'bridge');
   }
 }
 

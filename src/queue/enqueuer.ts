@@ -6,6 +6,7 @@ import type { DestinationConfig } from '../config/destinations.js';
 import type { QuarantineIds } from '../decode/ids.js';
 import type { RawType } from '../decode/raw.js';
 import type { Logger } from '../lifecycle/logger.js';
+import type { TraceContext } from '../lifecycle/tracing.js';
 import { requestBody } from '../route/body.js';
 import type { RelayedEvent } from '../route/event.js';
 import {
@@ -184,11 +185,12 @@ export class Enqueuer {
   /**
    * Settles once the event is in every target queue (or is dropped); never rejects. `markSeen: false`
    * skips the seen marker (a Redis write kept for `dedupWindow`) for events nobody asks `fresh` of.
+   * `trace`: the event's trace context, kept in its jobs (tracing on only).
    */
   enqueue(
     event: RelayedEvent,
     targets: readonly QueueTarget[],
-    options: { markSeen?: boolean } = {},
+    options: { markSeen?: boolean; trace?: TraceContext } = {},
   ): Promise<EnqueueResult> {
     if (targets.length === 0) return Promise.resolve({ fresh: false });
     return new Promise((resolve) => {
@@ -205,6 +207,7 @@ export class Enqueuer {
           account: event.account,
           receivedAt: event.receivedAt,
           body: requestBody(event),
+          ...options.trace,
         },
         todo: new Map(targets.map((target) => [target.id, target])),
         marked: options.markSeen === false,

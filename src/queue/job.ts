@@ -17,6 +17,13 @@ export interface DeliveryEvent {
   readonly receivedAt: number;
   /** The exact request body, serialised once at ingest so every attempt signs the same bytes. */
   readonly body: string;
+  /**
+   * With tracing on (docs/operations.md, "Tracing"): W3C Trace Context of the event's receipt span,
+   * so every delivery attempt, retries and replays included, joins the event's trace. A destination
+   * is handed the attempt's own context here instead, for its request or message headers.
+   */
+  readonly traceparent?: string;
+  readonly tracestate?: string;
 }
 
 /**

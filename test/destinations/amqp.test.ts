@@ -151,6 +151,22 @@ describe('amqp destination: the message contract', () => {
     expect(byId.get(sent.at(-1)!.id)!.fields.routingKey).toBe('imkit.a_b_c_d_e__.bridge_gap');
   });
 
+  it('adds traceparent and tracestate to the headers of a traced event only', async () => {
+    const queue = await admin.queue(uniqueName('q'));
+    const direct = create({ exchange: '', routingKey: queue });
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    const plain = event();
+    const traced = { ...event(), traceparent, tracestate: 'vendor=opaque' };
+    expect(await deliverAll(direct, [plain, traced])).toEqual([]);
+    const byId = new Map((await collect(queue, 2)).map((m) => [m.properties.messageId as string, m]));
+    expect(byId.get(traced.id)!.properties.headers).toEqual({
+      'imkit-account': traced.account,
+      traceparent,
+      tracestate: 'vendor=opaque',
+    });
+    expect(byId.get(plain.id)!.properties.headers).toEqual({ 'imkit-account': plain.account });
+  });
+
   it('publishes to the default exchange with a queue name as the key, and renders {room}', async () => {
     const queue = await admin.queue(uniqueName('q'));
     const direct = create({ exchange: '', routingKey: queue });

@@ -60,6 +60,23 @@ afterAll(async () => {
 });
 
 describe('bullmq destination', () => {
+  it('puts a traced event’s context where BullMQ telemetry reads a producer’s, and leaves the data the body', async () => {
+    const name = uniqueQueue();
+    const destination = bullmqDestination({ queue: name });
+    const [plain, traced] = deliveryEvents(2);
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    for (const e of [plain!, { ...traced!, traceparent, tracestate: 'vendor=opaque' }])
+      expect((await destination.send(e, [])).kind).toBe('delivered');
+
+    const queue = consumerQueue(name);
+    const [untracedJob, tracedJob] = await Promise.all([queue.getJob(plain!.id), queue.getJob(traced!.id)]);
+    expect(untracedJob?.opts.telemetry).toBeUndefined();
+    expect(JSON.parse(tracedJob!.opts.telemetry!.metadata!)).toEqual({
+      traceparent,
+      tracestate: 'vendor=opaque',
+    });
+    expect(JSON.stringify(tracedJob?.data)).toBe(traced!.body);
+  });
   it("adds one job per event, named after its type, with the parsed body as data and the event id as job id, that the consumer's worker reads", async () => {
     const name = uniqueQueue();
     const destination = bullmqDestination({ queue: name });

@@ -186,6 +186,20 @@ describe('nats destination: JetStream contract (shared server)', () => {
     });
   });
 
+  it('adds traceparent and tracestate headers to a traced event only', async () => {
+    const { name, prefix } = await stream();
+    const dest = destination({ url, subject: `${prefix}.{type}` });
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    const plain = event();
+    const traced = { ...event(), traceparent, tracestate: 'vendor=opaque' };
+    for (const e of [plain, traced]) expect(await dest.send(e, [])).toEqual({ kind: 'delivered' });
+
+    const byId = new Map((await storedMessages(jsm, name)).map((m) => [m.header?.get('Nats-Msg-Id'), m]));
+    expect(byId.get(traced.id)?.header?.get('traceparent')).toBe(traceparent);
+    expect(byId.get(traced.id)?.header?.get('tracestate')).toBe('vendor=opaque');
+    expect(byId.get(plain.id)?.header?.has('traceparent')).toBe(false);
+  });
+
   it('stores an event sent twice once, and reports the repeat delivered as a duplicate', async () => {
     const { name, prefix } = await stream();
     const dest = destination({ url, subject: `${prefix}.{type}` });

@@ -205,6 +205,26 @@ describe("redis-stream sendMany (a batch job's events in one script call)", () =
     await redis.del('t:chat_message', 't:bridge_gap');
   });
 
+  it('appends the trace context fields to traced events only, in one call with untraced ones', async () => {
+    const stream = uniqueStream();
+    const destination = streamDestination({ stream });
+    const [plain, traced, withState] = deliveryEvents(3);
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    const chunk = [
+      plain!,
+      { ...traced!, traceparent },
+      { ...withState!, traceparent, tracestate: 'vendor=opaque' },
+    ];
+
+    const outcomes = await destination.sendMany!(chunk, []);
+    expect(outcomes.map((o) => o.kind)).toEqual(['delivered', 'delivered', 'delivered']);
+    const entries = ((await redis.xrange(stream, '-', '+')) as Entry[]).map(([, f]) => f);
+    expect(entries).toEqual(chunk.map(streamFields));
+    expect(entries[0]).not.toContain('traceparent');
+    expect(entries[1]!.slice(-2)).toEqual(['traceparent', traceparent]);
+    expect(entries[2]!.slice(-4)).toEqual(['traceparent', traceparent, 'tracestate', 'vendor=opaque']);
+  });
+
   it('adds each event once when two destinations send the same chunk at the same time, and after send', async () => {
     const stream = uniqueStream();
     const first = streamDestination({ stream });

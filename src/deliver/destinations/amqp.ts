@@ -53,7 +53,12 @@ export function publishOptions(event: DeliveryEvent): Options.Publish {
     // Receive time, not send time: every retry and every copy of the event carries the same one.
     timestamp: Math.floor(event.receivedAt / 1000),
     appId: 'imkit-bridge',
-    headers: { 'imkit-account': event.account },
+    headers: {
+      'imkit-account': event.account,
+      // With tracing on: the attempt's W3C Trace Context (docs/operations.md, "Tracing").
+      ...(event.traceparent !== undefined ? { traceparent: event.traceparent } : {}),
+      ...(event.tracestate !== undefined ? { tracestate: event.tracestate } : {}),
+    },
   };
 }
 

@@ -41,9 +41,25 @@ export function bullmqKeyspaceProblem(
   };
 }
 
-/** The job an event becomes: named after the type, the body parsed, the event id as job id. */
-export function bullmqJob(event: DeliveryEvent): { name: string; data: unknown; opts: { jobId: string } } {
-  return { name: event.type, data: JSON.parse(event.body), opts: { jobId: event.id } };
+/**
+ * The job an event becomes: named after the type, the body parsed, the event id as job id. With
+ * tracing on, the attempt's W3C Trace Context goes where BullMQ's own telemetry carries a producer's
+ * context (`opts.telemetry.metadata`, JSON of the propagation headers), so a worker with BullMQ
+ * telemetry on continues the trace; the data stays the body.
+ */
+export function bullmqJob(event: DeliveryEvent): {
+  name: string;
+  data: unknown;
+  opts: { jobId: string; telemetry?: { metadata: string } };
+} {
+  const opts = { jobId: event.id };
+  if (event.traceparent === undefined) return { name: event.type, data: JSON.parse(event.body), opts };
+  const propagation = {
+    traceparent: event.traceparent,
+    ...(event.tracestate !== undefined ? { tracestate: event.tracestate } : {}),
+  };
+  const telemetry = { metadata: JSON.stringify(propagation) };
+  return { name: event.type, data: JSON.parse(event.body), opts: { ...opts, telemetry } };
 }
 
 class BullmqDestination implements Destination {

@@ -79,6 +79,9 @@ class HttpDestination implements Destination {
       'webhook-timestamp': String(timestamp),
     };
     if (this.signer.enabled) headers['webhook-signature'] = this.signer.sign(event.id, timestamp, event.body);
+    // With tracing on: the attempt's W3C Trace Context, so the receiver's spans join the event's trace.
+    if (event.traceparent !== undefined) headers.traceparent = event.traceparent;
+    if (event.tracestate !== undefined) headers.tracestate = event.tracestate;
 
     try {
       const answer = await withDeadline(

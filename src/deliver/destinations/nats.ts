@@ -42,6 +42,9 @@ export function withEventHeaders(h: MsgHdrs, event: DeliveryEvent): MsgHdrs {
   h.set('Imkit-Account', event.account);
   // The receive time (the body's `timestamp`), so every attempt carries the same headers.
   h.set('Imkit-Timestamp', new Date(event.receivedAt).toISOString());
+  // With tracing on: the attempt's W3C Trace Context (docs/operations.md, "Tracing").
+  if (event.traceparent !== undefined) h.set('traceparent', event.traceparent);
+  if (event.tracestate !== undefined) h.set('tracestate', event.tracestate);
   return h;
 }
 

@@ -27,27 +27,26 @@ const options = z.strictObject({
 
 type RedisStreamOptions = z.output<typeof options>;
 
-/** Arguments of one entry: `streamFields`' five field/value pairs. */
-const FIELD_ARGS = 10;
-
 /**
  * For each event in turn, the de-duplication marker and the entry in one script, so the target Redis
  * itself keeps a second copy out, whichever bridge process sends it (an event twice in one call is
- * added once). KEYS: stream, marker per event. ARGV: window ms, maxLen or '', then the entry's
- * FIELD_ARGS field/value pairs per event. Returns per event 1, entry id when added, or 0, entry id
- * when the marker says the event is already in.
+ * added once). KEYS: stream, marker per event. ARGV: window ms, maxLen or '', then per event the
+ * number of arguments of its entry and the entry's field/value pairs (`streamFields`). Returns per
+ * event 1, entry id when added, or 0, entry id when the marker says the event is already in.
  */
 const ADD_EACH_ONCE = `
 local out = {}
+local at = 3
 for i = 1, #KEYS / 2 do
   local stream, marker = KEYS[2 * i - 1], KEYS[2 * i]
+  local first = at + 1
+  local last = at + tonumber(ARGV[at])
+  at = last + 1
   local prev = redis.call('GET', marker)
   if prev then
     out[#out + 1] = 0
     out[#out + 1] = prev
   else
-    local first = 3 + (i - 1) * ${FIELD_ARGS}
-    local last = first + ${FIELD_ARGS} - 1
     local id
     if ARGV[2] ~= '' then
       id = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, first, last))
@@ -72,9 +71,13 @@ export function streamMarkerKey(stream: string, eventId: string): string {
   return `imkit-dedup:{${stream}}:${eventId}`;
 }
 
-/** The stream entry's fields, in order. `timestamp` is the receive time, the same on every attempt. */
+/**
+ * The stream entry's fields, in order. `timestamp` is the receive time, the same on every attempt.
+ * With tracing on, `traceparent` (and `tracestate` when there is one) follow: the attempt's W3C
+ * Trace Context.
+ */
 export function streamFields(event: DeliveryEvent): string[] {
-  return [
+  const fields = [
     'id',
     event.id,
     'type',
@@ -86,6 +89,9 @@ export function streamFields(event: DeliveryEvent): string[] {
     'body',
     event.body,
   ];
+  if (event.traceparent !== undefined) fields.push('traceparent', event.traceparent);
+  if (event.tracestate !== undefined) fields.push('tracestate', event.tracestate);
+  return fields;
 }
 
 /**
@@ -187,7 +193,10 @@ class RedisStreamDestination implements Destination {
             ...keys,
             this.deps.dedupWindowMs,
             this.maxLen,
-            ...events.flatMap(streamFields),
+            ...events.flatMap((event) => {
+              const fields = streamFields(event);
+              return [fields.length, ...fields];
+            }),
           );
           return events.map((_, i) => {
             const entryId = String(reply[2 * i + 1]);
