@@ -27,34 +27,37 @@ const options = z.strictObject({
 
 type RedisStreamOptions = z.output<typeof options>;
 
-/** Arguments of one entry: `streamFields`' five field/value pairs. */
-const FIELD_ARGS = 10;
+/** The stream entry's field names, in order; `streamValues` gives an event's values in the same order. */
+const FIELD_NAMES = ['id', 'type', 'account', 'timestamp', 'body'] as const;
+
+/** The XADD field/value list of the entry whose values start at ARGV[a]: the names live in the script. */
+const ENTRY_FIELDS = FIELD_NAMES.map((name, i) => `'${name}', ARGV[a + ${i}]`).join(', ');
 
 /**
  * For each event in turn, the de-duplication marker and the entry in one script, so the target Redis
  * itself keeps a second copy out, whichever bridge process sends it (an event twice in one call is
- * added once). KEYS: stream, marker per event. ARGV: window ms, maxLen or '', then the entry's
- * FIELD_ARGS field/value pairs per event. Returns per event 1, entry id when added, or 0, entry id
- * when the marker says the event is already in.
+ * added once). KEYS: the stream, then one marker per event. ARGV: window ms, maxLen or '', then each
+ * event's values in FIELD_NAMES order (only values travel: per event five arguments, not eleven).
+ * Returns per event 1, entry id when added, or 0, entry id when the marker says the event is already in.
  */
 const ADD_EACH_ONCE = `
+local stream, ttl, maxLen = KEYS[1], ARGV[1], ARGV[2]
 local out = {}
-for i = 1, #KEYS / 2 do
-  local stream, marker = KEYS[2 * i - 1], KEYS[2 * i]
+for i = 2, #KEYS do
+  local marker = KEYS[i]
   local prev = redis.call('GET', marker)
   if prev then
     out[#out + 1] = 0
     out[#out + 1] = prev
   else
-    local first = 3 + (i - 1) * ${FIELD_ARGS}
-    local last = first + ${FIELD_ARGS} - 1
+    local a = 3 + (i - 2) * ${FIELD_NAMES.length}
     local id
-    if ARGV[2] ~= '' then
-      id = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, first, last))
+    if maxLen ~= '' then
+      id = redis.call('XADD', stream, 'MAXLEN', '~', maxLen, '*', ${ENTRY_FIELDS})
     else
-      id = redis.call('XADD', stream, '*', unpack(ARGV, first, last))
+      id = redis.call('XADD', stream, '*', ${ENTRY_FIELDS})
     end
-    redis.call('SET', marker, id, 'PX', ARGV[1])
+    redis.call('SET', marker, id, 'PX', ttl)
     out[#out + 1] = 1
     out[#out + 1] = id
   end
@@ -72,20 +75,14 @@ export function streamMarkerKey(stream: string, eventId: string): string {
   return `imkit-dedup:{${stream}}:${eventId}`;
 }
 
-/** The stream entry's fields, in order. `timestamp` is the receive time, the same on every attempt. */
+/** The stream entry's values in FIELD_NAMES order. `timestamp` is the receive time, the same on every attempt. */
+function streamValues(event: DeliveryEvent): string[] {
+  return [event.id, event.type, event.account, new Date(event.receivedAt).toISOString(), event.body];
+}
+
+/** The stream entry's fields, in order, as XADD takes them. */
 export function streamFields(event: DeliveryEvent): string[] {
-  return [
-    'id',
-    event.id,
-    'type',
-    event.type,
-    'account',
-    event.account,
-    'timestamp',
-    new Date(event.receivedAt).toISOString(),
-    'body',
-    event.body,
-  ];
+  return streamValues(event).flatMap((value, i) => [FIELD_NAMES[i]!, value]);
 }
 
 /**
@@ -104,11 +101,11 @@ export function redisStreamKeyspaceProblem(
   };
 }
 
-/** Runs ADD_EACH_ONCE: the number of keys, the keys, then the arguments. */
-type AddEachOnce = (
-  numberOfKeys: number,
-  ...keysAndArgs: (string | number)[]
-) => Promise<(number | string)[]>;
+/**
+ * Runs ADD_EACH_ONCE with one array: the number of keys, the keys, then the arguments (ioredis
+ * flattens it; a batch's few hundred arguments are not spread into a call).
+ */
+type AddEachOnce = (numberOfKeysKeysAndArgs: (string | number)[]) => Promise<(number | string)[]>;
 
 class RedisStreamDestination implements Destination {
   readonly type = 'redis-stream';
@@ -181,14 +178,11 @@ class RedisStreamDestination implements Destination {
         async (signal): Promise<SendOutcome[]> => {
           const unusable = await this.target.unusable(signal);
           if (unusable !== undefined) return every({ kind: 'retry', reason: unusable });
-          const keys = events.flatMap((event) => [stream, streamMarkerKey(stream, event.id)]);
-          const reply = await this.addEachOnce(
-            keys.length,
-            ...keys,
-            this.deps.dedupWindowMs,
-            this.maxLen,
-            ...events.flatMap(streamFields),
-          );
+          const args: (string | number)[] = [events.length + 1, stream];
+          for (const event of events) args.push(streamMarkerKey(stream, event.id));
+          args.push(this.deps.dedupWindowMs, this.maxLen);
+          for (const event of events) args.push(...streamValues(event));
+          const reply = await this.addEachOnce(args);
           return events.map((_, i) => {
             const entryId = String(reply[2 * i + 1]);
             const note = reply[2 * i] === 1 ? `entry ${entryId}` : `duplicate of ${entryId}`;
