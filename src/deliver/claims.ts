@@ -40,11 +40,8 @@ for i = 1, events do
   if copy or granted[key] then
     out[i] = 0
   else
-    local holder = redis.call('GET', key)
-    if not holder then
-      redis.call('SET', key, owner, 'PX', ttl)
-      out[i] = 1
-    elseif holder == owner then
+    -- A free claim (the usual case) is taken in one command; only a held one is read.
+    if redis.call('SET', key, owner, 'NX', 'PX', ttl) or redis.call('GET', key) == owner then
       out[i] = 1
     else
       out[i] = 0
