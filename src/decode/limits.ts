@@ -31,8 +31,11 @@ const BACKSLASH = 0x5c;
 /**
  * Deepest container nesting in JSON text, stopping as soon as `limit` is exceeded. Brackets inside
  * strings do not count. Run before `JSON.parse` so deep text is rejected without being parsed.
+ * Text with at most `limit` opening brackets cannot be deeper, which a few native `indexOf` calls
+ * show without the character-by-character scan (every event pays this check).
  */
 export function exceedsJsonDepth(text: string, limit: number): boolean {
+  if (!hasMoreOpenings(text, limit)) return false;
   let depth = 0;
   let inString = false;
   for (let i = 0; i < text.length; i++) {
@@ -46,6 +49,18 @@ export function exceedsJsonDepth(text: string, limit: number): boolean {
       if (++depth > limit) return true;
     } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
       depth--;
+    }
+  }
+  return false;
+}
+
+/** Whether `text` holds more than `limit` opening brackets, strings included (an upper bound on depth). */
+function hasMoreOpenings(text: string, limit: number): boolean {
+  if (text.length <= limit) return false;
+  let count = 0;
+  for (const bracket of ['{', '[']) {
+    for (let i = text.indexOf(bracket); i !== -1; i = text.indexOf(bracket, i + 1)) {
+      if (++count > limit) return true;
     }
   }
   return false;

@@ -5,8 +5,9 @@ import { perKeyFlagScript } from '../queue/redis.js';
 
 /**
  * KEYS: one claim key per event, then one repeat record per event that has a repeat key, in order.
- * ARGV: owner, dedupWindow, repeatWindow, then per event its id, receivedAt and 1 or 0 (has a
- * repeat record). Per event, one reply: 1 deliver, 0 skip.
+ * ARGV: owner, dedupWindow, repeatWindow, then per event with a repeat record its position (1-based),
+ * id and receivedAt. A chat message takes no arguments of its own: its claim key names it. Per
+ * event, one reply: 1 deliver, 0 skip.
  *
  * A repeat record naming another id received within repeatWindow of this copy means the copy is
  * the same event received across a slot boundary: skip. Otherwise the claim decides: free, or
@@ -17,38 +18,37 @@ import { perKeyFlagScript } from '../queue/redis.js';
  */
 const CLAIM_SCRIPT = `
 local owner, ttl, window = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local records = (#ARGV - 3) / 3
+local events = #KEYS - records
+local repeats = {}
+for j = 1, records do
+  local b = 3 + (j - 1) * 3
+  repeats[tonumber(ARGV[b + 1])] = { key = KEYS[events + j], id = ARGV[b + 2], at = ARGV[b + 3] }
+end
 local out, granted = {}, {}
-local events = (#ARGV - 3) / 3
-local record = events
 for i = 1, events do
-  local id, at, repeats = ARGV[i * 3 + 1], ARGV[i * 3 + 2], ARGV[i * 3 + 3] == '1'
   local key = KEYS[i]
-  local repeatKey
+  local r = repeats[i]
   local copy = false
-  if repeats then
-    record = record + 1
-    repeatKey = KEYS[record]
-    local last = redis.call('GET', repeatKey)
+  if r then
+    local last = redis.call('GET', r.key)
     if last then
       local lastAt, lastId = string.match(last, '^(%S+) (.+)$')
-      copy = lastId ~= id and math.abs(tonumber(at) - tonumber(lastAt)) < window
+      copy = lastId ~= r.id and math.abs(tonumber(r.at) - tonumber(lastAt)) < window
     end
   end
-  if copy or granted[id] then
+  if copy or granted[key] then
     out[i] = 0
   else
-    local holder = redis.call('GET', key)
-    if not holder then
-      redis.call('SET', key, owner, 'PX', ttl)
-      out[i] = 1
-    elseif holder == owner then
+    -- A free claim (the usual case) is taken in one command; only a held one is read.
+    if redis.call('SET', key, owner, 'NX', 'PX', ttl) or redis.call('GET', key) == owner then
       out[i] = 1
     else
       out[i] = 0
     end
     if out[i] == 1 then
-      granted[id] = true
-      if repeatKey then redis.call('SET', repeatKey, at .. ' ' .. id, 'PX', ttl) end
+      granted[key] = true
+      if r then redis.call('SET', r.key, r.at .. ' ' .. r.id, 'PX', ttl) end
     end
   end
 end
@@ -81,10 +81,11 @@ export class DeliveryClaims {
   claim(owner: string, events: readonly ClaimedEvent[]): Promise<boolean[]> {
     const keys = events.map((event) => claimKey(this.prefix, this.queue, event.id));
     const args: (string | number)[] = [owner, this.windows.dedupMs, this.windows.repeatMs];
-    for (const event of events) {
-      args.push(event.id, event.receivedAt, event.repeatKey === undefined ? 0 : 1);
-      if (event.repeatKey !== undefined) keys.push(repeatKeyName(this.prefix, this.queue, event.repeatKey));
-    }
+    events.forEach((event, i) => {
+      if (event.repeatKey === undefined) return;
+      keys.push(repeatKeyName(this.prefix, this.queue, event.repeatKey));
+      args.push(i + 1, event.id, event.receivedAt);
+    });
     return this.run(keys, ...args);
   }
 }

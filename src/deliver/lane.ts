@@ -101,6 +101,9 @@ export class DestinationLane implements DirectDelivery {
   private directSlots = 0;
   private readonly directRuns = new Map<string, { run: Promise<void>; leasedAt: number }>();
   private leaseTimer: NodeJS.Timeout | undefined;
+  /** Label sets of the per-event series, built once instead of per event. */
+  private readonly laneLabels: { readonly destination: string };
+  private readonly deliveredLabels: { readonly destination: string; readonly outcome: 'delivered' };
 
   constructor(
     private readonly destination: Destination,
@@ -110,6 +113,8 @@ export class DestinationLane implements DirectDelivery {
     private readonly metrics: BridgeMetrics,
     private readonly tracer: EventTracer | undefined,
   ) {
+    this.laneLabels = { destination: lane.id };
+    this.deliveredLabels = { destination: lane.id, outcome: 'delivered' };
     this.connection = createWorkerConnection(config.redis.url, {
       name: `imkit-bridge-deliver-${lane.id}`,
     });
@@ -363,15 +368,24 @@ export class DestinationLane implements DirectDelivery {
       : await Promise.all(mine.map((event) => this.attempt(event, signal, 1)));
     const followUps: EventJobSpec[] = [];
     let holdMs = 0;
+    let delivered = 0;
     tries.forEach(({ result, trace }, i) => {
       const event = mine[i]!;
       const next = decide(result, 1, this.policy);
+      if (next.step === 'done') {
+        trace?.end(result, next);
+        delivered++;
+        this.observeLatency(event);
+        return;
+      }
       this.record(event, next, trace);
       trace?.end(result, next);
       if (next.step === 'hold') holdMs = Math.max(holdMs, next.waitMs);
       const followUp = this.followUp(next, `${event.id}-${jobId}`, event);
       if (followUp) followUps.push(followUp);
     });
+    // One increment for the batch's deliveries: the same count as one per event, one label lookup.
+    if (delivered > 0) this.metrics.deliveries.inc(this.deliveredLabels, delivered);
     if (holdMs > 0) await this.pauseQueue(holdMs);
     if (followUps.length > 0) await this.queue.addBulk(followUps);
   }
@@ -493,16 +507,23 @@ export class DestinationLane implements DirectDelivery {
         : admitted;
       const started = performance.now();
       const outcomes = sent.length > 0 ? await sendMany(sent, this.signalsFor(signal)) : [];
+      // The breaker learns each outcome in order; only a probe or a failure has Redis work to wait for.
+      const tried: Tried[] = [];
+      const waits: Promise<void>[] = [];
       let taken = 0;
-      return await Promise.all(
-        admissions.map(async (admission): Promise<Tried> => {
-          if (!admission.allowed) return { result: { kind: 'held', waitMs: admission.waitMs } };
-          const trace = traces?.[taken];
-          const outcome = outcomes[taken++]!;
-          await this.learn(outcome, admission.probe, started);
-          return { result: outcome, trace };
-        }),
-      );
+      for (const admission of admissions) {
+        if (!admission.allowed) {
+          tried.push({ result: { kind: 'held', waitMs: admission.waitMs } });
+          continue;
+        }
+        const trace = traces?.[taken];
+        const outcome = outcomes[taken++]!;
+        const wait = this.learn(outcome, admission.probe, started);
+        if (wait) waits.push(wait);
+        tried.push({ result: outcome, trace });
+      }
+      if (waits.length > 0) await Promise.all(waits);
+      return tried;
     } finally {
       this.permits.release(chunk.length);
     }
@@ -512,37 +533,43 @@ export class DestinationLane implements DirectDelivery {
     return signal ? [signal, this.shutdownController.signal] : [this.shutdownController.signal];
   }
 
-  /** What the breaker and the metrics learn from one send's outcome (`probe`: as admitted). */
-  private async learn(outcome: SendOutcome, probe: boolean, started: number): Promise<void> {
+  /**
+   * What the breaker and the metrics learn from one send's outcome (`probe`: as admitted). Returns
+   * the Redis work to wait for (lifting or setting the queue's pause), if any: most outcomes have none.
+   */
+  private learn(outcome: SendOutcome, probe: boolean, started: number): Promise<void> | undefined {
     const verdict = breakerVerdict(outcome);
     if (verdict === 'released') {
       this.breaker.released(probe);
-      return;
+      return undefined;
     }
-    const destination = this.lane.id;
-    this.metrics.deliveryDuration.observe({ destination }, (performance.now() - started) / 1000);
+    this.metrics.deliveryDuration.observe(this.laneLabels, (performance.now() - started) / 1000);
     if (verdict === 'succeeded') {
       this.breaker.succeeded(probe);
       // Delivered or refused for good: either way the far end answered; failing to lift the pause
       // early must not fail anything.
-      if (probe) {
-        await this.queue
-          .removeRateLimitKey()
-          .catch((err: unknown) => this.logger.debug({ err }, 'could not lift the breaker pause'));
-      }
-    } else {
-      this.breaker.failed(probe);
-      const remaining = this.breaker.remainingMs();
-      if (remaining > 0) await this.pauseQueue(remaining);
+      if (!probe) return undefined;
+      return this.queue
+        .removeRateLimitKey()
+        .then(() => undefined)
+        .catch((err: unknown) => this.logger.debug({ err }, 'could not lift the breaker pause'));
     }
+    this.breaker.failed(probe);
+    const remaining = this.breaker.remainingMs();
+    return remaining > 0 ? this.pauseQueue(remaining) : undefined;
+  }
+
+  /** Receive-to-delivered time of a delivered event. */
+  private observeLatency(event: DeliveryEvent): void {
+    this.metrics.eventLatency.observe(this.laneLabels, Math.max(0, Date.now() - event.receivedAt) / 1000);
   }
 
   /** Metrics, `lastError` and the log line (with the attempt's trace ids) for what happens next to `event`. */
   private record(event: DeliveryEvent, next: Next, trace: AttemptTrace | undefined): void {
     const destination = this.lane.id;
     if (next.step === 'done') {
-      this.metrics.deliveries.inc({ destination, outcome: 'delivered' });
-      this.metrics.eventLatency.observe({ destination }, Math.max(0, Date.now() - event.receivedAt) / 1000);
+      this.metrics.deliveries.inc(this.deliveredLabels);
+      this.observeLatency(event);
       return;
     }
     if (next.step !== 'retry' && next.step !== 'dead') return;

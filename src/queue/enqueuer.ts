@@ -195,21 +195,15 @@ export class Enqueuer {
     if (targets.length === 0) return Promise.resolve({ fresh: false });
     return new Promise((resolve) => {
       if (!this.admit(event.account, event.receivedAt, resolve)) return;
+      // Built field by field: this runs for every event, and spreads of optional parts allocate.
+      const todo = new Map<string, QueueTarget>();
+      for (const target of targets) todo.set(target.id, target);
       this.push({
         kind: 'job',
         account: event.account,
         receivedAt: event.receivedAt,
-        event: {
-          id: event.id,
-          ...(event.repeatKey === undefined ? {} : { repeatKey: event.repeatKey }),
-          ...roomField(event),
-          type: event.type,
-          account: event.account,
-          receivedAt: event.receivedAt,
-          body: requestBody(event),
-          ...options.trace,
-        },
-        todo: new Map(targets.map((target) => [target.id, target])),
+        event: options.trace ? { ...deliveryEvent(event), ...options.trace } : deliveryEvent(event),
+        todo,
         marked: options.markSeen === false,
         fresh: false,
         resolve,
@@ -557,10 +551,26 @@ function chunked(entries: readonly JobEntry[]): JobEntry[][] {
   return chunks;
 }
 
+/** What a job carries of `event`: its body serialised once, its repeat key and room when it has them. */
+function deliveryEvent(event: RelayedEvent): DeliveryEvent {
+  const { id, repeatKey, type, account, receivedAt } = event;
+  const body = requestBody(event);
+  const room = roomOf(event);
+  if (repeatKey !== undefined) {
+    return room === undefined
+      ? { id, repeatKey, type, account, receivedAt, body }
+      : { id, repeatKey, room, type, account, receivedAt, body };
+  }
+  return room === undefined
+    ? { id, type, account, receivedAt, body }
+    : { id, room, type, account, receivedAt, body };
+}
+
 /** A chat message's room id (`room`, or `room._id` where the room is an object), read once at ingest. */
-function roomField(event: RelayedEvent): { room?: string } {
-  if (event.type !== 'chat message' || event.data === null || typeof event.data !== 'object') return {};
+function roomOf(event: RelayedEvent): string | undefined {
+  if (event.type !== 'chat message' || event.data === null || typeof event.data !== 'object')
+    return undefined;
   const room = (event.data as { room?: unknown }).room;
   const id = typeof room === 'object' && room !== null ? (room as { _id?: unknown })._id : room;
-  return typeof id === 'string' && id !== '' ? { room: id } : {};
+  return typeof id === 'string' && id !== '' ? id : undefined;
 }

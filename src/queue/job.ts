@@ -53,7 +53,7 @@ export const BATCH_JOB_NAME = 'batch';
  * Events per batch job, and their bodies' total length (UTF-16 units: a size bound, not a byte
  * count): bounds what one worker holds and sends again after it crashed.
  */
-export const MAX_BATCH_EVENTS = 50;
+export const MAX_BATCH_EVENTS = 200;
 export const MAX_BATCH_BODY_LENGTH = 256 * 1024;
 
 export function isBatch(data: DeliveryJobData): data is BatchJobData {

@@ -116,6 +116,20 @@ describe('base64 decoder', () => {
     }
   });
 
+  it('limits nesting exactly at maxJsonDepth, whatever the brackets inside strings', () => {
+    const nested = (depth: number) => '['.repeat(depth) + ']'.repeat(depth);
+    const b64 = (text: string) => Buffer.from(text).toString('base64');
+    expect(decoder.decode(b64(nested(limits.maxJsonDepth)))).toMatchObject({ ok: true });
+    expectFail(decoder.decode(b64(nested(limits.maxJsonDepth + 1))), /nesting too deep/);
+    // More opening brackets than the limit, all but one inside a string: one level deep.
+    const bracketsInText = JSON.stringify({ text: '{['.repeat(limits.maxJsonDepth) });
+    expect(decoder.decode(b64(bracketsInText))).toEqual({ ok: true, data: JSON.parse(bracketsInText) });
+    // Deep nesting whose brackets are spread between long stretches of text.
+    let spread = '"end"';
+    for (let i = 0; i <= limits.maxJsonDepth; i++) spread = `{"pad":"${'x'.repeat(20)}","next":${spread}}`;
+    expectFail(decoder.decode(b64(spread)), /nesting too deep/);
+  });
+
   it('measures size on the decoded bytes, not on the base64 text', () => {
     const json = (bytes: number) => JSON.stringify({ text: 'a'.repeat(bytes - 11) });
     // Base64 is a third longer than what it carries: a payload at the limit must still pass.

@@ -27,33 +27,46 @@ const options = z.strictObject({
 
 type RedisStreamOptions = z.output<typeof options>;
 
+/** The stream entry's field names, in order; `streamValues` gives an event's values in the same order. */
+const FIELD_NAMES = ['id', 'type', 'account', 'timestamp', 'body'] as const;
+/** With tracing on, the attempt's W3C Trace Context follows the fixed fields. */
+const TRACE_FIELD_NAMES = ['traceparent', 'tracestate'] as const;
+
 /**
  * For each event in turn, the de-duplication marker and the entry in one script, so the target Redis
  * itself keeps a second copy out, whichever bridge process sends it (an event twice in one call is
- * added once). KEYS: stream, marker per event. ARGV: window ms, maxLen or '', then per event the
- * number of arguments of its entry and the entry's field/value pairs (`streamFields`). Returns per
- * event 1, entry id when added, or 0, entry id when the marker says the event is already in.
+ * added once). KEYS: the stream, then one marker per event. ARGV: window ms, maxLen or '', then per
+ * event the number of its values and the values in FIELD_NAMES then TRACE_FIELD_NAMES order (only
+ * values travel: the names live in the script). Returns per event 1, entry id when added, or 0,
+ * entry id when the marker says the event is already in.
  */
 const ADD_EACH_ONCE = `
+local stream, ttl, maxLen = KEYS[1], ARGV[1], ARGV[2]
+local names = { ${[...FIELD_NAMES, ...TRACE_FIELD_NAMES].map((name) => `'${name}'`).join(', ')} }
 local out = {}
 local at = 3
-for i = 1, #KEYS / 2 do
-  local stream, marker = KEYS[2 * i - 1], KEYS[2 * i]
+for i = 2, #KEYS do
+  local marker = KEYS[i]
+  local count = tonumber(ARGV[at])
   local first = at + 1
-  local last = at + tonumber(ARGV[at])
-  at = last + 1
+  at = first + count
   local prev = redis.call('GET', marker)
   if prev then
     out[#out + 1] = 0
     out[#out + 1] = prev
   else
-    local id
-    if ARGV[2] ~= '' then
-      id = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, first, last))
-    else
-      id = redis.call('XADD', stream, '*', unpack(ARGV, first, last))
+    local entry = {}
+    for f = 1, count do
+      entry[2 * f - 1] = names[f]
+      entry[2 * f] = ARGV[first + f - 1]
     end
-    redis.call('SET', marker, id, 'PX', ARGV[1])
+    local id
+    if maxLen ~= '' then
+      id = redis.call('XADD', stream, 'MAXLEN', '~', maxLen, '*', unpack(entry))
+    else
+      id = redis.call('XADD', stream, '*', unpack(entry))
+    end
+    redis.call('SET', marker, id, 'PX', ttl)
     out[#out + 1] = 1
     out[#out + 1] = id
   end
@@ -72,26 +85,22 @@ export function streamMarkerKey(stream: string, eventId: string): string {
 }
 
 /**
- * The stream entry's fields, in order. `timestamp` is the receive time, the same on every attempt.
- * With tracing on, `traceparent` (and `tracestate` when there is one) follow: the attempt's W3C
- * Trace Context.
+ * The stream entry's values in FIELD_NAMES order, then the trace context when there is one.
+ * `timestamp` is the receive time, the same on every attempt.
  */
+function streamValues(event: DeliveryEvent): string[] {
+  const values = [event.id, event.type, event.account, new Date(event.receivedAt).toISOString(), event.body];
+  if (event.traceparent !== undefined) {
+    values.push(event.traceparent);
+    if (event.tracestate !== undefined) values.push(event.tracestate);
+  }
+  return values;
+}
+
+/** The stream entry's fields, in order, as XADD takes them. */
 export function streamFields(event: DeliveryEvent): string[] {
-  const fields = [
-    'id',
-    event.id,
-    'type',
-    event.type,
-    'account',
-    event.account,
-    'timestamp',
-    new Date(event.receivedAt).toISOString(),
-    'body',
-    event.body,
-  ];
-  if (event.traceparent !== undefined) fields.push('traceparent', event.traceparent);
-  if (event.tracestate !== undefined) fields.push('tracestate', event.tracestate);
-  return fields;
+  const names = [...FIELD_NAMES, ...TRACE_FIELD_NAMES];
+  return streamValues(event).flatMap((value, i) => [names[i]!, value]);
 }
 
 /**
@@ -110,11 +119,11 @@ export function redisStreamKeyspaceProblem(
   };
 }
 
-/** Runs ADD_EACH_ONCE: the number of keys, the keys, then the arguments. */
-type AddEachOnce = (
-  numberOfKeys: number,
-  ...keysAndArgs: (string | number)[]
-) => Promise<(number | string)[]>;
+/**
+ * Runs ADD_EACH_ONCE with one array: the number of keys, the keys, then the arguments (ioredis
+ * flattens it; a batch's few hundred arguments are not spread into a call).
+ */
+type AddEachOnce = (numberOfKeysKeysAndArgs: (string | number)[]) => Promise<(number | string)[]>;
 
 class RedisStreamDestination implements Destination {
   readonly type = 'redis-stream';
@@ -187,17 +196,14 @@ class RedisStreamDestination implements Destination {
         async (signal): Promise<SendOutcome[]> => {
           const unusable = await this.target.unusable(signal);
           if (unusable !== undefined) return every({ kind: 'retry', reason: unusable });
-          const keys = events.flatMap((event) => [stream, streamMarkerKey(stream, event.id)]);
-          const reply = await this.addEachOnce(
-            keys.length,
-            ...keys,
-            this.deps.dedupWindowMs,
-            this.maxLen,
-            ...events.flatMap((event) => {
-              const fields = streamFields(event);
-              return [fields.length, ...fields];
-            }),
-          );
+          const args: (string | number)[] = [events.length + 1, stream];
+          for (const event of events) args.push(streamMarkerKey(stream, event.id));
+          args.push(this.deps.dedupWindowMs, this.maxLen);
+          for (const event of events) {
+            const values = streamValues(event);
+            args.push(values.length, ...values);
+          }
+          const reply = await this.addEachOnce(args);
           return events.map((_, i) => {
             const entryId = String(reply[2 * i + 1]);
             const note = reply[2 * i] === 1 ? `entry ${entryId}` : `duplicate of ${entryId}`;
