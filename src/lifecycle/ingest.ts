@@ -18,6 +18,7 @@ import { Deadline, within } from './deadline.js';
 import { LogThrottle } from './log-throttle.js';
 import type { Logger } from './logger.js';
 import { Recoveries } from './recoveries.js';
+import { Slots } from './slots.js';
 
 /**
  * Catch-up starts this long before the heartbeat window that preceded a detected drop: the socket may
@@ -73,6 +74,8 @@ export class Ingest implements AccountHolder {
   private readonly sessionFailures = new LogThrottle();
   private readonly quarantineLog = new LogThrottle();
   private readonly recoveries = new Recoveries(() => void this.checkpoints.write());
+  /** REST catch-ups at once: a takeover of many accounts must not send IMKIT a request per account at once. */
+  private readonly catchUpSlots: Slots;
   private closing: Promise<Map<string, number>> | undefined;
 
   private constructor(
@@ -82,6 +85,7 @@ export class Ingest implements AccountHolder {
     directDelivery: ((destinationId: string) => DirectDelivery | undefined) | undefined,
   ) {
     this.router = new Router(destinationsOf(config));
+    this.catchUpSlots = new Slots(config.ingest.catchUpConcurrency);
     this.rest = new ImkitRest({
       url: config.imkit.url,
       clientKey: config.imkit.clientKey,
@@ -377,9 +381,11 @@ export class Ingest implements AccountHolder {
     const done = await this.retrying(log, 'catch-up', signal, async () => {
       // What was buffered before the gap lands first, so `recovered` counts only what REST added.
       if (!(await this.enqueuer.drain(Infinity, signal))) signal.throwIfAborted();
-      const token = await relay.tokens.token();
-      result = await catchUp({ rest: this.rest, token, gap: window, logger: log });
-      recovered = await this.land(relay, result.messages);
+      await this.catchUpSlots.run(signal, async () => {
+        const token = await relay.tokens.token();
+        result = await catchUp({ rest: this.rest, token, gap: window, logger: log });
+        recovered = await this.land(relay, result.messages);
+      });
     });
     if (!done || !result) return false;
     this.metrics.catchUpMessages.inc({ account: account.id }, result.messages.length);

@@ -49,13 +49,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/*
 The bridge's bridge.yaml: config from values plus what the chart owns (admin server on the
 Service port, shutdown timeout below the pod's termination grace period, ingest sharing from
-ingest.copies and ingest.lease).
+ingest.copies, ingest.lease and ingest.catchUpConcurrency).
 */}}
 {{- define "imkit-bridge.bridgeConfig" -}}
 {{- $config := deepCopy .Values.config -}}
 {{- $_ := set $config "server" (dict "host" "0.0.0.0" "port" (int .Values.service.port)) -}}
 {{- $_ := set $config "shutdownTimeout" (printf "%ds" (int .Values.shutdown.timeoutSeconds)) -}}
-{{- $_ := set $config "ingest" (dict "copies" .Values.ingest.copies "lease" .Values.ingest.lease) -}}
+{{- $_ := set $config "ingest" (dict "copies" .Values.ingest.copies "lease" .Values.ingest.lease "catchUpConcurrency" (int .Values.ingest.catchUpConcurrency)) -}}
 {{- toYaml $config -}}
 {{- end -}}
 
