@@ -193,6 +193,12 @@ export class ImkitSimulator {
     return token;
   }
 
+  /** Accepts `token` for `clientId` as if this simulator had issued it: several simulators serving one client share tokens. */
+  adoptToken(token: string, clientId: string, ttlMs = this.options.tokenTtlMs ?? 7 * 24 * 3600_000): void {
+    this.addClient(clientId);
+    this.tokens.set(token, { clientId, expiresAt: Date.now() + ttlMs });
+  }
+
   /** Makes `token` expired from now on. */
   expireToken(token: string): void {
     const entry = this.tokens.get(token);
@@ -229,6 +235,16 @@ export class ImkitSimulator {
   /** Authenticated sockets currently connected for `clientId`. */
   connectedCount(clientId: string): number {
     return this.socketsOf(clientId, true).length;
+  }
+
+  /** Authenticated sockets per client, in one pass over the sockets (for thousands of clients). */
+  connectedCounts(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const socket of this.io?.sockets.sockets.values() ?? []) {
+      const { clientId } = socket.data as SocketState;
+      if (clientId !== undefined) counts.set(clientId, (counts.get(clientId) ?? 0) + 1);
+    }
+    return counts;
   }
 
   // ---- messages -----------------------------------------------------------------------------
