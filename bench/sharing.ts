@@ -133,7 +133,8 @@ function baseConfig(redis: RedisServer, prefix: string, sim: SimCluster, tokens:
   return {
     redis: { url: redis.url, prefix },
     server: { host: '127.0.0.1', port: 0 },
-    imkit: { url: sim.url },
+    // The simulator's client key: REST catch-up (a takeover's) needs it.
+    imkit: { url: sim.url, clientKey: 'sim-client-key' },
     accounts: Object.entries(tokens).map(([id, token]) => ({ id, token })),
     log: { level: 'info' },
   };
