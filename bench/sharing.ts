@@ -129,6 +129,20 @@ class SimCluster {
   }
 }
 
+/** `count` bridge processes started at once; if one fails, the others are killed too. */
+async function startAll(file: string, count: number, role: 'ingest' | 'worker'): Promise<BridgeProcess[]> {
+  const started = await Promise.allSettled(
+    Array.from({ length: count }, () => BridgeProcess.start(file, { role, startTimeoutMs: 5 * 60_000 })),
+  );
+  const bridges = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  const failed = started.find((s) => s.status === 'rejected');
+  if (failed) {
+    await Promise.all(bridges.map((b) => b.kill9()));
+    throw failed.reason;
+  }
+  return bridges;
+}
+
 function baseConfig(redis: RedisServer, prefix: string, sim: SimCluster, tokens: Record<string, string>) {
   return {
     redis: { url: redis.url, prefix },
@@ -166,11 +180,7 @@ async function hold(redis: RedisServer, o: Options) {
       `hold: ${o.accounts} accounts, ${o.processes} ingest processes, copies ${o.copies}, lease ${o.lease}`,
     );
     const started = Date.now();
-    bridges.push(
-      ...(await Promise.all(
-        Array.from({ length: o.processes }, () => BridgeProcess.start(file, { role: 'ingest' })),
-      )),
-    );
+    bridges.push(...(await startAll(file, o.processes, 'ingest')));
     let atLeast: number | undefined;
     const exactly = await waitFor(
       async () => {
@@ -295,11 +305,9 @@ async function cost(redis: RedisServer, sim: SimCluster, c: CostConfig, o: Optio
   const file = writeConfig(config);
   const bridges: BridgeProcess[] = [];
   try {
-    const worker = await BridgeProcess.start(file, { role: 'worker' });
-    bridges.push(worker);
-    const ingest = await Promise.all(
-      Array.from({ length: c.processes }, () => BridgeProcess.start(file, { role: 'ingest' })),
-    );
+    const [worker] = await startAll(file, 1, 'worker');
+    bridges.push(worker!);
+    const ingest = await startAll(file, c.processes, 'ingest');
     bridges.push(...ingest);
     const sockets = c.copies === 'all' ? c.processes : c.copies;
     await waitFor(
@@ -312,7 +320,7 @@ async function cost(redis: RedisServer, sim: SimCluster, c: CostConfig, o: Optio
     await Promise.all(ingest.map((b) => b.waitReady(60_000)));
     const cpu = () => ({
       ingest: sum(ingest.map((b) => cpuMsOf(b.pid))),
-      worker: cpuMsOf(worker.pid),
+      worker: cpuMsOf(worker!.pid),
       redis: cpuMsOf(redisPid(redis.port) ?? 0),
       sim: sum(sim.pids.map(cpuMsOf)),
     });
