@@ -73,7 +73,7 @@ export class Ingest implements AccountHolder {
   /** One for all sessions: an IMKIT outage logs a line per cause, not one per account. */
   private readonly sessionFailures = new LogThrottle();
   private readonly quarantineLog = new LogThrottle();
-  private readonly recoveries = new Recoveries(() => void this.checkpoints.write());
+  private readonly recoveries = new Recoveries((account) => this.writeCheckpoint(account));
   /** REST catch-ups at once: a takeover of many accounts must not send IMKIT a request per account at once. */
   private readonly catchUpSlots: Slots;
   private closing: Promise<Map<string, number>> | undefined;
@@ -209,6 +209,14 @@ export class Ingest implements AccountHolder {
   }
 
   /**
+   * Writes one account's checkpoint now. Only that account's: thousands of sessions going live at
+   * once (a start, a takeover) must not each write every live account's, which is quadratic.
+   */
+  private writeCheckpoint(account: string): void {
+    void this.checkpoints.write(this.checkpointPositions([account], Date.now()));
+  }
+
+  /**
    * Per account, where its checkpoint may move: everything it received before that time has landed
    * in Redis. That is `now`, held back by any recovery still pending for it and by the oldest of its
    * events still in the in-memory buffer; an account that is held entirely (its recovery has not read
@@ -329,7 +337,7 @@ export class Ingest implements AccountHolder {
       );
     }
     // Holds are in place: record the live time now rather than at the next periodic write.
-    void this.checkpoints.write();
+    this.writeCheckpoint(account.id);
   }
 
   /**
