@@ -38,6 +38,8 @@ const SECRET = 'whsec_YmVuY2gtc2VjcmV0LWZvci1pbWtpdC1icmlkZ2UtYmVuY2g=';
 const RSS_TARGET_MB = 400;
 /** The time to hold a killed process's accounts again: at most lease + 10 s. */
 const REHOLD_SLACK_MS = 10_000;
+/** The quiet stretch before the traffic of a cost configuration, to measure the ingest's idle CPU. */
+const IDLE_MS = 10_000;
 
 function options() {
   const { values } = parseArgs({
@@ -284,6 +286,7 @@ interface CostResult {
   rate: {
     events: number;
     ingestCpuMsPer1k: number;
+    ingestNetOfIdleMsPer1k: number;
     workerCpuMsPer1k: number;
     redisCpuMsPer1k: number;
     simCpuMsPer1k: number;
@@ -293,9 +296,12 @@ interface CostResult {
     seconds: number;
     eventsPerSecond: number;
     ingestCpuMsPer1k: number;
+    ingestNetOfIdleMsPer1k: number;
     workerCpuMsPer1k: number;
     redisCpuMsPer1k: number;
   };
+  /** Ingest CPU of all ingest processes with no traffic, ms per second. */
+  ingestIdleCpuMsPerSecond: number;
   stored: { sent: number; stored: number };
   loadAverage: number[];
 }
@@ -345,9 +351,17 @@ async function cost(redis: RedisServer, sim: SimCluster, c: CostConfig, o: Optio
       .count;
     await delivered(from, ids.length);
 
+    // What the ingest processes spend with no traffic (pings, membership ticks, checkpoint writes): a
+    // cost per process and second, which sharing does not remove, apart from the cost per event.
+    const idleStart = cpu();
+    const idleFrom = Date.now();
+    await new Promise((r) => setTimeout(r, IDLE_MS));
+    const idleMsPerSecond = ((cpu().ingest - idleStart.ingest) / (Date.now() - idleFrom)) * 1000;
+
     say(`cost ${c.name}: ${o.rate} events/s for ${o.seconds} s over ${ids.length} accounts`);
     from = sink.mark();
     let before = cpu();
+    let startedAt = Date.now();
     const paced = await sim.request<'emitted'>({
       op: 'spread',
       accounts: ids,
@@ -360,9 +374,17 @@ async function cost(redis: RedisServer, sim: SimCluster, c: CostConfig, o: Optio
     let after = cpu();
     const per1k = (k: keyof typeof after, events: number) =>
       round(((after[k] - before[k]) / events) * 1000, 1);
+    /** Ingest CPU per 1k events less the idle cost of the same time. */
+    const netPer1k = (events: number) =>
+      round(
+        ((after.ingest - before.ingest - (idleMsPerSecond * (Date.now() - startedAt)) / 1000) / events) *
+          1000,
+        1,
+      );
     const rate = {
       events: paced.count,
       ingestCpuMsPer1k: per1k('ingest', paced.count),
+      ingestNetOfIdleMsPer1k: netPer1k(paced.count),
       workerCpuMsPer1k: per1k('worker', paced.count),
       redisCpuMsPer1k: per1k('redis', paced.count),
       simCpuMsPer1k: per1k('sim', paced.count),
@@ -371,6 +393,7 @@ async function cost(redis: RedisServer, sim: SimCluster, c: CostConfig, o: Optio
     say(`cost ${c.name}: burst of ${o.events} events over ${ids.length} accounts`);
     from = sink.mark();
     before = cpu();
+    startedAt = Date.now();
     const burst = await sim.request<'emitted'>({ op: 'burst', accounts: ids, count: o.events, tag: 'burst' });
     sent += burst.count;
     const got = await delivered(from, burst.count);
@@ -386,9 +409,11 @@ async function cost(redis: RedisServer, sim: SimCluster, c: CostConfig, o: Optio
         seconds: round(seconds, 2),
         eventsPerSecond: Math.round(burst.count / seconds),
         ingestCpuMsPer1k: per1k('ingest', burst.count),
+        ingestNetOfIdleMsPer1k: netPer1k(burst.count),
         workerCpuMsPer1k: per1k('worker', burst.count),
         redisCpuMsPer1k: per1k('redis', burst.count),
       },
+      ingestIdleCpuMsPerSecond: round(idleMsPerSecond, 1),
       stored: { sent, stored: stored.stored },
       loadAverage: loadavg().map((l) => round(l, 2)),
     };
@@ -486,12 +511,17 @@ function report(
         'IMKIT sockets': r.imkitSockets,
         [`ingest CPU ms/1k @${o.rate}/s`]: r.rate.ingestCpuMsPer1k,
         'ingest CPU ms/1k burst': r.burst.ingestCpuMsPer1k,
+        'ingest idle CPU ms/s': r.ingestIdleCpuMsPerSecond,
+        'ingest ms/1k burst net of idle': r.burst.ingestNetOfIdleMsPer1k,
         'worker CPU ms/1k burst': r.burst.workerCpuMsPer1k,
         'redis CPU ms/1k burst': r.burst.redisCpuMsPer1k,
         'burst events/s': r.burst.eventsPerSecond,
       })),
     );
     const [one, all, shared] = median as [CostResult, CostResult, CostResult];
+    const net = (r: CostResult) =>
+      round(r.burst.ingestNetOfIdleMsPer1k / one.burst.ingestNetOfIdleMsPer1k, 2);
+    console.log(`net of idle, in the burst: copies 1 ${net(shared)}x, copies all ${net(all)}x one process's`);
     const ratio = (r: CostResult, k: 'rate' | 'burst') =>
       round(r[k].ingestCpuMsPer1k / one[k].ingestCpuMsPer1k, 2);
     console.log(
