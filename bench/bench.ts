@@ -24,6 +24,9 @@
  *                     process (bench/tracing.ts): a third row, and the cost against tracing off
  *   --profile         CPU-profile the bridge (V8 sampling profiler, as --cpu-prof); profiles go to
  *                     bench/results/profiles-*, a summary of where the time goes is printed
+ *
+ * `--processes N` (with `--accounts`, `--copies`, ...) runs the benchmark of accounts shared among
+ * ingest processes instead: bench/sharing.ts describes it.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -638,7 +641,10 @@ function round(n: number, digits: number): number {
   return Math.round(n * 10 ** digits) / 10 ** digits;
 }
 
-main().then(
+const run = process.argv.some((arg) => arg.startsWith('--processes'))
+  ? (await import('./sharing.js')).runSharingBench
+  : main;
+run().then(
   () => process.exit(0),
   (err: unknown) => {
     console.error(`bench error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);

@@ -60,6 +60,12 @@ export class BridgeMetrics {
     registers: [this.registry],
   });
 
+  readonly accountsUnderCopies = new Gauge({
+    name: 'imkit_bridge_accounts_under_copies',
+    help: 'Accounts held by fewer than ingest.copies live ingest processes, among those this process checks (each account is checked by one process: sum over processes). copies: N only.',
+    registers: [this.registry],
+  });
+
   readonly takeovers = new Counter({
     name: 'imkit_bridge_takeovers_total',
     help: 'Accounts this process acquired because a process holding them expired.',

@@ -14,6 +14,11 @@ const DEFAULT_REPEAT_WINDOW = '5s';
 const MIN_LEASE_MS = 3_000;
 const MAX_LEASE_MS = 600_000;
 const MAX_COPIES = 64;
+/**
+ * REST catch-ups running at once per ingest process. A takeover of thousands of accounts starts a
+ * catch-up for each; the checkpoints stay held until each has run, so waiting costs nothing but time.
+ */
+const DEFAULT_CATCH_UP_CONCURRENCY = 16;
 
 /** `all`, or how many live ingest processes hold each account; a numeric string (from `${env:}`) counts. */
 const copies = z.union([z.literal('all'), z.number(), z.string()]).transform((value, ctx): 'all' | number => {
@@ -159,6 +164,7 @@ export const configSchema = z
           (ms) => ms >= MIN_LEASE_MS && ms <= MAX_LEASE_MS,
           `must be between ${MIN_LEASE_MS / 1000}s and ${MAX_LEASE_MS / 60_000}m`,
         ),
+        catchUpConcurrency: z.number().int().min(1).max(1000).default(DEFAULT_CATCH_UP_CONCURRENCY),
       })
       .prefault({}),
     limits: z

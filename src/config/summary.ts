@@ -31,12 +31,13 @@ function lanePacing(d: DestinationConfig): string {
   return `concurrency ${d.concurrency}${rate}, timeout ${d.timeout} ms, ${d.retry.schedule.length} retries`;
 }
 
-function sharing({ copies, lease }: BridgeConfig['ingest']): string {
-  if (copies === 'all') return 'ingest: every ingest process holds every account (copies all)';
+function sharing({ copies, lease, catchUpConcurrency }: BridgeConfig['ingest']): string {
+  const catchUps = `; at most ${catchUpConcurrency} REST catch-ups at once`;
+  if (copies === 'all') return `ingest: every ingest process holds every account (copies all)${catchUps}`;
   const processes = copies === 1 ? 'process' : 'processes';
   return (
     `ingest: each account on ${copies} live ingest ${processes}, lease ${formatDuration(lease)} ` +
-    `(IMKIT sees ${copies} socket${copies === 1 ? '' : 's'} per account)`
+    `(IMKIT sees ${copies} socket${copies === 1 ? '' : 's'} per account)${catchUps}`
   );
 }
 

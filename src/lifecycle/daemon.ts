@@ -10,6 +10,7 @@ import { DeliveryWorkers } from '../deliver/workers.js';
 import { UsageError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { AccountPlacer } from './placer.js';
+import { CoverageCheck } from './coverage.js';
 import { Membership } from './membership.js';
 import { describeError } from './describe-error.js';
 import { Deadline, within } from './deadline.js';
@@ -25,6 +26,13 @@ export interface StopReport {
 }
 
 const REDIS_CHECK_TIMEOUT_MS = 2_000;
+
+/** With `ingest.copies: N`: the membership, the placer that holds this process's share, the coverage gauge. */
+interface Sharing {
+  membership: Membership;
+  placer: AccountPlacer;
+  coverage: CoverageCheck;
+}
 
 /** A running bridge: the parts its role needs, the admin server, and an ordered `close()`. */
 export class Daemon implements AdminSource {
@@ -42,7 +50,7 @@ export class Daemon implements AdminSource {
     private readonly ingest: Ingest | undefined,
     private readonly workers: DeliveryWorkers | undefined,
     /** With `ingest.copies: N`: which accounts this process holds. */
-    private readonly sharing: { membership: Membership; placer: AccountPlacer } | undefined,
+    private readonly sharing: Sharing | undefined,
     private readonly tracer: EventTracer | undefined,
   ) {}
 
@@ -106,6 +114,7 @@ export class Daemon implements AdminSource {
     workers?.start();
     ingest?.start();
     sharing?.placer.start();
+    sharing?.coverage.start();
     logger.info(
       {
         role,
@@ -124,7 +133,7 @@ export class Daemon implements AdminSource {
     ingest: Ingest,
     logger: Logger,
     metrics: BridgeMetrics,
-  ): { membership: Membership; placer: AccountPlacer } | undefined {
+  ): Sharing | undefined {
     const { copies, lease } = config.ingest;
     if (copies === 'all') return undefined;
     const membership = new Membership({
@@ -137,7 +146,8 @@ export class Daemon implements AdminSource {
     });
     const accounts = config.accounts.map((a) => a.id);
     const placer = new AccountPlacer(membership, ingest, { accounts, copies, lease, logger, metrics });
-    return { membership, placer };
+    const coverage = new CoverageCheck(membership, { accounts, copies, lease, logger, metrics });
+    return { membership, placer, coverage };
   }
 
   async readiness(): Promise<Readiness> {
@@ -215,6 +225,7 @@ export class Daemon implements AdminSource {
       this.logger.info({ role: this.role }, 'stopping');
       const ingestPhase = this.workers ? deadline.share(0.5) : deadline;
       if (this.sharing) {
+        this.sharing.coverage.stop();
         // The next holders connect before this process lets go; the rest of the phase is ingest's own.
         await this.sharing.placer.handover(Math.min(this.config.ingest.lease, ingestPhase.remaining() * 0.4));
       }

@@ -18,6 +18,7 @@ import { Deadline, within } from './deadline.js';
 import { LogThrottle } from './log-throttle.js';
 import type { Logger } from './logger.js';
 import { Recoveries } from './recoveries.js';
+import { Slots } from './slots.js';
 import type { EventSource, EventTracer } from './tracing.js';
 
 /**
@@ -73,7 +74,9 @@ export class Ingest implements AccountHolder {
   /** One for all sessions: an IMKIT outage logs a line per cause, not one per account. */
   private readonly sessionFailures = new LogThrottle();
   private readonly quarantineLog = new LogThrottle();
-  private readonly recoveries = new Recoveries(() => void this.checkpoints.write());
+  private readonly recoveries = new Recoveries((account) => this.writeCheckpoint(account));
+  /** REST catch-ups at once: a takeover of many accounts must not send IMKIT a request per account at once. */
+  private readonly catchUpSlots: Slots;
   private closing: Promise<Map<string, number>> | undefined;
 
   private constructor(
@@ -84,6 +87,7 @@ export class Ingest implements AccountHolder {
     private readonly tracer: EventTracer | undefined,
   ) {
     this.router = new Router(destinationsOf(config));
+    this.catchUpSlots = new Slots(config.ingest.catchUpConcurrency);
     this.rest = new ImkitRest({
       url: config.imkit.url,
       clientKey: config.imkit.clientKey,
@@ -205,6 +209,14 @@ export class Ingest implements AccountHolder {
       return this.enqueuer.close();
     })();
     return this.closing;
+  }
+
+  /**
+   * Writes one account's checkpoint now. Only that account's: thousands of sessions going live at
+   * once (a start, a takeover) must not each write every live account's, which is quadratic.
+   */
+  private writeCheckpoint(account: string): void {
+    void this.checkpoints.write(this.checkpointPositions([account], Date.now()));
   }
 
   /**
@@ -340,7 +352,7 @@ export class Ingest implements AccountHolder {
       );
     }
     // Holds are in place: record the live time now rather than at the next periodic write.
-    void this.checkpoints.write();
+    this.writeCheckpoint(account.id);
   }
 
   /**
@@ -392,9 +404,11 @@ export class Ingest implements AccountHolder {
     const done = await this.retrying(log, 'catch-up', signal, async () => {
       // What was buffered before the gap lands first, so `recovered` counts only what REST added.
       if (!(await this.enqueuer.drain(Infinity, signal))) signal.throwIfAborted();
-      const token = await relay.tokens.token();
-      result = await catchUp({ rest: this.rest, token, gap: window, logger: log });
-      recovered = await this.land(relay, result.messages);
+      await this.catchUpSlots.run(signal, async () => {
+        const token = await relay.tokens.token();
+        result = await catchUp({ rest: this.rest, token, gap: window, logger: log });
+        recovered = await this.land(relay, result.messages);
+      });
     });
     if (!done || !result) return false;
     this.metrics.catchUpMessages.inc({ account: account.id }, result.messages.length);

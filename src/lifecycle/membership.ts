@@ -113,6 +113,37 @@ export class Membership extends EventEmitter<{ tick: [MembershipView] }> {
     return new Set([...targets.keys()].filter((account) => !missing.has(account)));
   }
 
+  /**
+   * The members whose last renewal is at most `withinMs` old by Redis time: a member that stopped
+   * renewing (killed, frozen) drops out of this long before its lease ends. Rejects when Redis does not answer.
+   */
+  async renewedWithin(withinMs: number): Promise<string[]> {
+    const [[, time], [, scores]] = (await this.connection
+      .multi()
+      .time()
+      .zrange(this.keys[0]!, 0, -1, 'WITHSCORES')
+      .exec()) as [[unknown, [string, string]], [unknown, string[]]];
+    const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
+    const renewed: string[] = [];
+    // A member's score is its last renewal plus the lease.
+    for (const [id, expiresAt] of pairs(scores))
+      if (Number(expiresAt) - this.opts.lease >= now - withinMs) renewed.push(id);
+    return renewed;
+  }
+
+  /** Per account, how many of `members` report it live. Rejects when Redis does not answer. */
+  async holderCounts(accounts: readonly string[], members: readonly string[]): Promise<Map<string, number>> {
+    const counts = new Map(accounts.map((account) => [account, 0]));
+    if (accounts.length === 0) return counts;
+    await Promise.all(
+      members.map(async (member) => {
+        const flags = await this.connection.smismember(this.heldKey(member), ...accounts);
+        accounts.forEach((account, i) => flags[i] === 1 && counts.set(account, counts.get(account)! + 1));
+      }),
+    );
+    return counts;
+  }
+
   /** Leaves at once (the others plan without this process at their next tick); false when Redis did not answer. */
   async leave(): Promise<boolean> {
     this.left = true;

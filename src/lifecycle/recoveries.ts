@@ -18,8 +18,8 @@ export class Recoveries {
   private readonly controllers = new Map<string, AbortController>();
   private closed = false;
 
-  /** `onRelease` runs each time a hold is released: the checkpoint may move on. */
-  constructor(private readonly onRelease: () => void) {}
+  /** `onRelease` runs each time a hold on `account` is released: its checkpoint may move on. */
+  constructor(private readonly onRelease: (account: string) => void) {}
 
   /**
    * Runs `task` in the background with a hold on `account`'s checkpoint at `at`. The task resolves
@@ -41,7 +41,7 @@ export class Recoveries {
       (covered) => {
         if (!covered) return;
         holds.delete(hold);
-        this.onRelease();
+        this.onRelease(account);
       },
       () => undefined,
     );

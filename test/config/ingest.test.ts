@@ -12,9 +12,9 @@ accounts: [{ id: audit-bot, token: tok }]
 describe('ingest.copies and ingest.lease', () => {
   test('unset, every ingest process holds every account and config check says so', () => {
     const config = parseConfig(BASE, {});
-    expect(config.ingest).toEqual({ copies: 'all', lease: 15_000 });
+    expect(config.ingest).toEqual({ copies: 'all', lease: 15_000, catchUpConcurrency: 16 });
     expect(summarizeConfig(config, 'bridge.yaml')).toContain(
-      'ingest: every ingest process holds every account (copies all)',
+      'ingest: every ingest process holds every account (copies all); at most 16 REST catch-ups at once',
     );
   });
 
@@ -31,13 +31,20 @@ describe('ingest.copies and ingest.lease', () => {
     expect(configProblems(`${BASE}ingest: { lease: 11m }\n`)).toEqual([
       'ingest.lease: must be between 3s and 10m',
     ]);
+    expect(configProblems(`${BASE}ingest: { catchUpConcurrency: 0 }\n`)).toEqual([
+      'ingest.catchUpConcurrency: Too small: expected number to be >=1',
+    ]);
   });
 
   test('a number of copies (also as a string from ${env:}) is summarised with what IMKIT sees', () => {
-    const config = parseConfig(`${BASE}ingest: { copies: '\${env:COPIES}', lease: 20s }\n`, { COPIES: '2' });
-    expect(config.ingest).toEqual({ copies: 2, lease: 20_000 });
+    const config = parseConfig(
+      `${BASE}ingest: { copies: '\${env:COPIES}', lease: 20s, catchUpConcurrency: 4 }\n`,
+      { COPIES: '2' },
+    );
+    expect(config.ingest).toEqual({ copies: 2, lease: 20_000, catchUpConcurrency: 4 });
     expect(summarizeConfig(config, 'bridge.yaml')).toContain(
-      'ingest: each account on 2 live ingest processes, lease 20s (IMKIT sees 2 sockets per account)',
+      'ingest: each account on 2 live ingest processes, lease 20s (IMKIT sees 2 sockets per account); ' +
+        'at most 4 REST catch-ups at once',
     );
   });
 });

@@ -409,9 +409,16 @@ describe('chart behaviour', () => {
 
   test('ingest.copies and ingest.lease reach the bridge config; replicas stay independent; copies above replicas fail', () => {
     const defaults = parse(bridgeYaml(render({}, 'copies-default'))) as { ingest: unknown };
-    expect(defaults.ingest).toEqual({ copies: 'all', lease: '15s' });
-    const manifests = render({ ingest: { copies: 2, lease: '10s', replicas: 4 } }, 'copies-2');
-    expect((parse(bridgeYaml(manifests)) as { ingest: unknown }).ingest).toEqual({ copies: 2, lease: '10s' });
+    expect(defaults.ingest).toEqual({ copies: 'all', lease: '15s', catchUpConcurrency: 16 });
+    const manifests = render(
+      { ingest: { copies: 2, lease: '10s', catchUpConcurrency: 8, replicas: 4 } },
+      'copies-2',
+    );
+    expect((parse(bridgeYaml(manifests)) as { ingest: unknown }).ingest).toEqual({
+      copies: 2,
+      lease: '10s',
+      catchUpConcurrency: 8,
+    });
     expect(findManifest(manifests, 'Deployment', `${FULLNAME}-ingest`).spec).toHaveProperty('replicas', 4);
     // The PDB lets one ingest pod go at a time: 3 of 4 stay, at least the 2 copies.
     expect(findManifest(manifests, 'PodDisruptionBudget', `${FULLNAME}-ingest`).spec).toMatchObject({

@@ -141,6 +141,10 @@ export class ImkitSimulator {
   readonly restHeld = new Set<string>();
   /** REST catch-up calls received, per client, answered or held. */
   readonly restCalls = new Map<string, number>();
+  /** Each REST catch-up call is answered this many ms late, so calls that run at the same time overlap. */
+  restDelayMs = 0;
+  /** REST catch-up calls being answered (delayed or held) now, and the most at one time since start. */
+  readonly restInFlight = { now: 0, max: 0 };
 
   private readonly options: SimulatorOptions;
   private readonly clients = new Map<string, SimClient>();
@@ -189,6 +193,12 @@ export class ImkitSimulator {
     return token;
   }
 
+  /** Accepts `token` for `clientId` as if this simulator had issued it: several simulators serving one client share tokens. */
+  adoptToken(token: string, clientId: string, ttlMs = this.options.tokenTtlMs ?? 7 * 24 * 3600_000): void {
+    this.addClient(clientId);
+    this.tokens.set(token, { clientId, expiresAt: Date.now() + ttlMs });
+  }
+
   /** Makes `token` expired from now on. */
   expireToken(token: string): void {
     const entry = this.tokens.get(token);
@@ -225,6 +235,16 @@ export class ImkitSimulator {
   /** Authenticated sockets currently connected for `clientId`. */
   connectedCount(clientId: string): number {
     return this.socketsOf(clientId, true).length;
+  }
+
+  /** Authenticated sockets per client, in one pass over the sockets (for thousands of clients). */
+  connectedCounts(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const socket of this.io?.sockets.sockets.values() ?? []) {
+      const { clientId } = socket.data as SocketState;
+      if (clientId !== undefined) counts.set(clientId, (counts.get(clientId) ?? 0) + 1);
+    }
+    return counts;
   }
 
   // ---- messages -----------------------------------------------------------------------------
@@ -521,7 +541,14 @@ export class ImkitSimulator {
       const clientId = this.restClient(req);
       if (clientId === undefined) return this.send(res, 401, 401, 'invalid client key or token');
       this.restCalls.set(clientId, (this.restCalls.get(clientId) ?? 0) + 1);
+      this.restInFlight.now++;
+      this.restInFlight.max = Math.max(this.restInFlight.max, this.restInFlight.now);
       if (this.restHeld.has(clientId)) return;
+      try {
+        if (this.restDelayMs > 0) await new Promise((r) => setTimeout(r, this.restDelayMs));
+      } finally {
+        this.restInFlight.now--;
+      }
       if (path === '/rooms') {
         const after = parseTime(url.searchParams.get('updatedAfter')) ?? 0;
         const skip = intParam(url.searchParams.get('skip'), 0);

@@ -71,16 +71,25 @@ export class BridgeProcess {
     );
   }
 
-  /** Starts the process and waits until its admin server listens (not until it is ready). */
+  /**
+   * Starts the process and waits until its admin server listens (not until it is ready), for at most
+   * `startTimeoutMs` (default 15 s; a config of thousands of accounts takes longer); a process that
+   * does not get there is killed.
+   */
   static async start(
     configFile: string,
-    options: { role?: Role; env?: NodeJS.ProcessEnv } = {},
+    options: { role?: Role; env?: NodeJS.ProcessEnv; startTimeoutMs?: number } = {},
   ): Promise<BridgeProcess> {
     const bridge = new BridgeProcess(configFile, options.role ?? 'all', options.env ?? {});
-    await waitFor(() => bridge.adminPort > 0 || bridge.exitCode !== undefined, {
-      timeoutMs: 15_000,
-      what: 'bridge admin server',
-    });
+    try {
+      await waitFor(() => bridge.adminPort > 0 || bridge.exitCode !== undefined, {
+        timeoutMs: options.startTimeoutMs ?? 15_000,
+        what: 'bridge admin server',
+      });
+    } catch (err) {
+      await bridge.kill9();
+      throw err;
+    }
     if (bridge.exitCode !== undefined) {
       throw new Error(`bridge exited with ${bridge.exitCode} at start:\n${bridge.logs.join('\n')}`);
     }

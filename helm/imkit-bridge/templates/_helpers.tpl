@@ -49,7 +49,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/*
 The bridge's bridge.yaml: config from values plus what the chart owns (admin server on the
 Service port, shutdown timeout below the pod's termination grace period, ingest sharing from
-ingest.copies and ingest.lease).
+ingest.copies, ingest.lease and ingest.catchUpConcurrency).
 */}}
 {{- define "imkit-bridge.bridgeConfig" -}}
 {{- $config := deepCopy .Values.config -}}
@@ -59,7 +59,7 @@ ingest.copies and ingest.lease).
 {{- end -}}
 {{- $_ := set $config "server" $server -}}
 {{- $_ := set $config "shutdownTimeout" (printf "%ds" (int .Values.shutdown.timeoutSeconds)) -}}
-{{- $_ := set $config "ingest" (dict "copies" .Values.ingest.copies "lease" .Values.ingest.lease) -}}
+{{- $_ := set $config "ingest" (dict "copies" .Values.ingest.copies "lease" .Values.ingest.lease "catchUpConcurrency" (int .Values.ingest.catchUpConcurrency)) -}}
 {{- toYaml $config -}}
 {{- end -}}
 
