@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { BridgeMetrics } from '../admin/metrics.js';
 import type { DestinationConfig } from '../config/destinations.js';
 import type { QuarantineIds } from '../decode/ids.js';
@@ -18,10 +17,10 @@ import {
 } from './job.js';
 import { quarantineKey } from './names.js';
 import { SeenMarkers } from './seen.js';
-import { reconnectDelay, createProducerConnection } from './redis.js';
+import { producerConnection, reconnectDelay, type RedisClient, type RedisSettings } from './redis.js';
 
 export interface EnqueuerOptions {
-  readonly redisUrl: string;
+  readonly redis: RedisSettings;
   readonly prefix: string;
   readonly destinations: readonly QueueTarget[];
   readonly dedupWindowMs: number;
@@ -138,7 +137,7 @@ const LINGER_MS = 3;
  * outages.
  */
 export class Enqueuer {
-  private readonly connection: Redis;
+  private readonly connection: RedisClient;
   private readonly seen: SeenMarkers;
   private readonly queues = new Map<string, Queue<DeliveryJobData>>();
   private readonly buffer: Entry[] = [];
@@ -163,7 +162,7 @@ export class Enqueuer {
   constructor(private readonly options: EnqueuerOptions) {
     this.log = options.logger.child({ component: 'enqueuer' });
     this.batchSize = options.batchSize ?? DEFAULT_BATCH;
-    this.connection = createProducerConnection(options.redisUrl, { name: 'imkit-bridge-ingest' });
+    this.connection = producerConnection(options.redis, 'imkit-bridge-ingest');
     this.seen = new SeenMarkers(this.connection, options.prefix, options.dedupWindowMs);
     // ioredis reports every failed reconnect; the flush loop logs outages once per episode instead.
     this.connection.on('error', () => {});
