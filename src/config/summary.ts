@@ -2,6 +2,7 @@ import { describeDestination } from '../deliver/registry.js';
 import { destinationsOf, type DestinationConfig } from './destinations.js';
 import { formatDuration } from './duration.js';
 import { safeUrl } from './fields.js';
+import { redisSettings } from '../queue/redis.js';
 import type { AccountConfig, BridgeConfig, WebhookConfig } from './schema.js';
 
 /** Accounts and destinations listed one per line at most; a generated config with thousands stays readable. */
@@ -46,7 +47,10 @@ function more(count: number): string[] {
 
 /** The `config check` summary: what connects where and which events go to which destination. No secrets. */
 export function summarizeConfig(config: BridgeConfig, file: string): string {
-  const lines = [`${file}: ok`, `redis: ${safeUrl(config.redis.url)} (prefix "${config.redis.prefix}")`];
+  const lines = [
+    `${file}: ok`,
+    `redis: ${redisSettings(config.redis).describe()} (prefix "${config.redis.prefix}")`,
+  ];
   lines.push(`imkit: ${safeUrl(config.imkit.url)}`);
   const admin = config.server;
   lines.push(

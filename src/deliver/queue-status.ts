@@ -1,6 +1,5 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
-import { createProducerConnection, trackConnectionErrors } from '../queue/redis.js';
+import { producerConnection, redisSettings, watchRedisErrors, type RedisClient } from '../queue/redis.js';
 import type { BridgeMetrics } from '../admin/metrics.js';
 import { destinationsOf } from '../config/destinations.js';
 import type { BridgeConfig } from '../config/schema.js';
@@ -24,7 +23,7 @@ const STATES = ['waiting', 'active', 'delayed', 'failed'] as const;
  * ingest-only process can report too. Commands fail fast while Redis is down instead of queueing.
  */
 export class QueueStatusReader {
-  private readonly connection: Redis;
+  private readonly connection: RedisClient;
   private readonly queues: ReadonlyMap<string, Queue<DeliveryJobData>>;
   /** Why the connection is down (`connect ECONNREFUSED …`, `WRONGPASS …`), while it is. */
   readonly connectionError: () => string | undefined;
@@ -32,8 +31,9 @@ export class QueueStatusReader {
 
   constructor(private readonly options: { config: BridgeConfig; metrics?: BridgeMetrics }) {
     const { config } = options;
-    this.connection = createProducerConnection(config.redis.url, { name: 'imkit-bridge-status' });
-    this.connectionError = trackConnectionErrors(this.connection);
+    const settings = redisSettings(config.redis);
+    this.connection = producerConnection(settings, 'imkit-bridge-status');
+    this.connectionError = watchRedisErrors(this.connection, settings);
     this.queues = new Map(
       destinationsOf(config).map((d) => {
         const queue = new Queue<DeliveryJobData>(d.jobQueue, {

@@ -6,6 +6,7 @@ import { within } from '../lifecycle/deadline.js';
 import type { Logger } from '../lifecycle/logger.js';
 import { DestinationLane, type DestinationDeliveryStatus } from './lane.js';
 import { createDestination } from './registry.js';
+import { redisSettings } from '../queue/redis.js';
 
 export type { DestinationDeliveryStatus } from './lane.js';
 
@@ -31,7 +32,7 @@ export class DeliveryWorkers {
       const laneLogger = logger.child({ destination: destination.id, type: destination.type });
       const deps = {
         logger: laneLogger,
-        bridgeRedisUrl: config.redis.url,
+        bridgeRedis: redisSettings(config.redis),
         dedupWindowMs: config.dedupWindow,
       };
       return new DestinationLane(

@@ -14,6 +14,7 @@ import { describeError } from './describe-error.js';
 import { Deadline, within } from './deadline.js';
 import { Ingest } from './ingest.js';
 import { createLogger, type Logger } from './logger.js';
+import { redisSettings } from '../queue/redis.js';
 
 export type Role = 'all' | 'ingest' | 'worker';
 
@@ -104,7 +105,7 @@ export class Daemon implements AdminSource {
     const { copies, lease } = config.ingest;
     if (copies === 'all') return undefined;
     const membership = new Membership({
-      redisUrl: config.redis.url,
+      redis: redisSettings(config.redis),
       prefix: config.redis.prefix,
       lease,
       host: hostname(),

@@ -18,6 +18,7 @@ import { Deadline, within } from './deadline.js';
 import { LogThrottle } from './log-throttle.js';
 import type { Logger } from './logger.js';
 import { Recoveries } from './recoveries.js';
+import { redisSettings } from '../queue/redis.js';
 
 /**
  * Catch-up starts this long before the heartbeat window that preceded a detected drop: the socket may
@@ -87,11 +88,11 @@ export class Ingest implements AccountHolder {
       clientKey: config.imkit.clientKey,
       apiKey: config.imkit.apiKey,
     });
-    this.checkpoints = new SessionCheckpoints(config.redis.url, config.redis.prefix, () =>
+    this.checkpoints = new SessionCheckpoints(redisSettings(config.redis), () =>
       this.checkpointPositions([...this.live()], Date.now()),
     );
     this.enqueuer = new Enqueuer({
-      redisUrl: config.redis.url,
+      redis: redisSettings(config.redis),
       prefix: config.redis.prefix,
       destinations: destinationsOf(config),
       dedupWindowMs: config.dedupWindow,

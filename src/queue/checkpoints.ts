@@ -1,5 +1,4 @@
-import type { Redis } from 'ioredis';
-import { createProducerConnection } from './redis.js';
+import { producerConnection, type RedisClient, type RedisSettings } from './redis.js';
 
 /** How often the checkpoints of live accounts are written. */
 export const CHECKPOINT_INTERVAL_MS = 5_000;
@@ -11,18 +10,19 @@ export const CHECKPOINT_INTERVAL_MS = 5_000;
  * Which time is safe to write is the caller's policy (`positions`); this class only stores it.
  */
 export class SessionCheckpoints {
-  private readonly connection: Redis;
+  private readonly connection: RedisClient;
+  private readonly prefix: string;
   private timer: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
 
   constructor(
-    redisUrl: string,
-    private readonly prefix: string,
+    settings: RedisSettings,
     /** Per account, the time its checkpoint may move to now (accounts absent: not written). */
     private readonly positions: () => ReadonlyMap<string, number>,
     private readonly intervalMs = CHECKPOINT_INTERVAL_MS,
   ) {
-    this.connection = createProducerConnection(redisUrl, { name: 'imkit-bridge-checkpoints' });
+    this.prefix = settings.prefix;
+    this.connection = producerConnection(settings, 'imkit-bridge-checkpoints');
     // A failed write leaves a checkpoint where it was: the next catch-up only starts earlier.
     this.connection.on('error', () => {});
   }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
 import type { BridgeMetrics } from '../admin/metrics.js';
 import type { DestinationConfig } from '../config/destinations.js';
 import type { QuarantineIds } from '../decode/ids.js';
@@ -18,11 +18,17 @@ import {
 } from './job.js';
 import { quarantineKey } from './names.js';
 import { SeenMarkers } from './seen.js';
-import { reconnectDelay, createProducerConnection } from './redis.js';
-import { ReplicaConfirmer } from './replication.js';
+import {
+  masterFor,
+  producerConnection,
+  reconnectDelay,
+  type RedisClient,
+  type RedisSettings,
+} from './redis.js';
+import { ReplicaConfirmer, watchMasterChanges } from './replication.js';
 
 export interface EnqueuerOptions {
-  readonly redisUrl: string;
+  readonly redis: RedisSettings;
   readonly prefix: string;
   readonly destinations: readonly QueueTarget[];
   readonly dedupWindowMs: number;
@@ -36,10 +42,6 @@ export interface EnqueuerOptions {
   readonly batchSize?: number;
   /** The destination's delivery lane in this process (`--role all`), if any: it sends what it reserves itself. */
   readonly directDelivery?: (destinationId: string) => DirectDelivery | undefined;
-  /** `redis.waitReplicas`: entries stay buffered until this many replicas hold them (0: the master's answer suffices). */
-  readonly waitReplicas?: number;
-  /** `redis.waitTimeout`, in ms. */
-  readonly waitTimeoutMs?: number;
 }
 
 /** What the Enqueuer needs of a destination: its id and its queue. */
@@ -146,7 +148,7 @@ const LINGER_MS = 3;
  * outages.
  */
 export class Enqueuer {
-  private readonly connection: Redis;
+  private readonly connection: RedisClient;
   private readonly seen: SeenMarkers;
   private readonly replication: ReplicaConfirmer | undefined;
   /** Buffered entries with at least one unconfirmed write. */
@@ -174,18 +176,23 @@ export class Enqueuer {
   constructor(private readonly options: EnqueuerOptions) {
     this.log = options.logger.child({ component: 'enqueuer' });
     this.batchSize = options.batchSize ?? DEFAULT_BATCH;
-    this.connection = createProducerConnection(options.redisUrl, { name: 'imkit-bridge-ingest' });
+    this.connection = producerConnection(options.redis, 'imkit-bridge-ingest');
     this.seen = new SeenMarkers(this.connection, options.prefix, options.dedupWindowMs);
     // ioredis reports every failed reconnect; the flush loop logs outages once per episode instead.
     this.connection.on('error', () => {});
     this.connection.on('ready', () => this.wake?.());
-    const waitReplicas = options.waitReplicas ?? 0;
+    watchMasterChanges(this.connection, options.metrics.redisMasterChanges);
+    const { waitReplicas, waitTimeoutMs } = options.redis;
+    const connection = this.connection;
     this.replication =
       waitReplicas > 0
         ? new ReplicaConfirmer({
             waitReplicas,
-            waitTimeoutMs: options.waitTimeoutMs ?? 500,
-            masterFor: () => this.connection,
+            waitTimeoutMs,
+            masterFor: (key) => masterFor(connection, key),
+            onWaitError: () => {
+              if (connection instanceof Cluster) connection.refreshSlotsCache();
+            },
             metrics: options.metrics,
             logger: this.log,
           })

@@ -1,4 +1,5 @@
-import type { Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
+import type { Counter } from 'prom-client';
 import type { BridgeMetrics } from '../admin/metrics.js';
 import type { Logger } from '../lifecycle/logger.js';
 
@@ -153,4 +154,28 @@ export class ReplicaConfirmer {
     }
     return generation;
   }
+}
+
+/**
+ * Counts master changes a client lives through: a connection that becomes ready on another address
+ * (Sentinel promoted a replica), or a Cluster slot map with a master it did not have (a failover).
+ */
+export function watchMasterChanges(client: Redis | Cluster, changes: Counter): void {
+  if (client instanceof Cluster) {
+    let masters: Set<string> | undefined;
+    client.on('refresh', () => {
+      const now = new Set(client.nodes('master').map((n) => `${n.options.host}:${n.options.port}`));
+      if (masters && [...now].some((address) => !masters!.has(address))) changes.inc();
+      masters = now;
+    });
+    return;
+  }
+  let address: string | undefined;
+  client.on('ready', () => {
+    const stream = client.stream as { remoteAddress?: string; remotePort?: number } | undefined;
+    const now =
+      stream?.remoteAddress === undefined ? undefined : `${stream.remoteAddress}:${stream.remotePort}`;
+    if (address !== undefined && now !== undefined && now !== address) changes.inc();
+    address = now ?? address;
+  });
 }

@@ -1,6 +1,5 @@
-import type { Redis } from 'ioredis';
 import { seenKey } from './names.js';
-import { perKeyFlagScript } from './redis.js';
+import { perKeyFlagScript, type RedisClient } from './redis.js';
 
 const MARK_SCRIPT = `
 local out = {}
@@ -18,7 +17,7 @@ export class SeenMarkers {
   private readonly run: ReturnType<typeof perKeyFlagScript>;
 
   constructor(
-    connection: Redis,
+    connection: RedisClient,
     private readonly prefix: string,
     private readonly windowMs: number,
   ) {

@@ -4,6 +4,7 @@ import type { Logger } from '../../lifecycle/logger.js';
 import type { DeliveryEvent } from '../../queue/job.js';
 import { withDeadline } from '../deadline.js';
 import type {
+  BridgeKeyspace,
   CommonDestinationConfig,
   Destination,
   DestinationDeps,
@@ -32,9 +33,9 @@ type BullmqOptions = z.output<typeof options>;
  */
 export function bullmqKeyspaceProblem(
   config: BullmqOptions,
-  bridge: { readonly url: string; readonly prefix: string },
+  bridge: BridgeKeyspace,
 ): { path: string[]; message: string } | undefined {
-  if (!sharesBridgeKeyspace(config.url, bridge.url) || config.prefix !== bridge.prefix) return undefined;
+  if (!sharesBridgeKeyspace(config.url, bridge) || config.prefix !== bridge.prefix) return undefined;
   return {
     path: ['prefix'],
     message: `must differ from redis.prefix ("${bridge.prefix}") on the bridge's own Redis`,
@@ -60,7 +61,7 @@ class BullmqDestination implements Destination {
     this.id = config.id;
     this.log = deps.logger;
     this.target = new RedisTarget(
-      config.url ?? deps.bridgeRedisUrl,
+      config.url ?? deps.bridgeRedis,
       config.timeout,
       `imkit-bridge-${config.id}`,
       this.log,

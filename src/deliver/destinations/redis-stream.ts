@@ -3,6 +3,7 @@ import type { Logger } from '../../lifecycle/logger.js';
 import type { DeliveryEvent } from '../../queue/job.js';
 import { withDeadline } from '../deadline.js';
 import type {
+  BridgeKeyspace,
   CommonDestinationConfig,
   Destination,
   DestinationDeps,
@@ -94,9 +95,9 @@ export function streamFields(event: DeliveryEvent): string[] {
  */
 export function redisStreamKeyspaceProblem(
   config: RedisStreamOptions,
-  bridge: { readonly url: string; readonly prefix: string },
+  bridge: BridgeKeyspace,
 ): { path: string[]; message: string } | undefined {
-  if (!sharesBridgeKeyspace(config.url, bridge.url)) return undefined;
+  if (!sharesBridgeKeyspace(config.url, bridge)) return undefined;
   if (!config.stream.startsWith(`${bridge.prefix}:`)) return undefined;
   return {
     path: ['stream'],
@@ -127,7 +128,7 @@ class RedisStreamDestination implements Destination {
     this.id = config.id;
     this.log = deps.logger;
     this.target = new RedisTarget(
-      config.url ?? deps.bridgeRedisUrl,
+      config.url ?? deps.bridgeRedis,
       config.timeout,
       `imkit-bridge-${config.id}`,
       this.log,

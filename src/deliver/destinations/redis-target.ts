@@ -3,7 +3,14 @@ import { z } from 'zod';
 import { DestinationUnreachableError } from '../../errors.js';
 import { describeError } from '../../lifecycle/describe-error.js';
 import type { Logger } from '../../lifecycle/logger.js';
-import { reconnectDelay, redisEndpoint } from '../../queue/redis.js';
+import type { BridgeKeyspace } from '../destination.js';
+import {
+  producerConnection,
+  reconnectDelay,
+  redisEndpoint,
+  type RedisClient,
+  type RedisSettings,
+} from '../../queue/redis.js';
 
 /** `url` of a destination that writes to Redis; absent means the bridge's own Redis. */
 export const targetRedisUrl = z
@@ -17,12 +24,17 @@ export function targetDescription(url: string | undefined): string {
 
 /**
  * True when a destination's `url` (absent: the bridge's Redis) is the bridge's own keyspace: same
- * host, port and database. Two names for one server (`localhost`, `127.0.0.1`) are not recognised.
+ * host, port and database. Two names for one server (`localhost`, `127.0.0.1`) are not recognised;
+ * nor is a sentinel's or a cluster node's address named directly.
  */
-export function sharesBridgeKeyspace(url: string | undefined, bridgeRedisUrl: string): boolean {
+export function sharesBridgeKeyspace(
+  url: string | undefined,
+  bridge: Omit<BridgeKeyspace, 'prefix'>,
+): boolean {
   if (url === undefined) return true;
+  if (bridge.url === undefined) return false;
   const a = keyspaceOf(url);
-  return a !== undefined && a === keyspaceOf(bridgeRedisUrl);
+  return a !== undefined && a === keyspaceOf(bridge.url);
 }
 
 function keyspaceOf(url: string): string | undefined {
@@ -42,28 +54,34 @@ function keyspaceOf(url: string): string | undefined {
  * or a log line.
  */
 export class RedisTarget {
-  readonly client: Redis;
+  readonly client: RedisClient;
   private readonly secrets: readonly string[];
   private lastError: string | undefined;
   private outageLogged = false;
   private attempt: Promise<void> | undefined;
 
+  /** `target`: the destination's own `url`, or the bridge's Redis settings when it names none. */
   constructor(
-    url: string,
+    target: string | RedisSettings,
     timeoutMs: number,
     connectionName: string,
     private readonly log: Logger,
   ) {
-    this.secrets = credentialsOf(url);
-    this.client = new Redis(url, {
-      lazyConnect: true,
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 1,
-      commandTimeout: timeoutMs,
-      connectTimeout: timeoutMs,
-      retryStrategy: reconnectDelay,
-      connectionName,
-    });
+    if (typeof target === 'string') {
+      this.secrets = credentialsOf(target);
+      this.client = new Redis(target, {
+        lazyConnect: true,
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 1,
+        commandTimeout: timeoutMs,
+        connectTimeout: timeoutMs,
+        retryStrategy: reconnectDelay,
+        connectionName,
+      });
+    } else {
+      this.secrets = target.password === undefined ? [] : [target.password];
+      this.client = producerConnection(target, connectionName, { lazyConnect: true, timeoutMs });
+    }
     // ioredis reports every failed reconnect: one warning per outage, one info when it ends.
     this.client.on('error', (err: unknown) => {
       this.lastError = this.redact(describeError(err));
