@@ -307,7 +307,11 @@ function sentinelCauses(errors: readonly string[]): string {
 export function watchRedisErrors(
   client: RedisClient,
   settings: RedisSettings,
-  options: { slotOwner?: (slot: number) => string | undefined } = {},
+  options: {
+    slotOwner?: (slot: number) => string | undefined;
+    /** Called with each problem as it is recorded (repeats included), and with undefined once ready. */
+    onProblem?: (reason: string | undefined) => void;
+  } = {},
 ): () => string | undefined {
   let latest: ExplainedRedisError | undefined;
   let latestAt = 0;
@@ -324,6 +328,7 @@ export function watchRedisErrors(
     if (!explained.specific && latest?.specific && now - latestAt < SPECIFIC_FOR_MS) return;
     latest = explained;
     latestAt = now;
+    options.onProblem?.(explained.reason);
   };
   client.on('error', (err: unknown) => {
     record(err);
@@ -335,6 +340,7 @@ export function watchRedisErrors(
   });
   client.on('node error', (err: unknown, key: string) => record(err, key));
   client.on('ready', () => {
+    if (latest !== undefined) options.onProblem?.(undefined);
     latest = undefined;
     sentinelErrors = [];
   });
