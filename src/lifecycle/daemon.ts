@@ -123,7 +123,9 @@ export class Daemon implements AdminSource {
     const redisProblem = await this.redisProblem();
     if (redisProblem !== undefined) reasons.push(`redis: ${redisProblem}`);
     if (this.ingest) {
-      if (!this.ingest.redisReady) reasons.push('redis: ingest is buffering events in memory');
+      const held = this.ingest.redisProblem;
+      if (held !== undefined) reasons.push(`redis: ${held}`);
+      else if (!this.ingest.redisReady) reasons.push('redis: ingest is buffering events in memory');
       if (this.sharing) reasons.push(...this.sharing.placer.readinessProblems());
       else for (const id of this.ingest.notLive()) reasons.push(`account ${id}: not authenticated`);
     }

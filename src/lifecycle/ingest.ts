@@ -172,6 +172,11 @@ export class Ingest implements AccountHolder {
     return this.enqueuer.ready;
   }
 
+  /** Why landed events are held although Redis answers (replicas short of `redis.waitReplicas`). */
+  get redisProblem(): string | undefined {
+    return this.enqueuer.problem;
+  }
+
   /** Held accounts whose session is not authenticated. */
   notLive(): string[] {
     return [...this.sessions].filter(([, session]) => !session.live).map(([account]) => account);

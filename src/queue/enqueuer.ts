@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
+import { Cluster, type Redis } from 'ioredis';
 import type { BridgeMetrics } from '../admin/metrics.js';
 import type { DestinationConfig } from '../config/destinations.js';
 import type { QuarantineIds } from '../decode/ids.js';
@@ -17,7 +18,14 @@ import {
 } from './job.js';
 import { quarantineKey } from './names.js';
 import { SeenMarkers } from './seen.js';
-import { producerConnection, reconnectDelay, type RedisClient, type RedisSettings } from './redis.js';
+import {
+  masterFor,
+  producerConnection,
+  reconnectDelay,
+  type RedisClient,
+  type RedisSettings,
+} from './redis.js';
+import { ReplicaConfirmer, watchMasterChanges } from './replication.js';
 
 export interface EnqueuerOptions {
   readonly redis: RedisSettings;
@@ -105,6 +113,8 @@ interface JobEntry {
   /** The seen-marker write was answered (or none is wanted); `fresh` is its answer. */
   marked: boolean;
   fresh: boolean;
+  /** Writes of this entry answered by a master and not yet confirmed by its replicas (waitReplicas). */
+  unconfirmed: number;
   readonly resolve: (result: EnqueueResult) => void;
 }
 
@@ -114,6 +124,7 @@ interface QuarantineEntry {
   readonly receivedAt: number;
   readonly fields: string[];
   written: boolean;
+  unconfirmed: number;
   readonly resolve: (result: EnqueueResult) => void;
 }
 
@@ -141,6 +152,9 @@ const LINGER_MS = 3;
 export class Enqueuer {
   private readonly connection: RedisClient;
   private readonly seen: SeenMarkers;
+  private readonly replication: ReplicaConfirmer | undefined;
+  /** Buffered entries with at least one unconfirmed write. */
+  private unconfirmedEntries = 0;
   private readonly queues = new Map<string, Queue<DeliveryJobData>>();
   private readonly buffer: Entry[] = [];
   private readonly log: Logger;
@@ -169,12 +183,33 @@ export class Enqueuer {
     // ioredis reports every failed reconnect; the flush loop logs outages once per episode instead.
     this.connection.on('error', () => {});
     this.connection.on('ready', () => this.wake?.());
+    watchMasterChanges(this.connection, options.metrics.redisMasterChanges);
+    const { waitReplicas, waitTimeoutMs } = options.redis;
+    const connection = this.connection;
+    this.replication =
+      waitReplicas > 0
+        ? new ReplicaConfirmer({
+            waitReplicas,
+            waitTimeoutMs,
+            masterFor: (key) => masterFor(connection, key),
+            onWaitError: () => {
+              if (connection instanceof Cluster) connection.refreshSlotsCache();
+            },
+            metrics: options.metrics,
+            logger: this.log,
+          })
+        : undefined;
     for (const destination of options.destinations) this.queue(destination);
   }
 
-  /** False while Redis is unreachable or the last write failed. */
+  /** False while Redis is unreachable, the last write failed or replicas fall short. */
   get ready(): boolean {
-    return this.connection.status === 'ready' && !this.failing && !this.closed;
+    return this.connection.status === 'ready' && !this.failing && !this.closed && this.problem === undefined;
+  }
+
+  /** Why landed events are still held: replicas did not acknowledge them in time (waitReplicas). */
+  get problem(): string | undefined {
+    return this.replication?.problem(this.buffer.length);
   }
 
   /** Events and quarantine entries held in memory, not yet confirmed by Redis. */
@@ -211,6 +246,7 @@ export class Enqueuer {
         seenSlot: this.options.redis.topology === 'cluster' ? targets[0]!.jobQueue : undefined,
         marked: options.markSeen === false,
         fresh: false,
+        unconfirmed: 0,
         resolve,
       });
     });
@@ -247,6 +283,7 @@ export class Enqueuer {
         receivedAt: entry.receivedAt,
         fields,
         written: false,
+        unconfirmed: 0,
         resolve,
       });
     });
@@ -317,6 +354,7 @@ export class Enqueuer {
       );
     }
     this.options.metrics.ingestBuffered.set(0);
+    if (this.replication) this.options.metrics.ingestUnconfirmed.set(0);
     this.endEpisode();
     await Promise.allSettled([...this.queues.values()].map((q) => q.close()));
     if (this.connection.status === 'ready')
@@ -411,22 +449,45 @@ export class Enqueuer {
         if (this.failing)
           this.log.info({ buffered: this.buffer.length }, 'Redis writes succeed again; flushing buffer');
         this.failing = false;
-        this.attempt = 0;
-        // Only the head is ever removed and only new entries are appended, so the batch is still the head.
-        this.buffer.splice(0, batch.length);
-        this.landed += batch.length;
-        this.options.metrics.ingestBuffered.set(this.buffer.length);
-        // Report a drop interval as soon as Redis catches up, not only when the next event arrives.
-        if (this.buffer.length < this.options.bufferEvents) this.endEpisode();
-        for (const entry of batch) {
-          entry.resolve(entry.kind === 'job' ? { fresh: entry.fresh } : { fresh: true });
-        }
-        for (const check of [...this.landedWaiters]) check();
+        const confirmed = this.replication ? await this.confirm(batch) : batch.length;
+        if (confirmed === batch.length) this.attempt = 0;
+        this.release(batch.slice(0, confirmed));
+        if (confirmed < batch.length) await this.pause(reconnectDelay(this.attempt++));
       }
     } finally {
       this.flushing = false;
     }
     if (this.buffer.length > 0 && !this.closed) this.schedule();
+  }
+
+  /**
+   * WAITs for the replicas of what `batch` wrote; writes that may be lost go back to pending. Returns
+   * how many entries at the head of the batch are landed for good.
+   */
+  private async confirm(batch: readonly Entry[]): Promise<number> {
+    await this.replication!.confirm();
+    this.options.metrics.ingestUnconfirmed.set(this.unconfirmedEntries);
+    const done = batch.findIndex((entry) =>
+      entry.kind === 'job'
+        ? entry.todo.size > 0 || !entry.marked || entry.unconfirmed > 0
+        : !entry.written || entry.unconfirmed > 0,
+    );
+    return done === -1 ? batch.length : done;
+  }
+
+  /** `landed` entries are in Redis (and on enough replicas): forget and resolve them. */
+  private release(batch: readonly Entry[]): void {
+    if (batch.length === 0) return;
+    // Only the head is ever removed and only new entries are appended, so the batch is still the head.
+    this.buffer.splice(0, batch.length);
+    this.landed += batch.length;
+    this.options.metrics.ingestBuffered.set(this.buffer.length);
+    // Report a drop interval as soon as Redis catches up, not only when the next event arrives.
+    if (this.buffer.length < this.options.bufferEvents) this.endEpisode();
+    for (const entry of batch) {
+      entry.resolve(entry.kind === 'job' ? { fresh: entry.fresh } : { fresh: true });
+    }
+    for (const check of [...this.landedWaiters]) check();
   }
 
   /** Waits for the backoff delay, cut short when the connection becomes ready or close() begins. */
@@ -473,6 +534,7 @@ export class Enqueuer {
         ),
       );
       const queue = this.queue(target);
+      const node = this.replication && this.nodeFor(`${this.options.prefix}:${target.jobQueue}:wait`);
       const direct = this.options.directDelivery?.(id);
       const slots = jobs.map(() => direct?.reserve());
       const specs = jobs.map((job, i) =>
@@ -488,7 +550,13 @@ export class Enqueuer {
         throw err;
       }
       for (const entry of entries) entry.todo.delete(id);
-      specs.forEach((job, i) => slots[i]?.deliver(job.opts.jobId, job.data));
+      const deliver = () => specs.forEach((job, i) => slots[i]?.deliver(job.opts.jobId, job.data));
+      if (!node) return deliver();
+      // Sent only once replicas hold the job; a re-landing writes a new job (fresh id) instead.
+      this.hold(node, entries, deliver, () => {
+        for (const entry of entries) entry.todo.set(id, target);
+        for (const slot of slots) slot?.cancel();
+      });
     });
     if (unmarked.length > 0) writes.push(this.markSeen(unmarked));
     if (quarantined.length > 0) writes.push(this.writeQuarantine(quarantined));
@@ -524,6 +592,7 @@ export class Enqueuer {
 
   private async writeQuarantine(entries: QuarantineEntry[]): Promise<void> {
     const key = quarantineKey(this.options.prefix);
+    const node = this.replication && this.nodeFor(key);
     const pipeline = this.connection.pipeline();
     for (const entry of entries) pipeline.xadd(key, '*', ...entry.fields);
     const results = (await pipeline.exec()) ?? [];
@@ -532,8 +601,49 @@ export class Enqueuer {
       if (err) error ??= err;
       else entries[i]!.written = true;
     });
+    if (node) {
+      const written = entries.filter((entry) => entry.written);
+      this.hold(
+        node,
+        written,
+        () => {},
+        () => written.forEach((entry) => (entry.written = false)),
+      );
+    }
     if (error || results.length !== entries.length)
       throw error ?? new Error('quarantine pipeline incomplete');
+  }
+
+  /** The node connection that will carry a write to `key`, before the write is sent. */
+  private nodeFor(key: string): { connection: Redis; generation: number } {
+    const node = this.replication!.target(key);
+    if (!node) throw new Error(`no Redis master known for ${key}`);
+    return node;
+  }
+
+  /** Keeps `entries` buffered until replicas confirm the write (`confirmed`) or it may be lost (`lost`). */
+  private hold(
+    node: { connection: Redis; generation: number },
+    entries: readonly Entry[],
+    confirmed: () => void,
+    lost: () => void,
+  ): void {
+    for (const entry of entries) if (entry.unconfirmed++ === 0) this.unconfirmedEntries++;
+    const settle = () => {
+      for (const entry of entries) if (--entry.unconfirmed === 0) this.unconfirmedEntries--;
+    };
+    this.replication!.written({
+      ...node,
+      events: entries.length,
+      confirmed: () => {
+        settle();
+        confirmed();
+      },
+      lost: () => {
+        settle();
+        lost();
+      },
+    });
   }
 
   private queue(target: QueueTarget): Queue<DeliveryJobData> {

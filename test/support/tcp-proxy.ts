@@ -73,6 +73,25 @@ export class TcpProxy {
   }
 
   /**
+   * Holds every connection open now: neither side's bytes are read, so they queue up (in the
+   * sender's buffers) instead of being dropped, and `release()` delivers them in order. A replication
+   * link held this way lags without breaking, which is how a replica falls behind its master.
+   */
+  hold(): void {
+    for (const pair of this.pairs) {
+      pair.client.pause();
+      pair.upstream.pause();
+    }
+  }
+
+  release(): void {
+    for (const pair of this.pairs) {
+      pair.client.resume();
+      pair.upstream.resume();
+    }
+  }
+
+  /**
    * Drops what the target sends back on every connection open now, while what the client sends still
    * arrives: a request is carried out but its answer (an ack, a reply) is lost.
    */

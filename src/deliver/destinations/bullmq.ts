@@ -82,6 +82,8 @@ class BullmqDestination implements Destination {
           const job = bullmqJob(event);
           // An existing job id is left as it is and returned: a repeat adds nothing while the job is kept.
           const added = await queue.add(job.name, job.data, job.opts);
+          const short = await this.target.replicated(`${this.config.prefix}:${this.config.queue}:wait`);
+          if (short !== undefined) return { kind: 'retry', reason: short };
           return { kind: 'delivered', note: `job ${added.id ?? event.id}` };
         },
         this.config.timeout,

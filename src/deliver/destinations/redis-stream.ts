@@ -190,6 +190,8 @@ class RedisStreamDestination implements Destination {
             this.maxLen,
             ...events.flatMap(streamFields),
           );
+          const short = await this.target.replicated(stream);
+          if (short !== undefined) return every({ kind: 'retry', reason: short });
           return events.map((_, i) => {
             const entryId = String(reply[2 * i + 1]);
             const note = reply[2 * i] === 1 ? `entry ${entryId}` : `duplicate of ${entryId}`;

@@ -5,6 +5,7 @@ import { describeError } from '../../lifecycle/describe-error.js';
 import type { Logger } from '../../lifecycle/logger.js';
 import type { BridgeKeyspace } from '../destination.js';
 import {
+  masterFor,
   producerConnection,
   reconnectDelay,
   redisEndpoint,
@@ -59,6 +60,8 @@ export class RedisTarget {
   private lastError: string | undefined;
   private outageLogged = false;
   private attempt: Promise<void> | undefined;
+  /** The bridge's `waitReplicas` and `waitTimeout`, when the destination writes into the bridge's own Redis. */
+  private readonly wait: { replicas: number; timeoutMs: number } | undefined;
 
   /** `target`: the destination's own `url`, or the bridge's Redis settings when it names none. */
   constructor(
@@ -67,6 +70,10 @@ export class RedisTarget {
     connectionName: string,
     private readonly log: Logger,
   ) {
+    this.wait =
+      typeof target !== 'string' && target.waitReplicas > 0
+        ? { replicas: target.waitReplicas, timeoutMs: target.waitTimeoutMs }
+        : undefined;
     if (typeof target === 'string') {
       this.secrets = credentialsOf(target);
       this.client = new Redis(target, {
@@ -115,6 +122,22 @@ export class RedisTarget {
     else if (status !== 'connecting' && status !== 'connect') return this.notConnected();
     await untilAborted(this.attemptSettled(), signal);
     return this.client.status === 'ready' ? undefined : this.notConnected();
+  }
+
+  /**
+   * After a write to `key` in the bridge's own Redis with `redis.waitReplicas`: undefined once enough
+   * replicas hold this client's writes, else why not (the send is retried; its write is idempotent).
+   * On Cluster the target key's shard is not the job's, so the job could complete while the write
+   * it reports is lost in a failover. WAIT goes on the node connection that made the write.
+   */
+  async replicated(key: string): Promise<string | undefined> {
+    if (!this.wait) return undefined;
+    const node = masterFor(this.client, key);
+    if (!node) return `no Redis master known for ${key}`;
+    const { replicas, timeoutMs } = this.wait;
+    const acked = await node.wait(replicas, timeoutMs);
+    if (acked >= replicas) return undefined;
+    return `${acked} of ${replicas} replicas acknowledged within ${timeoutMs}ms (waitReplicas)`;
   }
 
   /** A command's failure in one line, credentials removed. */
