@@ -46,7 +46,7 @@ export class Daemon implements AdminSource {
 
   static async start(config: BridgeConfig, role: Role, logger: Logger): Promise<Daemon> {
     const metrics = new BridgeMetrics();
-    const queues = new QueueStatusReader({ config, metrics });
+    const queues = new QueueStatusReader({ config, metrics, logger });
     const workers = role === 'ingest' ? undefined : new DeliveryWorkers({ config, logger, metrics });
     // With both halves in one process, ingest hands each job to this process's lane as soon as Redis holds it.
     let ingest: Ingest | undefined;
@@ -141,8 +141,7 @@ export class Daemon implements AdminSource {
       role: this.role,
       startedAt: new Date(this.startedAt).toISOString(),
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
-      redis: counts ? 'ok' : 'unreachable',
-      ...(counts ? {} : { redisError: this.queues.connectionError() }),
+      redis: await this.queues.redis(counts !== undefined),
       ...(ingest
         ? {
             ingest: {
@@ -160,6 +159,7 @@ export class Daemon implements AdminSource {
           id: d.id,
           type: d.type,
           target: describeDestination(d),
+          ...this.queues.placement(d.jobQueue),
           ...(queue && {
             waiting: queue.waiting,
             active: queue.active,

@@ -108,6 +108,8 @@ interface JobEntry {
    * added again in another batch job; delivery's claim makes that one delivery.
    */
   readonly todo: Map<string, QueueTarget>;
+  /** On Cluster, the queue whose slot holds the event's seen marker: its first target's. */
+  readonly seenSlot: string | undefined;
   /** The seen-marker write was answered (or none is wanted); `fresh` is its answer. */
   marked: boolean;
   fresh: boolean;
@@ -241,6 +243,7 @@ export class Enqueuer {
           body: requestBody(event),
         },
         todo: new Map(targets.map((target) => [target.id, target])),
+        seenSlot: this.options.redis.topology === 'cluster' ? targets[0]!.jobQueue : undefined,
         marked: options.markSeen === false,
         fresh: false,
         unconfirmed: 0,
@@ -562,13 +565,29 @@ export class Enqueuer {
     if (failure) throw failure.reason;
   }
 
-  /** SET NX per event id: the first replica to land an event inside the window sees it as fresh. */
+  /**
+   * SET NX per event id: the first replica to land an event inside the window sees it as fresh. One
+   * script call per marker slot: one in all on a single Redis, one per first destination on Cluster.
+   */
   private async markSeen(entries: JobEntry[]): Promise<void> {
-    const fresh = await this.seen.mark(entries.map((entry) => entry.event.id));
-    entries.forEach((entry, i) => {
-      entry.marked = true;
-      entry.fresh = fresh[i]!;
-    });
+    const bySlot = new Map<string | undefined, JobEntry[]>();
+    for (const entry of entries) {
+      const group = bySlot.get(entry.seenSlot);
+      if (group) group.push(entry);
+      else bySlot.set(entry.seenSlot, [entry]);
+    }
+    await Promise.all(
+      [...bySlot].map(async ([slotOf, group]) => {
+        const fresh = await this.seen.mark(
+          group.map((entry) => entry.event.id),
+          slotOf,
+        );
+        group.forEach((entry, i) => {
+          entry.marked = true;
+          entry.fresh = fresh[i]!;
+        });
+      }),
+    );
   }
 
   private async writeQuarantine(entries: QuarantineEntry[]): Promise<void> {

@@ -243,7 +243,7 @@ export function explainRedisError(err: unknown, context: RedisErrorContext): Exp
   const text = describeError(err).replace(/ after \d+ ?ms\.?/g, '.');
   const last = (err as { lastNodeError?: unknown } | null)?.lastNodeError;
   const lastText = last === undefined ? '' : describeError(last);
-  const both = `${text} ${lastText}`;
+  const both = lastText ? `${text} ${lastText}` : text;
   const specific = (reason: string) => ({ reason, specific: true });
   const node = (err as { node?: string } | null)?.node;
   const at = node ? `${node}: ` : '';
@@ -251,7 +251,7 @@ export function explainRedisError(err: unknown, context: RedisErrorContext): Exp
   const noMaster = /No such master with that name/.exec(both);
   if (noMaster) return specific(`sentinels: no master named "${context.settings.name ?? '?'}"`);
   if (/WRONGPASS|NOAUTH|invalid username-password/i.test(both))
-    return specific(`${at}${/(WRONGPASS|NOAUTH)[^\n]*/.exec(both)?.[0] ?? text}`);
+    return specific(`${at}${/(WRONGPASS|NOAUTH)[^\n]*/.exec(both)?.[0]?.trim() ?? text}`);
   if (/cluster support disabled/.test(both))
     return specific('redis.cluster points at a server without cluster mode');
   const moved = /MOVED (\d+) (\S+)/.exec(both);
@@ -307,7 +307,11 @@ function sentinelCauses(errors: readonly string[]): string {
 export function watchRedisErrors(
   client: RedisClient,
   settings: RedisSettings,
-  options: { slotOwner?: (slot: number) => string | undefined } = {},
+  options: {
+    slotOwner?: (slot: number) => string | undefined;
+    /** Called with each problem as it is recorded (repeats included), and with undefined once ready. */
+    onProblem?: (reason: string | undefined) => void;
+  } = {},
 ): () => string | undefined {
   let latest: ExplainedRedisError | undefined;
   let latestAt = 0;
@@ -324,6 +328,7 @@ export function watchRedisErrors(
     if (!explained.specific && latest?.specific && now - latestAt < SPECIFIC_FOR_MS) return;
     latest = explained;
     latestAt = now;
+    options.onProblem?.(explained.reason);
   };
   client.on('error', (err: unknown) => {
     record(err);
@@ -335,6 +340,7 @@ export function watchRedisErrors(
   });
   client.on('node error', (err: unknown, key: string) => record(err, key));
   client.on('ready', () => {
+    if (latest !== undefined) options.onProblem?.(undefined);
     latest = undefined;
     sentinelErrors = [];
   });

@@ -24,10 +24,13 @@ export class SeenMarkers {
     this.run = perKeyFlagScript(connection, 'imkitBridgeMarkSeen', MARK_SCRIPT);
   }
 
-  /** For each id, in order: whether this call was the first to mark it. */
-  mark(eventIds: readonly string[]): Promise<boolean[]> {
+  /**
+   * For each id, in order: whether this call was the first to mark it. `slotOf`: on Cluster, the
+   * tagged queue whose slot the markers share (src/queue/names.ts `seenKey`).
+   */
+  mark(eventIds: readonly string[], slotOf?: string): Promise<boolean[]> {
     return this.run(
-      eventIds.map((id) => seenKey(this.prefix, id)),
+      eventIds.map((id) => seenKey(this.prefix, id, slotOf)),
       this.windowMs,
     );
   }
