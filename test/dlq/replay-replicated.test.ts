@@ -49,7 +49,7 @@ describe('dlq replay with waitReplicas 1', () => {
       what: 'dead letters',
     });
 
-    group.freezeReplication();
+    await group.freezeReplication();
     const first = replayDeadLetters(config, { destination: 'hook' });
     await expect(first).rejects.toBeInstanceOf(RedisUnavailableError);
     await expect(first).rejects.toThrow(

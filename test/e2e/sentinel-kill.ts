@@ -38,7 +38,7 @@ export async function sentinelKill(redis: { waitReplicas?: number }): Promise<Ki
     });
     world.destinationsDown(true);
     const before = world.sent.length;
-    group.freezeReplication();
+    await group.freezeReplication();
     await sentMore(world, 100);
     const window = world.sent.length - before;
     const killedAt = Date.now();
