@@ -591,6 +591,10 @@ export class ClusterGroup {
         String(nodeTimeoutMs),
         '--cluster-replica-validity-factor',
         '0',
+        // A shard whose replicas are stopped would otherwise take over another shard's spare replica,
+        // which then copies the master's data: tests stop replicas to make a master's writes unreplicated.
+        '--cluster-allow-replica-migration',
+        'no',
       ]);
       this.nodes.push(node);
       node.start();
@@ -675,11 +679,16 @@ export class ClusterGroup {
 
   /** Port of a replica of the master on `masterPort`. */
   async replicaOf(masterPort: number): Promise<number> {
+    const [replica] = await this.replicasOf(masterPort);
+    if (replica === undefined) throw new Error(`no replica of ${masterPort}`);
+    return replica;
+  }
+
+  /** Ports of every replica of the master on `masterPort`. */
+  async replicasOf(masterPort: number): Promise<number[]> {
     const layout = await this.layout();
     const master = layout.find((n) => n.port === masterPort);
-    const replica = layout.find((n) => n.role === 'replica' && n.masterId === master?.id);
-    if (!replica) throw new Error(`no replica of ${masterPort}`);
-    return replica.port;
+    return layout.filter((n) => n.role === 'replica' && n.masterId === master?.id).map((n) => n.port);
   }
 
   private node(port: number): RedisProcess {
