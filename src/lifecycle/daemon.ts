@@ -133,7 +133,9 @@ export class Daemon implements AdminSource {
   }
 
   async status(): Promise<unknown> {
-    const counts = await this.queues.read().catch(() => undefined);
+    // BullMQ waits for a connection that never gets ready (a wrong password): bounded like /readyz.
+    const read = this.queues.read().catch(() => undefined);
+    const counts = (await within(read, REDIS_CHECK_TIMEOUT_MS)) ? await read : undefined;
     const delivery = this.workers?.status() ?? [];
     const ingest = this.ingest?.status();
     return {
