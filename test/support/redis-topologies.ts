@@ -238,6 +238,8 @@ export interface SentinelGroupOptions {
   /** Everything (data nodes, replication, sentinels) speaks TLS only, with these files. */
   readonly tls?: TlsFiles;
   readonly name?: string;
+  /** False: no proxy in front of the first master (a benchmark's setup); `freezeReplication` is then unavailable. */
+  readonly proxied?: boolean;
 }
 
 /**
@@ -286,6 +288,11 @@ export class SentinelGroup {
     return this.sentinelNodes.map((s) => `${this.scheme}://${LOCALHOST}:${s.port}`);
   }
 
+  /** Pids of the group's running redis-server processes (data nodes and sentinels), for CPU figures. */
+  get pids(): number[] {
+    return [...this.nodes, ...this.sentinelNodes].flatMap((n) => (n.pid === undefined ? [] : [n.pid]));
+  }
+
   /** The current master's port, as this group last saw it (after `killMaster`/`failover`, the new one). */
   get master(): number {
     return this.masterPort;
@@ -326,9 +333,9 @@ export class SentinelGroup {
     this.nodes.push(master);
     master.start();
     await waitPing(master.port, this.access, `master on ${master.port}`);
-    const proxy = await TcpProxy.start(master.port);
+    const proxy = this.options.proxied === false ? undefined : await TcpProxy.start(master.port);
     this.proxy = proxy;
-    this.masterPort = proxy.port;
+    this.masterPort = proxy?.port ?? master.port;
 
     for (let i = 0; i < replicas; i++) {
       const port = await freeRedisPort();
@@ -337,7 +344,7 @@ export class SentinelGroup {
         ...this.dataArgs(port, dir),
         '--replicaof',
         LOCALHOST,
-        String(proxy.port),
+        String(this.masterPort),
       ]);
       this.nodes.push(node);
       node.start();
@@ -378,7 +385,7 @@ export class SentinelGroup {
         `dir ${dir}`,
         `logfile ${join(dir, 'sentinel.log')}`,
         `sentinel announce-ip ${LOCALHOST}`,
-        `sentinel monitor ${this.name} ${LOCALHOST} ${proxy.port} ${quorum}`,
+        `sentinel monitor ${this.name} ${LOCALHOST} ${this.masterPort} ${quorum}`,
         `sentinel down-after-milliseconds ${this.name} ${downAfterMs}`,
         `sentinel failover-timeout ${this.name} ${failoverTimeoutMs}`,
         `sentinel parallel-syncs ${this.name} 1`,
@@ -562,6 +569,11 @@ export class ClusterGroup {
 
   get ports(): number[] {
     return this.nodes.map((n) => n.port);
+  }
+
+  /** Pids of the running nodes, for CPU figures. */
+  get pids(): number[] {
+    return this.nodes.flatMap((n) => (n.pid === undefined ? [] : [n.pid]));
   }
 
   private async boot(): Promise<void> {
