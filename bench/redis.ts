@@ -177,7 +177,7 @@ async function runCase(
     imkit: { url: sim.url },
     accounts: [{ id: ACCOUNT, token: tokens[ACCOUNT] }],
     webhooks: redis.ids.map((id, i) => ({ id, url: receivers[i]!.url, secret: SECRET })),
-    log: { level: 'warn' },
+    log: { level: 'info' },
   };
   const bridge = await BridgeProcess.start(writeConfig(config));
   try {
