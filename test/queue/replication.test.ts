@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BridgeMetrics } from '../../src/admin/metrics.js';
 import type { DestinationConfig } from '../../src/config/destinations.js';
