@@ -451,7 +451,7 @@ export class Enqueuer {
         this.failing = false;
         const confirmed = this.replication ? await this.confirm(batch) : batch.length;
         if (confirmed === batch.length) this.attempt = 0;
-        this.release(batch.slice(0, confirmed));
+        this.release(confirmed === batch.length ? batch : batch.slice(0, confirmed));
         if (confirmed < batch.length) await this.pause(reconnectDelay(this.attempt++));
       }
     } finally {
