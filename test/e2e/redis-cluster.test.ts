@@ -118,6 +118,14 @@ test('three destinations on three masters: each queue lives on its own shard, an
     client.disconnect();
   }
 
+  // The dlq commands read every destination's queue on its shard.
+  const dlq = await runCli(['dlq', 'list', '--json', '--config', writeConfig(config)], {
+    env: { BOT_TOKEN: world.token },
+  });
+  expect(dlq.code, dlq.stderr).toBe(0);
+  const listed = JSON.parse(dlq.stdout) as { destinations: { destination: string; total: number }[] };
+  expect(listed.destinations.map((d) => [d.destination, d.total])).toEqual(ids.map((id) => [id, 0]));
+
   const status = JSON.parse((await bridge.get('/status')).body) as {
     redis: { topology: string; state: string; nodes: { address: string; role: string; slots: string[] }[] };
     destinations: { id: string; slot: number; node: string }[];
