@@ -22,8 +22,10 @@
  *                     chart's default), instead of one `--role all`; its CPU and RSS are their sums
  *   --profile         CPU-profile the bridge (V8 sampling profiler, as --cpu-prof); profiles go to
  *                     bench/results/profiles-*, a summary of where the time goes is printed
+ *   --redis LIST      instead: the bridge over Redis topologies (single,sentinel,cluster) with
+ *                     `--wait 0,1`; see bench/redis.ts
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -34,7 +36,7 @@ import { RedisServer, hasRedisServer, waitFor } from '../test/support/redis.js';
 import type { NaiveRelaySettings } from './naive-relay.js';
 import { cpuMsOf, memoryOf, redisPid } from './process-stats.js';
 import { summarizeProfiles } from './profile-summary.js';
-import type { SimCommand, SimReply } from './sim-process.js';
+import { SimProcess } from './sim-client.js';
 import {
   DESTINATION_TYPES,
   sinkFactory,
@@ -149,43 +151,6 @@ const t0 = Date.now();
 const loadAtStart = loadavg().map((l) => round(l, 2));
 function say(line: string): void {
   console.log(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(6)}s] ${line}`);
-}
-
-/** The simulator child process and a request/reply helper over IPC. */
-class SimProcess {
-  private constructor(
-    private readonly child: ChildProcess,
-    readonly url: string,
-  ) {}
-
-  static async start(): Promise<SimProcess> {
-    const child = fork(join(HERE, 'sim-process.ts'), [], {
-      execArgv: ['--import', 'tsx'],
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
-    const ready = await new Promise<SimReply>((r) => child.once('message', (m) => r(m as SimReply)));
-    if (ready.op !== 'ready') throw new Error('simulator did not start');
-    return new SimProcess(child, ready.url);
-  }
-
-  get pid(): number {
-    return this.child.pid!;
-  }
-
-  request<T extends SimReply['op']>(command: SimCommand): Promise<Extract<SimReply, { op: T }>> {
-    return new Promise((r) => {
-      this.child.once('message', (m) => r(m as Extract<SimReply, { op: T }>));
-      this.child.send(command);
-    });
-  }
-
-  async tokens(accounts: string[]): Promise<Record<string, string>> {
-    return (await this.request<'tokens'>({ op: 'tokens', accounts })).tokens;
-  }
-
-  stop(): void {
-    this.child.disconnect();
-  }
 }
 
 function bridgeConfig(
@@ -605,7 +570,11 @@ function round(n: number, digits: number): number {
   return Math.round(n * 10 ** digits) / 10 ** digits;
 }
 
-main().then(
+// `--redis`: the topology benchmark (bench/redis.ts), a run of its own.
+const run = process.argv.slice(2).some((a) => a === '--redis' || a.startsWith('--redis='))
+  ? () => import('./redis.js').then((m) => m.redisBench())
+  : main;
+run().then(
   () => process.exit(0),
   (err: unknown) => {
     console.error(`bench error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);

@@ -6,6 +6,7 @@ import { attemptsOf, isBatch, type DeliveryEvent, type DeliveryJobData } from '.
 import { quarantineKey } from '../queue/names.js';
 export { formatDeadLetters, formatPurge, formatReplay } from './format.js';
 import {
+  masterFor,
   producerConnection,
   redisSettings,
   watchRedisErrors,
@@ -13,6 +14,7 @@ import {
   type RedisSettings,
 } from '../queue/redis.js';
 import { describeError } from '../lifecycle/describe-error.js';
+import { replicaShortfall } from '../queue/replication.js';
 import { audited, type Auditor } from './audit.js';
 import {
   describeFilter,
@@ -250,9 +252,36 @@ export async function replayDeadLetters(
         const pass = new FailedSetPass(connection, queue, filter, 'any', replayJob);
         await (id === undefined ? pass.run() : pass.runIds(await jobsOfEvent(connection, queue, id)));
         destinations.push({ destination, type, replayed: pass.done, failed: pass.failed });
+        if (pass.done > 0) await confirmReplicated(config, connection, queue, pass.done);
       }
       return { destinations, ...counts() };
     }),
+  );
+}
+
+/** Attempts at WAIT before `dlq replay` gives up on `redis.waitReplicas`. */
+const REPLAY_WAIT_ATTEMPTS = 5;
+
+/**
+ * With `redis.waitReplicas`, "replayed N" is said only once replicas hold the moves: a failover
+ * could otherwise put the jobs back among the dead letters after the report.
+ */
+async function confirmReplicated(
+  config: BridgeConfig,
+  connection: RedisClient,
+  queue: Queue<DeliveryJobData>,
+  replayed: number,
+): Promise<void> {
+  const { waitReplicas, waitTimeoutMs } = redisSettings(config.redis);
+  if (waitReplicas === 0) return;
+  const node = masterFor(connection, `${config.redis.prefix}:${queue.name}:wait`);
+  let short: string | undefined;
+  for (let attempt = 0; attempt < REPLAY_WAIT_ATTEMPTS; attempt++) {
+    short = await replicaShortfall(node, waitReplicas, waitTimeoutMs);
+    if (short === undefined) return;
+  }
+  throw new RedisUnavailableError(
+    `replayed ${replayed} dead letters of ${queue.name}, but ${short}: a failover now could undo the replay; run it again once the replicas are back`,
   );
 }
 

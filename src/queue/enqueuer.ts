@@ -629,6 +629,7 @@ export class Enqueuer {
     lost: () => void,
   ): void {
     for (const entry of entries) if (entry.unconfirmed++ === 0) this.unconfirmedEntries++;
+    this.options.metrics.ingestUnconfirmed.set(this.unconfirmedEntries);
     const settle = () => {
       for (const entry of entries) if (--entry.unconfirmed === 0) this.unconfirmedEntries--;
     };

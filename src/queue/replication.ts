@@ -77,7 +77,7 @@ export class ReplicaConfirmer {
   problem(heldEvents: number): string | undefined {
     if (this.lastShortfall === undefined) return undefined;
     const { waitReplicas, waitTimeoutMs } = this.options;
-    return `${this.lastShortfall} of ${waitReplicas} replicas acknowledged within ${waitTimeoutMs}ms (waitReplicas); ${heldEvents} events held in memory`;
+    return `${shortfallText(this.lastShortfall, waitReplicas, waitTimeoutMs)}; ${heldEvents} events held in memory`;
   }
 
   /**
@@ -178,4 +178,23 @@ export function watchMasterChanges(client: Redis | Cluster, changes: Counter): v
     if (address !== undefined && now !== undefined && now !== address) changes.inc();
     address = now ?? address;
   });
+}
+
+/** `0 of 1 replicas acknowledged within 500ms (waitReplicas)`. */
+export function shortfallText(acked: number, replicas: number, timeoutMs: number): string {
+  return `${acked} of ${replicas} replicas acknowledged within ${timeoutMs}ms (waitReplicas)`;
+}
+
+/**
+ * One WAIT on `node`, the connection that made the writes: undefined once `replicas` hold them, else
+ * the shortfall in words. For writers that report success (a destination's `delivered`, `dlq replay`).
+ */
+export async function replicaShortfall(
+  node: Redis | undefined,
+  replicas: number,
+  timeoutMs: number,
+): Promise<string | undefined> {
+  if (!node) return 'no Redis master known for the written key';
+  const acked = await node.wait(replicas, timeoutMs);
+  return acked >= replicas ? undefined : shortfallText(acked, replicas, timeoutMs);
 }

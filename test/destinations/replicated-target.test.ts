@@ -41,7 +41,7 @@ async function heldUntilReplicated(destination: Destination): Promise<void> {
   try {
     await destination.connect();
     const [event] = deliveryEvents(1);
-    group.freezeReplication();
+    await group.freezeReplication();
     expect(await destination.send(event!, [])).toEqual({
       kind: 'retry',
       reason: '0 of 1 replicas acknowledged within 200ms (waitReplicas)',

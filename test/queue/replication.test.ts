@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BridgeMetrics } from '../../src/admin/metrics.js';
 import type { DestinationConfig } from '../../src/config/destinations.js';
@@ -104,7 +104,7 @@ describe('Enqueuer with waitReplicas 1', () => {
     const lane = recordingLane();
     const { enqueuer, metrics, prefix } = make(lane);
     await waitFor(() => enqueuer.ready, { what: 'enqueuer ready' });
-    group.freezeReplication();
+    await group.freezeReplication();
     let result: EnqueueResult | undefined;
     void enqueuer.enqueue(event(1), [hook]).then((r) => (result = r));
     await waitFor(async () => (await total(metrics.redisWaitShortfalls)) > 0, { what: 'a WAIT shortfall' });
@@ -137,7 +137,7 @@ describe('Enqueuer with waitReplicas 1', () => {
     const lane = recordingLane();
     const { enqueuer, metrics, prefix } = make(lane);
     await waitFor(() => enqueuer.ready, { what: 'enqueuer ready' });
-    group.freezeReplication();
+    await group.freezeReplication();
     let result: EnqueueResult | undefined;
     void enqueuer.enqueue(event(2), [hook]).then((r) => (result = r));
     await waitFor(async () => (await total(metrics.redisWaitShortfalls)) > 0, { what: 'a WAIT shortfall' });

@@ -24,7 +24,7 @@ describe('SentinelGroup', () => {
       client.on('error', () => {});
       await client.set('before', '1');
       expect(await client.wait(2, 2_000)).toBe(2);
-      group.freezeReplication();
+      await group.freezeReplication();
       await client.set('after', '1');
       // The writer's WAIT is the signal the bridge relies on: no replica acknowledged.
       expect(await client.wait(1, 300)).toBe(0);

@@ -196,7 +196,7 @@ class RedisProcess {
   start(): void {
     if (this.child) return;
     mkdirSync(this.dir, { recursive: true });
-    const child = spawn('redis-server', this.args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: this.dir });
+    const child = spawn('redis-server', this.args, { stdio: 'ignore', cwd: this.dir });
     this.child = child;
     this.exited = new Promise((resolve) =>
       child.once('exit', () => {
@@ -238,19 +238,23 @@ export interface SentinelGroupOptions {
   /** Everything (data nodes, replication, sentinels) speaks TLS only, with these files. */
   readonly tls?: TlsFiles;
   readonly name?: string;
+  /** False: no proxy in front of the first master (a benchmark's setup); `freezeReplication` is then unavailable. */
+  readonly proxied?: boolean;
 }
 
 /**
- * A master, `replicas` replicas and `sentinels` sentinels (quorum: a majority). Each replica
- * replicates through a TcpProxy of its own, so a test can make the replicas lag (`freezeReplication`)
- * without stopping them: the sentinels still see them healthy and promote one.
+ * A master, `replicas` replicas and `sentinels` sentinels (quorum: a majority). The first master is
+ * known to everyone (sentinels, replicas, clients) by the address of a TcpProxy in front of it, so a
+ * test can make the replicas lag (`freezeReplication`) without stopping them: the sentinels still
+ * see them healthy and promote one. (A replica pointed at another address than the one the
+ * sentinels monitor is soon "fixed" by them, which would bypass a proxy of its own.)
  */
 export class SentinelGroup {
   readonly name: string;
   private readonly root = mkdtempSync(join(tmpdir(), 'imkit-bridge-sentinel-'));
   private readonly nodes: RedisProcess[] = [];
   private readonly sentinelNodes: RedisProcess[] = [];
-  private readonly proxies: TcpProxy[] = [];
+  private proxy: TcpProxy | undefined;
   private masterPort = 0;
 
   private constructor(private readonly options: SentinelGroupOptions) {
@@ -284,14 +288,14 @@ export class SentinelGroup {
     return this.sentinelNodes.map((s) => `${this.scheme}://${LOCALHOST}:${s.port}`);
   }
 
+  /** Pids of the group's running redis-server processes (data nodes and sentinels), for CPU figures. */
+  get pids(): number[] {
+    return [...this.nodes, ...this.sentinelNodes].flatMap((n) => (n.pid === undefined ? [] : [n.pid]));
+  }
+
   /** The current master's port, as this group last saw it (after `killMaster`/`failover`, the new one). */
   get master(): number {
     return this.masterPort;
-  }
-
-  /** Data node ports, master included, that are running. */
-  get dataPorts(): number[] {
-    return this.nodes.filter((n) => n.running).map((n) => n.port);
   }
 
   private dataArgs(port: number, dir: string): string[] {
@@ -302,15 +306,14 @@ export class SentinelGroup {
       LOCALHOST,
       '--dir',
       dir,
+      '--logfile',
+      join(dir, 'redis.log'),
       '--save',
       '',
       '--appendonly',
       'no',
       '--maxmemory-policy',
       'noeviction',
-      // A replica that lost its master link must stay a candidate for promotion.
-      '--replica-serve-stale-data',
-      'yes',
       ...(password ? ['--requirepass', password, '--masterauth', password] : []),
     ];
   }
@@ -327,24 +330,21 @@ export class SentinelGroup {
     const masterPort = await freeRedisPort();
     const masterDir = join(this.root, 'master');
     const master = new RedisProcess(masterPort, masterDir, this.dataArgs(masterPort, masterDir));
-    this.masterPort = masterPort;
     this.nodes.push(master);
     master.start();
     await waitPing(master.port, this.access, `master on ${master.port}`);
+    const proxy = this.options.proxied === false ? undefined : await TcpProxy.start(master.port);
+    this.proxy = proxy;
+    this.masterPort = proxy?.port ?? master.port;
 
     for (let i = 0; i < replicas; i++) {
-      const proxy = await TcpProxy.start(master.port);
-      this.proxies.push(proxy);
       const port = await freeRedisPort();
       const dir = join(this.root, `replica-${i}`);
       const node = new RedisProcess(port, dir, [
         ...this.dataArgs(port, dir),
         '--replicaof',
         LOCALHOST,
-        String(proxy.port),
-        // The replica announces its own port, not the proxy's, so sentinels reach it directly.
-        '--replica-announce-ip',
-        LOCALHOST,
+        String(this.masterPort),
       ]);
       this.nodes.push(node);
       node.start();
@@ -383,8 +383,9 @@ export class SentinelGroup {
           : [`port ${port}`]),
         `bind ${LOCALHOST}`,
         `dir ${dir}`,
+        `logfile ${join(dir, 'sentinel.log')}`,
         `sentinel announce-ip ${LOCALHOST}`,
-        `sentinel monitor ${this.name} ${LOCALHOST} ${master.port} ${quorum}`,
+        `sentinel monitor ${this.name} ${LOCALHOST} ${this.masterPort} ${quorum}`,
         `sentinel down-after-milliseconds ${this.name} ${downAfterMs}`,
         `sentinel failover-timeout ${this.name} ${failoverTimeoutMs}`,
         `sentinel parallel-syncs ${this.name} 1`,
@@ -435,7 +436,13 @@ export class SentinelGroup {
    */
   async killMaster(options: { timeoutMs?: number } = {}): Promise<number> {
     const old = this.masterPort;
-    await this.nodes.find((n) => n.port === old)?.kill();
+    if (this.proxy && old === this.proxy.port) {
+      await this.nodes[0]!.kill();
+      // A dead host refuses connections; its replication links, held or not, are gone.
+      await this.proxy.refuse();
+    } else {
+      await this.nodes.find((n) => n.port === old)?.kill();
+    }
     return this.awaitNewMaster(old, options.timeoutMs ?? 20_000);
   }
 
@@ -457,18 +464,45 @@ export class SentinelGroup {
         return role[0] === 'master' ? agreed : undefined;
       },
       { timeoutMs, intervalMs: 100, what: `sentinels to promote a new master (old ${old})` },
-    );
+    ).catch((err: unknown) => {
+      throw new Error(`${String(err)}\nfirst sentinel's log:\n${this.sentinelLog()}`);
+    });
     this.masterPort = port;
     return port;
   }
 
-  /** Replication stops flowing to every replica (it queues at the master); the replicas stay up. */
-  freezeReplication(): void {
-    for (const proxy of this.proxies) proxy.hold();
+  /** The end of the first sentinel's log, for failure messages. */
+  sentinelLog(lines = 40): string {
+    try {
+      return readFileSync(join(this.root, 'sentinel-0', 'sentinel.log'), 'utf8')
+        .trim()
+        .split('\n')
+        .slice(-lines)
+        .join('\n');
+    } catch {
+      return '(no log)';
+    }
+  }
+
+  /**
+   * Replication from the first master stops flowing to every replica (it queues at the master); the
+   * replicas stay up. Other connections to the master flow on.
+   */
+  async freezeReplication(): Promise<void> {
+    const proxy = this.proxy;
+    if (!proxy || this.masterPort !== proxy.port)
+      throw new Error('only the first master replicates through the proxy');
+    const list = await withClient(this.nodes[0]!.port, this.access, (c) =>
+      c.call('CLIENT', 'LIST', 'TYPE', 'replica'),
+    );
+    // The master sees each replica at the proxy's upstream socket.
+    const ports = new Set([...String(list).matchAll(/addr=[^ ]*:(\d+) /g)].map((m) => Number(m[1])));
+    if (ports.size === 0) throw new Error('the master lists no replica connections');
+    proxy.hold((port) => ports.has(port));
   }
 
   thaw(): void {
-    for (const proxy of this.proxies) proxy.release();
+    this.proxy?.release();
   }
 
   /** A client on the current master, for the test's own checks. */
@@ -486,7 +520,7 @@ export class SentinelGroup {
 
   async close(): Promise<void> {
     await Promise.all([...this.sentinelNodes, ...this.nodes].map((n) => n.kill()));
-    await Promise.all(this.proxies.map((p) => p.close()));
+    await this.proxy?.close();
     rmSync(this.root, { recursive: true, force: true });
   }
 }
@@ -537,6 +571,11 @@ export class ClusterGroup {
     return this.nodes.map((n) => n.port);
   }
 
+  /** Pids of the running nodes, for CPU figures. */
+  get pids(): number[] {
+    return this.nodes.flatMap((n) => (n.pid === undefined ? [] : [n.pid]));
+  }
+
   private async boot(): Promise<void> {
     const { masters = 3, replicasPerMaster = 1, nodeTimeoutMs = 1_000 } = this.options;
     const total = masters * (1 + replicasPerMaster);
@@ -564,6 +603,10 @@ export class ClusterGroup {
         String(nodeTimeoutMs),
         '--cluster-replica-validity-factor',
         '0',
+        // A shard whose replicas are stopped would otherwise take over another shard's spare replica,
+        // which then copies the master's data: tests stop replicas to make a master's writes unreplicated.
+        '--cluster-allow-replica-migration',
+        'no',
       ]);
       this.nodes.push(node);
       node.start();
@@ -648,11 +691,16 @@ export class ClusterGroup {
 
   /** Port of a replica of the master on `masterPort`. */
   async replicaOf(masterPort: number): Promise<number> {
+    const [replica] = await this.replicasOf(masterPort);
+    if (replica === undefined) throw new Error(`no replica of ${masterPort}`);
+    return replica;
+  }
+
+  /** Ports of every replica of the master on `masterPort`. */
+  async replicasOf(masterPort: number): Promise<number[]> {
     const layout = await this.layout();
     const master = layout.find((n) => n.port === masterPort);
-    const replica = layout.find((n) => n.role === 'replica' && n.masterId === master?.id);
-    if (!replica) throw new Error(`no replica of ${masterPort}`);
-    return replica.port;
+    return layout.filter((n) => n.role === 'replica' && n.masterId === master?.id).map((n) => n.port);
   }
 
   private node(port: number): RedisProcess {

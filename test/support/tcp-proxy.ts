@@ -73,12 +73,14 @@ export class TcpProxy {
   }
 
   /**
-   * Holds every connection open now: neither side's bytes are read, so they queue up (in the
-   * sender's buffers) instead of being dropped, and `release()` delivers them in order. A replication
-   * link held this way lags without breaking, which is how a replica falls behind its master.
+   * Holds connections open now (all, or those whose upstream socket's local port `only` picks, as
+   * the target lists its clients): neither side's bytes are read, so they queue up in the senders'
+   * buffers instead of being dropped, and `release()` delivers them in order. A replication link held
+   * this way lags without breaking, which is how a replica falls behind its master.
    */
-  hold(): void {
+  hold(only: (upstreamLocalPort: number) => boolean = () => true): void {
     for (const pair of this.pairs) {
+      if (!only(pair.upstream.localPort ?? 0)) continue;
       pair.client.pause();
       pair.upstream.pause();
     }

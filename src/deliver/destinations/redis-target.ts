@@ -12,6 +12,7 @@ import {
   type RedisClient,
   type RedisSettings,
 } from '../../queue/redis.js';
+import { replicaShortfall } from '../../queue/replication.js';
 
 /** `url` of a destination that writes to Redis; absent means the bridge's own Redis. */
 export const targetRedisUrl = z
@@ -132,12 +133,7 @@ export class RedisTarget {
    */
   async replicated(key: string): Promise<string | undefined> {
     if (!this.wait) return undefined;
-    const node = masterFor(this.client, key);
-    if (!node) return `no Redis master known for ${key}`;
-    const { replicas, timeoutMs } = this.wait;
-    const acked = await node.wait(replicas, timeoutMs);
-    if (acked >= replicas) return undefined;
-    return `${acked} of ${replicas} replicas acknowledged within ${timeoutMs}ms (waitReplicas)`;
+    return replicaShortfall(masterFor(this.client, key), this.wait.replicas, this.wait.timeoutMs);
   }
 
   /** A command's failure in one line, credentials removed. */
