@@ -375,9 +375,10 @@ function keyspaceProblems(
 }
 
 /** Where the bridge's own keys live, as a destination sees it (`sharesBridgeKeyspace`). */
-function bridgeKeyspace(redis: RedisShape): { url?: string } | undefined {
+function bridgeKeyspace(redis: RedisShape): { url?: string; cluster?: boolean } | undefined {
   if (typeof redis.url === 'string') return { url: redis.url };
-  return Array.isArray(redis.sentinels) || Array.isArray(redis.cluster) ? {} : undefined;
+  if (Array.isArray(redis.cluster)) return { cluster: true };
+  return Array.isArray(redis.sentinels) ? {} : undefined;
 }
 
 type DeepReadonly<T> = T extends (infer U)[]

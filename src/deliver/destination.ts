@@ -53,6 +53,8 @@ export interface Destination {
 export interface BridgeKeyspace {
   /** One server's URL; absent on sentinel and cluster, where only a destination without `url` shares it. */
   readonly url?: string;
+  /** The bridge's Redis is a Cluster: multi-key writes there need a hash tag. */
+  readonly cluster?: boolean;
   readonly prefix: string;
 }
 

@@ -124,6 +124,17 @@ describe('redis topologies in the config', () => {
     );
   });
 
+  test("a bullmq destination on the bridge's cluster needs a hash tag in its prefix or queue", () => {
+    const withBullmq = (target: string) =>
+      `${withRedis('{ cluster: [redis://n1:7000] }')}destinations: [{ id: jobs, type: bullmq, ${target} }]\n`;
+    expect(configProblems(withBullmq('queue: jobs'))).toEqual([
+      'destinations[0].prefix: needs a hash tag on the bridge\'s Redis Cluster, e.g. "{bull}", so the queue\'s keys share a slot',
+    ]);
+    expect(configProblems(withBullmq('queue: jobs, prefix: "{bull}"'))).toEqual([]);
+    expect(configProblems(withBullmq('queue: "{jobs}"'))).toEqual([]);
+    expect(configProblems(withBullmq('queue: jobs, url: redis://elsewhere:6379'))).toEqual([]);
+  });
+
   test('config check with a missing tls.ca file exits 1 naming redis.tls.ca', async () => {
     const missing = join(dir, 'nowhere', 'ca.pem');
     const result = await runCli([

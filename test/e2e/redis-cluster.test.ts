@@ -1,6 +1,6 @@
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { keySlot } from '../../src/queue/redis.js';
+import { keySlot, masterFor, producerConnection, redisSettings } from '../../src/queue/redis.js';
 import { runCli, writeConfig } from '../support/bridge-process.js';
 import { waitFor } from '../support/redis.js';
 import { ClusterGroup, type ClusterNode } from '../support/redis-topologies.js';
@@ -118,6 +118,14 @@ test('three destinations on three masters: each queue lives on its own shard, an
     client.disconnect();
   }
 
+  // The dlq commands read every destination's queue on its shard.
+  const dlq = await runCli(['dlq', 'list', '--json', '--config', writeConfig(config)], {
+    env: { BOT_TOKEN: world.token },
+  });
+  expect(dlq.code, dlq.stderr).toBe(0);
+  const listed = JSON.parse(dlq.stdout) as { destinations: { destination: string; total: number }[] };
+  expect(listed.destinations.map((d) => [d.destination, d.total])).toEqual(ids.map((id) => [id, 0]));
+
   const status = JSON.parse((await bridge.get('/status')).body) as {
     redis: { topology: string; state: string; nodes: { address: string; role: string; slots: string[] }[] };
     destinations: { id: string; slot: number; node: string }[];
@@ -131,3 +139,21 @@ test('three destinations on three masters: each queue lives on its own shard, an
     });
   }
 }, 90_000);
+
+test('masterFor answers the connection of the master that owns a key, for WAIT on the node that took the write', async () => {
+  const settings = redisSettings({ cluster: cluster.urls, prefix: 'mf', waitReplicas: 0, waitTimeout: 500 });
+  const client = producerConnection(settings, 'imkit-bridge-test');
+  try {
+    await waitFor(() => client.status === 'ready', { timeoutMs: 10_000, what: 'cluster client ready' });
+    const keys = Array.from({ length: 20 }, (_, i) => `mf:{webhook-k${i}}:wait`);
+    for (const key of keys) {
+      const node = masterFor(client, key);
+      expect(node, key).toBeDefined();
+      expect(node!.options.port, key).toBe(await cluster.masterOf(key));
+      // The node connection is the one that serves the key's slot: a write through it is accepted.
+      await node!.set(key, '1');
+    }
+  } finally {
+    client.disconnect();
+  }
+});

@@ -69,6 +69,7 @@ describe('Redis over TLS with a password', () => {
   });
 
   test('a wrong password: /readyz 503 naming WRONGPASS for 10 s, the process keeps running and holds events', async () => {
+    const started = Date.now();
     const bridge = await bridgeWith(redisBlock(), 'not-the-password');
     await world.connected();
     await waitFor(async () => (await readiness(bridge)).reasons.some((r) => r.includes('WRONGPASS')), {
@@ -95,6 +96,10 @@ describe('Redis over TLS with a password', () => {
       await new Promise((r) => setTimeout(r, 500));
     }
     expect(buffered).toBeGreaterThan(0);
+    // Logged with the cause, and throttled: a line per 5 s per cause, not one per reconnect attempt.
+    const named = bridge.records().filter((r) => /^redis: .*WRONGPASS/.test(String(r.msg)));
+    expect(named.length).toBeGreaterThan(0);
+    expect(named.length).toBeLessThanOrEqual(2 * Math.ceil((Date.now() - started) / 5_000) + 1);
     expect(bridge.logs.join('\n')).not.toContain('not-the-password');
     await bridge.stop('SIGKILL');
   });

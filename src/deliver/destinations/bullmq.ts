@@ -35,11 +35,21 @@ export function bullmqKeyspaceProblem(
   config: BullmqOptions,
   bridge: BridgeKeyspace,
 ): { path: string[]; message: string } | undefined {
-  if (!sharesBridgeKeyspace(config.url, bridge) || config.prefix !== bridge.prefix) return undefined;
-  return {
-    path: ['prefix'],
-    message: `must differ from redis.prefix ("${bridge.prefix}") on the bridge's own Redis`,
-  };
+  if (!sharesBridgeKeyspace(config.url, bridge)) return undefined;
+  if (config.prefix === bridge.prefix) {
+    return {
+      path: ['prefix'],
+      message: `must differ from redis.prefix ("${bridge.prefix}") on the bridge's own Redis`,
+    };
+  }
+  // BullMQ's scripts touch several keys of a queue at once, which a cluster accepts only within one slot.
+  if (bridge.cluster && !/\{[^}]+\}/.test(config.prefix) && !/\{[^}]+\}/.test(config.queue)) {
+    return {
+      path: ['prefix'],
+      message: `needs a hash tag on the bridge's Redis Cluster, e.g. "{${config.prefix}}", so the queue's keys share a slot`,
+    };
+  }
+  return undefined;
 }
 
 /** The job an event becomes: named after the type, the body parsed, the event id as job id. */
