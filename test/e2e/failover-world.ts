@@ -113,6 +113,16 @@ export class FailoverWorld {
     return out;
   }
 
+  /** For a failure message: which sent messages (by send order) each destination lacks, and the bridge's last warnings. */
+  diagnosis(): string {
+    const order = new Map(this.sent.map((m, i) => [m, i]));
+    const missing = [...this.missing()].map(([id, m]) => `${id}: #${m.map((x) => order.get(x)).join(', #')}`);
+    const warnings = this.bridges.flatMap((b) =>
+      b.logs.filter((l) => /"level":(40|50|60)/.test(l)).slice(-20),
+    );
+    return `sent ${this.sent.length}; missing ${missing.join('; ')}\n${warnings.join('\n')}`;
+  }
+
   /** Waits until every destination has every sent message; false when `timeoutMs` passes first. */
   async allDelivered(timeoutMs: number): Promise<boolean> {
     return waitFor(() => [...this.missing().values()].every((m) => m.length === 0), {
