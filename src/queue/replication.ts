@@ -29,9 +29,6 @@ export interface Landing {
   readonly lost: () => void;
 }
 
-/** `lost`: some writes must be landed again; `shortfall`: some are still unconfirmed. */
-export type ConfirmOutcome = 'confirmed' | 'shortfall' | 'lost';
-
 /**
  * The confirm half of ingest's writes (`redis.waitReplicas`): a write is landed only once `WAIT`
  * on the connection that made it says enough replicas hold it. A master can acknowledge a write and
@@ -65,11 +62,6 @@ export class ReplicaConfirmer {
     this.outstanding.push(landing);
   }
 
-  /** Writes answered by a master and not yet confirmed by its replicas. */
-  get pending(): number {
-    return this.outstanding.length;
-  }
-
   /**
    * The `/readyz` reason while the last WAIT fell short, until one succeeds:
    * `0 of 1 replicas acknowledged within 500ms (waitReplicas); N events held in memory`.
@@ -85,7 +77,7 @@ export class ReplicaConfirmer {
    * Confirmed writes and lost writes are settled; those that fell short stay outstanding for the
    * next call, whose WAIT covers them again (it waits for the connection's latest offset).
    */
-  async confirm(): Promise<ConfirmOutcome> {
+  async confirm(): Promise<void> {
     const byConnection = new Map<Redis, Landing[]>();
     for (const landing of this.outstanding) {
       const list = byConnection.get(landing.connection);
@@ -93,15 +85,14 @@ export class ReplicaConfirmer {
       else byConnection.set(landing.connection, [landing]);
     }
     this.outstanding = [];
-    const outcomes = await Promise.all(
+    const short = await Promise.all(
       [...byConnection].map(([connection, landings]) => this.confirmOn(connection, landings)),
     );
-    if (outcomes.includes('shortfall')) return 'shortfall';
-    this.lastShortfall = undefined;
-    return outcomes.includes('lost') ? 'lost' : 'confirmed';
+    if (!short.includes(true)) this.lastShortfall = undefined;
   }
 
-  private async confirmOn(connection: Redis, landings: Landing[]): Promise<ConfirmOutcome> {
+  /** True when replicas fell short (the writes stay outstanding). */
+  private async confirmOn(connection: Redis, landings: Landing[]): Promise<boolean> {
     const { waitReplicas, waitTimeoutMs, metrics } = this.options;
     const generation = this.generation(connection);
     const started = performance.now();
@@ -113,7 +104,7 @@ export class ReplicaConfirmer {
       this.log.warn({ err }, 'WAIT failed; landing the unconfirmed writes again');
       this.options.onWaitError?.();
       this.lose(landings);
-      return 'lost';
+      return false;
     }
     metrics.redisWaitDuration.observe((performance.now() - started) / 1000);
     const stale = landings.filter(
@@ -121,9 +112,10 @@ export class ReplicaConfirmer {
     );
     if (stale.length > 0) this.lose(stale);
     const current = landings.filter((l) => !stale.includes(l));
+    if (current.length === 0) return false;
     if (acked >= waitReplicas) {
       for (const landing of current) landing.confirmed();
-      return stale.length > 0 ? 'lost' : 'confirmed';
+      return false;
     }
     metrics.redisWaitShortfalls.inc();
     if (this.lastShortfall === undefined)
@@ -133,7 +125,7 @@ export class ReplicaConfirmer {
       );
     this.lastShortfall = acked;
     this.outstanding.push(...current);
-    return 'shortfall';
+    return true;
   }
 
   private lose(landings: Landing[]): void {
