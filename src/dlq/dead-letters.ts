@@ -485,8 +485,8 @@ export function firstError(connection: RedisClient, settings: RedisSettings): Pr
   const problem = watchRedisErrors(connection, settings);
   const failed = new Promise<never>((_, reject) => {
     const fail = (err: unknown) => reject(unavailable(settings, problem() ?? describeError(err)));
+    // Not a Cluster's 'node error': one seed or replica down is not the cluster down.
     connection.once('error', fail);
-    connection.once('node error', fail);
   });
   failed.catch(() => {});
   return failed;

@@ -2,7 +2,7 @@ import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { keySlot, masterFor, producerConnection, redisSettings } from '../../src/queue/redis.js';
 import { runCli, writeConfig } from '../support/bridge-process.js';
-import { waitFor } from '../support/redis.js';
+import { freePort, waitFor } from '../support/redis.js';
 import { ClusterGroup, type ClusterNode } from '../support/redis-topologies.js';
 import { BOT, SECRET, World } from './world.js';
 
@@ -118,8 +118,13 @@ test('three destinations on three masters: each queue lives on its own shard, an
     client.disconnect();
   }
 
-  // The dlq commands read every destination's queue on its shard.
-  const dlq = await runCli(['dlq', 'list', '--json', '--config', writeConfig(config)], {
+  // The dlq commands read every destination's queue on its shard, even with a seed node down.
+  const deadSeed = `redis://127.0.0.1:${await freePort()}`;
+  const withDeadSeed = {
+    ...config,
+    redis: { cluster: [deadSeed, ...cluster.urls], prefix: world.prefix },
+  };
+  const dlq = await runCli(['dlq', 'list', '--json', '--config', writeConfig(withDeadSeed)], {
     env: { BOT_TOKEN: world.token },
   });
   expect(dlq.code, dlq.stderr).toBe(0);
