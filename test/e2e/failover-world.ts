@@ -173,19 +173,19 @@ export class FailoverWorld {
 }
 
 /**
- * Adds one measurement to bench/results/redis-loss.json (kept across runs, newest last), for the
- * operator's guide: how many acknowledged events a failover lost without waitReplicas.
+ * Records a test's latest measurement in bench/results/redis-loss.json (one entry per `test`), for
+ * the operator's guide: how many acknowledged events a failover lost without waitReplicas.
  */
-export function recordLoss(entry: Record<string, unknown>): void {
+export function recordLoss(entry: { test: string } & Record<string, unknown>): void {
   const file = resolve(import.meta.dirname, '../../bench/results/redis-loss.json');
   mkdirSync(dirname(file), { recursive: true });
-  let runs: unknown[] = [];
+  let runs: Record<string, unknown>[] = [];
   try {
-    runs = JSON.parse(readFileSync(file, 'utf8')) as unknown[];
+    runs = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>[];
   } catch {
     runs = [];
   }
-  runs.push({ at: new Date().toISOString(), ...entry });
+  runs = [...runs.filter((r) => r.test !== entry.test), { at: new Date().toISOString(), ...entry }];
   writeFileSync(file, JSON.stringify(runs, null, 2) + '\n');
 }
 
