@@ -24,11 +24,13 @@
  *                     process (bench/tracing.ts): a third row, and the cost against tracing off
  *   --profile         CPU-profile the bridge (V8 sampling profiler, as --cpu-prof); profiles go to
  *                     bench/results/profiles-*, a summary of where the time goes is printed
+ *   --redis LIST      instead: the bridge over Redis topologies (single,sentinel,cluster) with
+ *                     `--wait 0,1`; see bench/redis.ts
  *
  * `--processes N` (with `--accounts`, `--copies`, ...) runs the benchmark of accounts shared among
  * ingest processes instead: bench/sharing.ts describes it.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -39,8 +41,8 @@ import { RedisServer, hasRedisServer, waitFor } from '../test/support/redis.js';
 import type { NaiveRelaySettings } from './naive-relay.js';
 import { cpuMsOf, memoryOf, redisPid } from './process-stats.js';
 import { summarizeProfiles } from './profile-summary.js';
+import { SimProcess } from './sim-client.js';
 import { SpanCounter, tracingCost } from './tracing.js';
-import type { SimCommand, SimReply } from './sim-process.js';
 import {
   DESTINATION_TYPES,
   sinkFactory,
@@ -159,43 +161,6 @@ const t0 = Date.now();
 const loadAtStart = loadavg().map((l) => round(l, 2));
 function say(line: string): void {
   console.log(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(6)}s] ${line}`);
-}
-
-/** The simulator child process and a request/reply helper over IPC. */
-class SimProcess {
-  private constructor(
-    private readonly child: ChildProcess,
-    readonly url: string,
-  ) {}
-
-  static async start(): Promise<SimProcess> {
-    const child = fork(join(HERE, 'sim-process.ts'), [], {
-      execArgv: ['--import', 'tsx'],
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
-    const ready = await new Promise<SimReply>((r) => child.once('message', (m) => r(m as SimReply)));
-    if (ready.op !== 'ready') throw new Error('simulator did not start');
-    return new SimProcess(child, ready.url);
-  }
-
-  get pid(): number {
-    return this.child.pid!;
-  }
-
-  request<T extends SimReply['op']>(command: SimCommand): Promise<Extract<SimReply, { op: T }>> {
-    return new Promise((r) => {
-      this.child.once('message', (m) => r(m as Extract<SimReply, { op: T }>));
-      this.child.send(command);
-    });
-  }
-
-  async tokens(accounts: string[]): Promise<Record<string, string>> {
-    return (await this.request<'tokens'>({ op: 'tokens', accounts })).tokens;
-  }
-
-  stop(): void {
-    this.child.disconnect();
-  }
 }
 
 function bridgeConfig(
@@ -641,9 +606,13 @@ function round(n: number, digits: number): number {
   return Math.round(n * 10 ** digits) / 10 ** digits;
 }
 
-const run = process.argv.some((arg) => arg.startsWith('--processes'))
+const args = process.argv.slice(2);
+// `--processes` (bench/sharing.ts) and `--redis` (bench/redis.ts) are runs of their own.
+const run = args.some((arg) => arg.startsWith('--processes'))
   ? (await import('./sharing.js')).runSharingBench
-  : main;
+  : args.some((arg) => arg === '--redis' || arg.startsWith('--redis='))
+    ? () => import('./redis.js').then((m) => m.redisBench())
+    : main;
 run().then(
   () => process.exit(0),
   (err: unknown) => {

@@ -85,6 +85,37 @@ export class BridgeMetrics {
     registers: [this.registry],
   });
 
+  readonly ingestUnconfirmed = new Gauge({
+    name: 'imkit_bridge_ingest_unconfirmed_events',
+    help: 'Events written to Redis whose replicas have not acknowledged them yet (redis.waitReplicas); still held in memory.',
+    registers: [this.registry],
+  });
+
+  readonly redisWaitDuration = new Histogram({
+    name: 'imkit_bridge_redis_wait_duration_seconds',
+    help: 'Duration of one WAIT for replica acknowledgement (redis.waitReplicas).',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2],
+    registers: [this.registry],
+  });
+
+  readonly redisWaitShortfalls = new Counter({
+    name: 'imkit_bridge_redis_wait_shortfalls_total',
+    help: 'WAITs that returned fewer replicas than redis.waitReplicas within redis.waitTimeout.',
+    registers: [this.registry],
+  });
+
+  readonly redisRelanded = new Counter({
+    name: 'imkit_bridge_redis_relanded_events_total',
+    help: 'Events written again because the connection that wrote them closed or failed over before replicas confirmed them.',
+    registers: [this.registry],
+  });
+
+  readonly redisMasterChanges = new Counter({
+    name: 'imkit_bridge_redis_master_changes_total',
+    help: 'Redis master changes seen by ingest: a new master address from the sentinels, or a cluster failover.',
+    registers: [this.registry],
+  });
+
   readonly ingestOverflow = new Counter({
     name: 'imkit_bridge_ingest_buffer_overflow_total',
     help: 'Events dropped because the in-memory ingest buffer was full while Redis was unreachable.',

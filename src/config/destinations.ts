@@ -1,4 +1,4 @@
-import { queueName } from '../queue/names.js';
+import { clusterQueueName, queueName } from '../queue/names.js';
 import type { BridgeConfig, LaneConfig } from './schema.js';
 
 /**
@@ -16,17 +16,19 @@ const lists = new WeakMap<BridgeConfig, readonly DestinationConfig[]>();
 /**
  * Every destination, as one list: the `webhooks:` entries (type http, queues `webhook-<id>` as before
  * 0.2, so their jobs, dead letters and claims survive an upgrade), then `destinations:`
- * (queues `destination-<id>`). Router, queues, workers, status and `dlq` all take this list.
+ * (queues `destination-<id>`; on Redis Cluster `{webhook-<id>}`, `{destination-<id>}`). Router, queues, workers, status and `dlq` all take this list.
  */
 export function destinationsOf(config: BridgeConfig): readonly DestinationConfig[] {
   let list = lists.get(config);
   if (!list) {
+    // On Cluster the name is a hash tag: the queue's keys share a slot, and destinations spread over shards.
+    const jobQueue = config.redis.cluster ? (name: string) => clusterQueueName(name) : (name: string) => name;
     list = Object.freeze([
       ...config.webhooks.map((w) =>
-        Object.freeze({ ...w, type: 'http', jobQueue: queueName(w.id, 'webhook') }),
+        Object.freeze({ ...w, type: 'http', jobQueue: jobQueue(queueName(w.id, 'webhook')) }),
       ),
       ...(config.destinations as readonly (LaneConfig & { type: string })[]).map((d) =>
-        Object.freeze({ ...d, jobQueue: queueName(d.id, 'destination') }),
+        Object.freeze({ ...d, jobQueue: jobQueue(queueName(d.id, 'destination')) }),
       ),
     ]);
     lists.set(config, list);

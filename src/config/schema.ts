@@ -1,9 +1,56 @@
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { credentialsToHeader } from './headers.js';
 import { KINDS, type AnyKind } from '../deliver/registry.js';
 import { duration, httpUrl, requiredDuration } from './fields.js';
 
 const redisUrl = z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' });
+/** WAIT blocks the ingest connection; its bound stays well under the 5 s command timeout. */
+const MIN_WAIT_TIMEOUT_MS = 10;
+const MAX_WAIT_TIMEOUT_MS = 2_000;
+const MAX_WAIT_REPLICAS = 5;
+
+/** A PEM file, read at load: a missing or unreadable file is a config problem, not a connection error later. */
+const pemFile = z
+  .string()
+  .min(1, 'must not be empty')
+  .transform((file, ctx): { readonly file: string; readonly pem: string } => {
+    try {
+      return { file, pem: readFileSync(file, 'utf8') };
+    } catch (err) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+      });
+      return z.NEVER;
+    }
+  });
+
+/**
+ * `redis:`: exactly one of `url` (one server), `sentinels` + `name` (Redis Sentinel) or `cluster`
+ * (seed nodes), with an optional password and TLS for every node; docs/configuration.md.
+ */
+const redis = z
+  .strictObject({
+    url: redisUrl.optional(),
+    sentinels: z.array(redisUrl).min(1, 'list at least one sentinel').optional(),
+    name: z.string().min(1, 'must not be empty').optional(),
+    cluster: z.array(redisUrl).min(1, 'list at least one seed node').optional(),
+    password: z.string().min(1, 'must not be empty').optional(),
+    tls: z
+      .strictObject({ ca: pemFile.optional(), cert: pemFile.optional(), key: pemFile.optional() })
+      .optional(),
+    waitReplicas: z.number().int().min(0).max(MAX_WAIT_REPLICAS).default(0),
+    waitTimeout: duration('500ms').refine(
+      (ms) => ms >= MIN_WAIT_TIMEOUT_MS && ms <= MAX_WAIT_TIMEOUT_MS,
+      `must be between ${MIN_WAIT_TIMEOUT_MS}ms and ${MAX_WAIT_TIMEOUT_MS / 1000}s`,
+    ),
+    prefix: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]+$/, 'use letters, digits, ".", "_" or "-"')
+      .default('imkit-bridge'),
+  })
+  .superRefine((value, ctx) => topologyProblems(value, ctx), { when: () => true });
 const name = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'use 1-64 letters, digits, ".", "_" or "-"');
@@ -125,13 +172,7 @@ const destination = z.discriminatedUnion(
 
 export const configSchema = z
   .strictObject({
-    redis: z.strictObject({
-      url: redisUrl,
-      prefix: z
-        .string()
-        .regex(/^[A-Za-z0-9_.-]+$/, 'use letters, digits, ".", "_" or "-"')
-        .default('imkit-bridge'),
-    }),
+    redis,
     server: z
       .strictObject({
         host: z.string().min(1).default('0.0.0.0'),
@@ -250,26 +291,102 @@ export const configSchema = z
     { when: () => true },
   );
 
+interface RedisShape {
+  url?: unknown;
+  sentinels?: unknown;
+  name?: unknown;
+  cluster?: unknown;
+  password?: unknown;
+  tls?: unknown;
+  prefix?: unknown;
+}
+
+/** One problem per line: which topology, and whether its URLs, name, password and TLS agree. */
+function topologyProblems(redis: RedisShape, ctx: z.core.$RefinementCtx): void {
+  const issue = (path: (string | number)[], message: string) =>
+    ctx.addIssue({ code: 'custom', path, message });
+  const chosen = (['url', 'sentinels', 'cluster'] as const).filter((key) => redis[key] !== undefined);
+  if (chosen.length !== 1) {
+    const found = chosen.length === 0 ? 'none' : chosen.join(' and ');
+    issue([], `exactly one of url, sentinels or cluster is required (found ${found})`);
+  }
+  if (redis.sentinels !== undefined && redis.name === undefined)
+    issue(['name'], "is required with sentinels: the master's name the sentinels know");
+  if (redis.sentinels === undefined && redis.name !== undefined)
+    issue(['name'], 'is only used with sentinels');
+  const urls = (key: 'url' | 'sentinels' | 'cluster'): [number | undefined, URL][] => {
+    const value = redis[key];
+    const list = Array.isArray(value) ? value : typeof value === 'string' ? [value] : [];
+    return list.flatMap((u, i) => {
+      if (typeof u !== 'string' || !URL.canParse(u)) return [];
+      return [[Array.isArray(value) ? i : undefined, new URL(u)]];
+    });
+  };
+  const all = [...urls('url'), ...urls('sentinels'), ...urls('cluster')];
+  const schemes = new Set(all.map(([, u]) => u.protocol));
+  for (const key of ['sentinels', 'cluster'] as const) {
+    if (new Set(urls(key).map(([, u]) => u.protocol)).size > 1)
+      issue([key], 'mixes redis:// and rediss://; use one scheme for every node');
+    const passwords = new Set(
+      urls(key).flatMap(([, u]) => (u.password ? [decodeURIComponent(u.password)] : [])),
+    );
+    if (
+      typeof redis.password === 'string'
+        ? [...passwords].some((p) => p !== redis.password)
+        : passwords.size > 1
+    )
+      issue(
+        [key],
+        'carries credentials that differ from redis.password; set the password once, in redis.password',
+      );
+  }
+  for (const [i, url] of urls('cluster')) {
+    if (url.pathname !== '' && url.pathname !== '/')
+      issue(['cluster', i!], 'takes no /db: a cluster has only database 0');
+  }
+  for (const [i, url] of urls('sentinels')) {
+    if (url.pathname !== '' && url.pathname !== '/')
+      issue(['sentinels', i!], 'takes no /db: the database is that of the master, not of a sentinel');
+  }
+  const tls = (redis.tls ?? undefined) as { cert?: unknown; key?: unknown } | undefined;
+  if (tls !== undefined && schemes.size > 0 && !schemes.has('rediss:'))
+    issue(['tls'], 'needs rediss:// URLs (TLS is chosen by the scheme)');
+  if (tls && (tls.cert === undefined) !== (tls.key === undefined))
+    issue(
+      ['tls', tls.cert === undefined ? 'cert' : 'key'],
+      'cert and key come together (a client certificate)',
+    );
+}
+
 /** A destination that writes to the bridge's own Redis must keep out of the bridge's keys. */
 function keyspaceProblems(
   entry: unknown,
   index: number,
-  redis: { url?: unknown; prefix?: unknown } | undefined,
+  redis: RedisShape | undefined,
   ctx: z.core.$RefinementCtx,
 ): void {
   const { type } = (entry ?? {}) as { type?: unknown };
   const kind = brokerKinds.find((k) => k.type === type);
-  if (!kind?.keyspaceProblem || typeof redis?.url !== 'string' || typeof redis.prefix !== 'string') return;
+  if (!kind?.keyspaceProblem || typeof redis?.prefix !== 'string') return;
+  const bridge = bridgeKeyspace(redis);
+  if (!bridge) return;
   // Checked only on an entry whose own keys are valid (their defaults applied); the rest is reported anyway.
   const options = z.object(kind.options.shape).safeParse(entry);
   if (!options.success) return;
-  const problem = kind.keyspaceProblem(options.data, { url: redis.url, prefix: redis.prefix });
+  const problem = kind.keyspaceProblem(options.data, { ...bridge, prefix: redis.prefix });
   if (problem)
     ctx.addIssue({
       code: 'custom',
       path: ['destinations', index, ...problem.path],
       message: problem.message,
     });
+}
+
+/** Where the bridge's own keys live, as a destination sees it (`sharesBridgeKeyspace`). */
+function bridgeKeyspace(redis: RedisShape): { url?: string; cluster?: boolean } | undefined {
+  if (typeof redis.url === 'string') return { url: redis.url };
+  if (Array.isArray(redis.cluster)) return { cluster: true };
+  return Array.isArray(redis.sentinels) ? {} : undefined;
 }
 
 type DeepReadonly<T> = T extends (infer U)[]

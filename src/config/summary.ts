@@ -2,6 +2,7 @@ import { describeDestination } from '../deliver/registry.js';
 import { destinationsOf, type DestinationConfig } from './destinations.js';
 import { formatDuration } from './duration.js';
 import { safeUrl } from './fields.js';
+import { keySlot, redisSettings } from '../queue/redis.js';
 import type { AccountConfig, BridgeConfig, WebhookConfig } from './schema.js';
 
 /** Accounts and destinations listed one per line at most; a generated config with thousands stays readable. */
@@ -47,7 +48,10 @@ function more(count: number): string[] {
 
 /** The `config check` summary: what connects where and which events go to which destination. No secrets. */
 export function summarizeConfig(config: BridgeConfig, file: string): string {
-  const lines = [`${file}: ok`, `redis: ${safeUrl(config.redis.url)} (prefix "${config.redis.prefix}")`];
+  const lines = [
+    `${file}: ok`,
+    `redis: ${redisSettings(config.redis).describe()} (prefix "${config.redis.prefix}")`,
+  ];
   lines.push(`imkit: ${safeUrl(config.imkit.url)}`);
   const admin = config.server;
   lines.push(
@@ -76,6 +80,11 @@ export function summarizeConfig(config: BridgeConfig, file: string): string {
     );
   }
   lines.push(...more(destinations.length));
+  if (config.redis.cluster && destinations.length > 0) {
+    // Tags do not spread by themselves: the operator checks the slots against the cluster's shards.
+    const slots = destinations.map((d) => `${d.id}→slot ${keySlot(d.jobQueue)}`);
+    lines.push(`destination queues: ${slots.join(', ')}`);
+  }
   if (destinations.length === 0) lines.push('  (none: events are received but not delivered anywhere)');
   lines.push(
     `dedup window: ${config.dedupWindow} ms, repeat window: ${config.repeatWindow} ms, ` +

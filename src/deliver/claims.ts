@@ -1,7 +1,6 @@
-import type { Redis } from 'ioredis';
 import type { DeliveryEvent } from '../queue/job.js';
 import { claimKey, repeatKeyName } from '../queue/names.js';
-import { perKeyFlagScript } from '../queue/redis.js';
+import { perKeyFlagScript, type RedisClient } from '../queue/redis.js';
 
 /**
  * KEYS: one claim key per event, then one repeat record per event that has a repeat key, in order.
@@ -68,7 +67,7 @@ export class DeliveryClaims {
   private readonly run: ReturnType<typeof perKeyFlagScript>;
 
   constructor(
-    connection: Redis,
+    connection: RedisClient,
     private readonly prefix: string,
     /** The destination's queue name, which its keys hang under. */
     private readonly queue: string,

@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import type { Logger } from '../lifecycle/logger.js';
 import type { DeliveryEvent } from '../queue/job.js';
+import type { RedisSettings } from '../queue/redis.js';
 
 /**
  * What one attempt to hand one event to a destination came to. A destination only reports; what an
@@ -48,11 +49,20 @@ export interface Destination {
   close(): Promise<void>;
 }
 
+/** Where the bridge keeps its own keys, as a destination that writes to Redis sees it. */
+export interface BridgeKeyspace {
+  /** One server's URL; absent on sentinel and cluster, where only a destination without `url` shares it. */
+  readonly url?: string;
+  /** The bridge's Redis is a Cluster: multi-key writes there need a hash tag. */
+  readonly cluster?: boolean;
+  readonly prefix: string;
+}
+
 export interface DestinationDeps {
   /** Already bound to the destination (its id and type). */
   readonly logger: Logger;
   /** The bridge's own Redis: the default target of `redis-stream` and `bullmq` destinations. */
-  readonly bridgeRedisUrl: string;
+  readonly bridgeRedis: RedisSettings;
   readonly dedupWindowMs: number;
 }
 
@@ -79,6 +89,6 @@ export interface DestinationKind<Type extends string, Options extends z.ZodObjec
    */
   keyspaceProblem?(
     options: z.output<Options>,
-    bridge: { readonly url: string; readonly prefix: string },
+    bridge: BridgeKeyspace,
   ): { path: string[]; message: string } | undefined;
 }

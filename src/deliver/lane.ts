@@ -1,8 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import { Job, Queue, UnrecoverableError, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { DirectDelivery, DirectSlot } from '../queue/enqueuer.js';
-import { createWorkerConnection } from '../queue/redis.js';
+import { redisSettings, workerConnection, type RedisClient } from '../queue/redis.js';
 import type { BridgeMetrics } from '../admin/metrics.js';
 import type { DestinationConfig } from '../config/destinations.js';
 import type { BridgeConfig } from '../config/schema.js';
@@ -79,7 +78,7 @@ interface EventJobSpec {
  */
 export class DestinationLane implements DirectDelivery {
   readonly leaseMs = DIRECT_LEASE_MS;
-  private readonly connection: Redis;
+  private readonly connection: RedisClient;
   private readonly queue: Queue<DeliveryJobData>;
   private readonly breaker: CircuitBreaker;
   private readonly claims: DeliveryClaims;
@@ -115,9 +114,7 @@ export class DestinationLane implements DirectDelivery {
   ) {
     this.laneLabels = { destination: lane.id };
     this.deliveredLabels = { destination: lane.id, outcome: 'delivered' };
-    this.connection = createWorkerConnection(config.redis.url, {
-      name: `imkit-bridge-deliver-${lane.id}`,
-    });
+    this.connection = workerConnection(redisSettings(config.redis), `imkit-bridge-deliver-${lane.id}`);
     this.connection.on('error', (err) => this.logger.debug({ err }, 'redis connection error'));
     this.queue = new Queue(lane.jobQueue, {
       connection: this.connection,

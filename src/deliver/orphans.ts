@@ -1,5 +1,5 @@
 import { Job, type Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/redis.js';
 
 /**
  * Finds jobs this process's workers own in Redis but no longer know about, and puts them back in
@@ -13,7 +13,7 @@ export class OrphanSweeper {
   private suspects = new Map<string, string>();
 
   constructor(
-    private readonly connection: Redis,
+    private readonly connection: RedisClient,
     private readonly queue: Queue,
     /** Worker ids (lock tokens are `<worker id>:<n>`) that belong to this process. */
     private readonly ownWorkerIds: () => ReadonlySet<string>,

@@ -1,8 +1,22 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
-import { createProducerConnection, trackConnectionErrors } from '../queue/redis.js';
+import {
+  keySlot,
+  producerConnection,
+  redisSettings,
+  watchRedisErrors,
+  type RedisClient,
+  type RedisSettings,
+} from '../queue/redis.js';
+import {
+  queuePlacement,
+  readRedisStatus,
+  type QueuePlacement,
+  type RedisStatus,
+} from '../queue/redis-status.js';
 import type { BridgeMetrics } from '../admin/metrics.js';
 import { destinationsOf } from '../config/destinations.js';
+import { LogThrottle } from '../lifecycle/log-throttle.js';
+import type { Logger } from '../lifecycle/logger.js';
 import type { BridgeConfig } from '../config/schema.js';
 import { eventsOf, type DeliveryJobData } from '../queue/job.js';
 
@@ -24,16 +38,33 @@ const STATES = ['waiting', 'active', 'delayed', 'failed'] as const;
  * ingest-only process can report too. Commands fail fast while Redis is down instead of queueing.
  */
 export class QueueStatusReader {
-  private readonly connection: Redis;
+  private readonly connection: RedisClient;
   private readonly queues: ReadonlyMap<string, Queue<DeliveryJobData>>;
   /** Why the connection is down (`connect ECONNREFUSED …`, `WRONGPASS …`), while it is. */
   readonly connectionError: () => string | undefined;
   private closed = false;
+  private readonly settings: RedisSettings;
 
-  constructor(private readonly options: { config: BridgeConfig; metrics?: BridgeMetrics }) {
+  /** With `logger`, each Redis problem is logged (explained, once per 5 s per cause) and its end too. */
+  constructor(private readonly options: { config: BridgeConfig; metrics?: BridgeMetrics; logger?: Logger }) {
     const { config } = options;
-    this.connection = createProducerConnection(config.redis.url, { name: 'imkit-bridge-status' });
-    this.connectionError = trackConnectionErrors(this.connection);
+    const settings = redisSettings(config.redis);
+    this.settings = settings;
+    this.connection = producerConnection(settings, 'imkit-bridge-status');
+    const bySlot = new Map(destinationsOf(config).map((d) => [keySlot(d.jobQueue), `destination ${d.id}`]));
+    const log = options.logger?.child({ stage: 'redis' });
+    const throttle = new LogThrottle();
+    this.connectionError = watchRedisErrors(this.connection, settings, {
+      slotOwner: (slot) => bySlot.get(slot),
+      onProblem: (reason) => {
+        if (!log) return;
+        if (reason === undefined) log.info({ redis: settings.endpoint() }, 'redis reachable again');
+        else
+          throttle.log(reason, (repeats) =>
+            log.warn({ redis: settings.endpoint(), reason, ...repeats }, `redis: ${reason}`),
+          );
+      },
+    });
     this.queues = new Map(
       destinationsOf(config).map((d) => {
         const queue = new Queue<DeliveryJobData>(d.jobQueue, {
@@ -62,6 +93,16 @@ export class QueueStatusReader {
         };
       }),
     );
+  }
+
+  /** `/status.redis`; `reachable`: whether the last read() succeeded. */
+  redis(reachable: boolean): Promise<RedisStatus> {
+    return readRedisStatus(this.connection, this.settings, reachable, this.connectionError());
+  }
+
+  /** Cluster: the slot and node of a destination's queue; undefined on one server or Sentinel. */
+  placement(jobQueue: string): QueuePlacement | undefined {
+    return queuePlacement(this.connection, jobQueue);
   }
 
   /** Reads the counts and sets `imkit_bridge_queue_jobs{destination,state}`; the admin server calls it on scrape. */

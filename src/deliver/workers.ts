@@ -7,6 +7,7 @@ import type { Logger } from '../lifecycle/logger.js';
 import type { EventTracer } from '../lifecycle/tracing.js';
 import { DestinationLane, type DestinationDeliveryStatus } from './lane.js';
 import { createDestination } from './registry.js';
+import { redisSettings } from '../queue/redis.js';
 
 export type { DestinationDeliveryStatus } from './lane.js';
 
@@ -34,7 +35,7 @@ export class DeliveryWorkers {
       const laneLogger = logger.child({ destination: destination.id, type: destination.type });
       const deps = {
         logger: laneLogger,
-        bridgeRedisUrl: config.redis.url,
+        bridgeRedis: redisSettings(config.redis),
         dedupWindowMs: config.dedupWindow,
       };
       return new DestinationLane(

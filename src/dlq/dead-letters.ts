@@ -1,13 +1,20 @@
 import { Job, Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { destinationsOf } from '../config/destinations.js';
 import type { BridgeConfig } from '../config/schema.js';
 import { RedisUnavailableError, UnknownDestinationError } from '../errors.js';
 import { attemptsOf, eventsOf, isBatch, type DeliveryEvent, type DeliveryJobData } from '../queue/job.js';
 import { quarantineKey } from '../queue/names.js';
 export { formatDeadLetters, formatPurge, formatReplay } from './format.js';
-import { createProducerConnection, redisEndpoint } from '../queue/redis.js';
+import {
+  masterFor,
+  producerConnection,
+  redisSettings,
+  watchRedisErrors,
+  type RedisClient,
+  type RedisSettings,
+} from '../queue/redis.js';
 import { describeError } from '../lifecycle/describe-error.js';
+import { replicaShortfall } from '../queue/replication.js';
 import { audited, type Auditor } from './audit.js';
 import {
   describeFilter,
@@ -150,7 +157,7 @@ export async function listDestinationDeadLetters(
 }
 
 function listQueues(
-  connection: Redis,
+  connection: RedisClient,
   queues: DestinationQueue[],
   options: ListOptions,
 ): Promise<DestinationDeadLetters[]> {
@@ -195,7 +202,7 @@ export async function readDeadLetter(
  * time) to count the matches.
  */
 async function listFailed(
-  connection: Redis,
+  connection: RedisClient,
   queue: Queue<DeliveryJobData>,
   filter: DeadLetterFilter,
   page: { offset: number; limit: number; now: number },
@@ -247,7 +254,7 @@ function jobsOf(
  * the window is read to the end to count it.
  */
 export async function readQuarantine(
-  connection: Redis,
+  connection: RedisClient,
   key: string,
   filter: DeadLetterFilter,
   offset: number,
@@ -303,6 +310,7 @@ export async function replayDeadLetters(
         else if (id !== undefined) await pass.runIds(await jobsOfEvent(connection, queue, id));
         else await pass.run();
         destinations.push({ destination, type, replayed: pass.done, failed: pass.failed });
+        if (pass.done > 0) await confirmReplicated(config, connection, queue, pass.done);
       }
       return { destinations, ...counts() };
     }),
@@ -313,6 +321,32 @@ export async function replayDeadLetters(
 export interface SelectedJob {
   readonly destination: string;
   readonly jobId: string;
+}
+
+/** Attempts at WAIT before `dlq replay` gives up on `redis.waitReplicas`. */
+const REPLAY_WAIT_ATTEMPTS = 5;
+
+/**
+ * With `redis.waitReplicas`, "replayed N" is said only once replicas hold the moves: a failover
+ * could otherwise put the jobs back among the dead letters after the report.
+ */
+async function confirmReplicated(
+  config: BridgeConfig,
+  connection: RedisClient,
+  queue: Queue<DeliveryJobData>,
+  replayed: number,
+): Promise<void> {
+  const { waitReplicas, waitTimeoutMs } = redisSettings(config.redis);
+  if (waitReplicas === 0) return;
+  const node = masterFor(connection, `${config.redis.prefix}:${queue.name}:wait`);
+  let short: string | undefined;
+  for (let attempt = 0; attempt < REPLAY_WAIT_ATTEMPTS; attempt++) {
+    short = await replicaShortfall(node, waitReplicas, waitTimeoutMs);
+    if (short === undefined) return;
+  }
+  throw new RedisUnavailableError(
+    `replayed ${replayed} dead letters of ${queue.name}, but ${short}: a failover now could undo the replay; run it again once the replicas are back`,
+  );
 }
 
 /** A fresh start: no earlier tries counted, and a job born dead must now really be sent. */
@@ -378,7 +412,7 @@ class FailedSetPass {
   kept = 0;
 
   constructor(
-    private readonly connection: Redis,
+    private readonly connection: RedisClient,
     private readonly queue: Queue<DeliveryJobData>,
     private readonly filter: DeadLetterFilter,
     private readonly match: BatchMatch,
@@ -439,7 +473,7 @@ function failedKey(queue: Queue): string {
 }
 
 /** Job ids of one event in the failed set (normally one per destination). */
-async function jobsOfEvent(connection: Redis, queue: Queue, eventId: string): Promise<string[]> {
+async function jobsOfEvent(connection: RedisClient, queue: Queue, eventId: string): Promise<string[]> {
   // Job ids are `<event id>-<random>`; escape glob characters so the id matches literally.
   const pattern = `${eventId.replace(/[*?[\]\\]/g, '\\$&')}-*`;
   const found = new Set<string>();
@@ -461,15 +495,16 @@ interface DestinationQueue {
 async function withQueues<T>(
   config: BridgeConfig,
   only: string | undefined,
-  fn: (connection: Redis, queues: DestinationQueue[]) => Promise<T>,
+  fn: (connection: RedisClient, queues: DestinationQueue[]) => Promise<T>,
 ): Promise<T> {
   const all = destinationsOf(config);
   if (only !== undefined && !all.some((d) => d.id === only)) {
     const ids = all.map((d) => d.id).join(', ') || 'none';
     throw new UnknownDestinationError(`no destination has id "${only}" (configured: ${ids})`);
   }
-  const connection = createProducerConnection(config.redis.url, { name: 'imkit-bridge-dlq' });
-  const failed = firstError(connection, config.redis.url);
+  const settings = redisSettings(config.redis);
+  const connection = producerConnection(settings, 'imkit-bridge-dlq');
+  const failed = firstError(connection, settings);
   const queues = all
     .filter((d) => only === undefined || d.id === only)
     .map((d): DestinationQueue => {
@@ -481,7 +516,7 @@ async function withQueues<T>(
     await readyWithin(
       Promise.race([failed, Promise.all(queues.map(({ queue }) => queue.waitUntilReady()))]),
       CONNECT_TIMEOUT_MS,
-      config.redis.url,
+      settings,
     );
     return await fn(connection, queues);
   } finally {
@@ -490,10 +525,14 @@ async function withQueues<T>(
   }
 }
 
-export async function readyWithin(ready: Promise<unknown>, ms: number, url: string): Promise<void> {
+export async function readyWithin(
+  ready: Promise<unknown>,
+  ms: number,
+  settings: RedisSettings,
+): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(unavailable(url, `no answer within ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(unavailable(settings, `no answer within ${ms} ms`)), ms);
   });
   try {
     await Promise.race([ready, timeout]);
@@ -502,18 +541,23 @@ export async function readyWithin(ready: Promise<unknown>, ms: number, url: stri
   }
 }
 
-/** A one-shot command does not wait out an outage: an error before the connection is ready is the answer. */
-export function firstError(connection: Redis, url: string): Promise<never> {
-  const failed = new Promise<never>((_, reject) =>
-    connection.once('error', (err: unknown) => reject(unavailable(url, describeError(err)))),
-  );
+/**
+ * A one-shot command does not wait out an outage: an error before the connection is ready is the
+ * answer, explained like `/readyz` explains it (WRONGPASS, a certificate, no master of that name).
+ */
+export function firstError(connection: RedisClient, settings: RedisSettings): Promise<never> {
+  const problem = watchRedisErrors(connection, settings);
+  const failed = new Promise<never>((_, reject) => {
+    const fail = (err: unknown) => reject(unavailable(settings, problem() ?? describeError(err)));
+    // Not a Cluster's 'node error': one seed or replica down is not the cluster down.
+    connection.once('error', fail);
+  });
   failed.catch(() => {});
-  connection.on('error', () => {});
   return failed;
 }
 
-function unavailable(url: string, cause: string): RedisUnavailableError {
-  return new RedisUnavailableError(`cannot use Redis at ${redisEndpoint(url)}: ${cause}`);
+function unavailable(settings: RedisSettings, cause: string): RedisUnavailableError {
+  return new RedisUnavailableError(`cannot use Redis at ${settings.endpoint()}: ${cause}`);
 }
 
 /**

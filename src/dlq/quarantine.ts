@@ -1,5 +1,4 @@
 import { pino } from 'pino';
-import type { Redis } from 'ioredis';
 import { BridgeMetrics } from '../admin/metrics.js';
 import type { AccountConfig, BridgeConfig } from '../config/schema.js';
 import { createDecoder, type Decoder } from '../decode/decoder.js';
@@ -8,7 +7,7 @@ import { RedisUnavailableError, UnknownQuarantineEntryError } from '../errors.js
 import { createLogger } from '../lifecycle/logger.js';
 import { Enqueuer, type EnqueueResult } from '../queue/enqueuer.js';
 import { quarantineKey } from '../queue/names.js';
-import { createProducerConnection } from '../queue/redis.js';
+import { producerConnection, redisSettings, type RedisClient } from '../queue/redis.js';
 import { identifiedEvent } from '../route/event-id.js';
 import { Router } from '../route/router.js';
 import { destinationsOf, type DestinationConfig } from '../config/destinations.js';
@@ -166,7 +165,7 @@ export async function readQuarantineEntry(
 
 /** Entries of a stream window, oldest first, up to the newest one there when reading began. */
 async function* stablePages(
-  connection: Redis,
+  connection: RedisClient,
   key: string,
   window: { start: string; end: string },
 ): AsyncGenerator<[string, string[]][]> {
@@ -183,12 +182,13 @@ async function* stablePages(
 
 async function withStream<T>(
   config: BridgeConfig,
-  fn: (connection: Redis, key: string) => Promise<T>,
+  fn: (connection: RedisClient, key: string) => Promise<T>,
 ): Promise<T> {
-  const connection = createProducerConnection(config.redis.url, { name: 'imkit-bridge-dlq' });
-  const failed = firstError(connection, config.redis.url);
+  const settings = redisSettings(config.redis);
+  const connection = producerConnection(settings, 'imkit-bridge-dlq');
+  const failed = firstError(connection, settings);
   try {
-    await readyWithin(Promise.race([failed, ready(connection)]), CONNECT_TIMEOUT_MS, config.redis.url);
+    await readyWithin(Promise.race([failed, ready(connection)]), CONNECT_TIMEOUT_MS, settings);
     return await fn(connection, quarantineKey(config.redis.prefix));
   } finally {
     connection.disconnect();
@@ -208,7 +208,7 @@ class QuarantineReplay {
   constructor(private readonly config: BridgeConfig) {
     this.router = new Router(destinationsOf(config));
     this.enqueuer = new Enqueuer({
-      redisUrl: config.redis.url,
+      redis: redisSettings(config.redis),
       prefix: config.redis.prefix,
       destinations: destinationsOf(config),
       dedupWindowMs: config.dedupWindow,
@@ -324,7 +324,7 @@ function fieldsOf(flat: string[]): Map<string, string> {
   return map;
 }
 
-function ready(connection: Redis): Promise<void> {
+function ready(connection: RedisClient): Promise<void> {
   if (connection.status === 'ready') return Promise.resolve();
   return new Promise((resolve) => connection.once('ready', () => resolve()));
 }

@@ -17,6 +17,7 @@ import { Deadline, within } from './deadline.js';
 import { Ingest } from './ingest.js';
 import { createLogger, type Logger } from './logger.js';
 import { startTracing, type EventTracer } from './tracing.js';
+import { redisSettings } from '../queue/redis.js';
 
 export type Role = 'all' | 'ingest' | 'worker';
 
@@ -62,7 +63,7 @@ export class Daemon implements AdminSource {
     tracer?: EventTracer,
   ): Promise<Daemon> {
     const metrics = new BridgeMetrics();
-    const queues = new QueueStatusReader({ config, metrics });
+    const queues = new QueueStatusReader({ config, metrics, logger });
     const workers =
       role === 'ingest'
         ? undefined
@@ -137,7 +138,7 @@ export class Daemon implements AdminSource {
     const { copies, lease } = config.ingest;
     if (copies === 'all') return undefined;
     const membership = new Membership({
-      redisUrl: config.redis.url,
+      redis: redisSettings(config.redis),
       prefix: config.redis.prefix,
       lease,
       host: hostname(),
@@ -156,7 +157,9 @@ export class Daemon implements AdminSource {
     const redisProblem = await this.redisProblem();
     if (redisProblem !== undefined) reasons.push(`redis: ${redisProblem}`);
     if (this.ingest) {
-      if (!this.ingest.redisReady) reasons.push('redis: ingest is buffering events in memory');
+      const held = this.ingest.redisProblem;
+      if (held !== undefined) reasons.push(`redis: ${held}`);
+      else if (!this.ingest.redisReady) reasons.push('redis: ingest is buffering events in memory');
       if (this.sharing) reasons.push(...this.sharing.placer.readinessProblems());
       else for (const id of this.ingest.notLive()) reasons.push(`account ${id}: not authenticated`);
     }
@@ -164,7 +167,9 @@ export class Daemon implements AdminSource {
   }
 
   async status(): Promise<unknown> {
-    const counts = await this.queues.read().catch(() => undefined);
+    // BullMQ waits for a connection that never gets ready (a wrong password): bounded like /readyz.
+    const read = this.queues.read().catch(() => undefined);
+    const counts = (await within(read, REDIS_CHECK_TIMEOUT_MS)) ? await read : undefined;
     const delivery = this.workers?.status() ?? [];
     const ingest = this.ingest?.status();
     return {
@@ -172,8 +177,7 @@ export class Daemon implements AdminSource {
       role: this.role,
       startedAt: new Date(this.startedAt).toISOString(),
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
-      redis: counts ? 'ok' : 'unreachable',
-      ...(counts ? {} : { redisError: this.queues.connectionError() }),
+      redis: await this.queues.redis(counts !== undefined),
       ...(ingest
         ? {
             ingest: {
@@ -191,6 +195,7 @@ export class Daemon implements AdminSource {
           id: d.id,
           type: d.type,
           target: describeDestination(d),
+          ...this.queues.placement(d.jobQueue),
           ...(queue && {
             waiting: queue.waiting,
             active: queue.active,

@@ -20,6 +20,7 @@ import type { Logger } from './logger.js';
 import { Recoveries } from './recoveries.js';
 import { Slots } from './slots.js';
 import type { EventSource, EventTracer } from './tracing.js';
+import { redisSettings } from '../queue/redis.js';
 
 /**
  * Catch-up starts this long before the heartbeat window that preceded a detected drop: the socket may
@@ -93,11 +94,11 @@ export class Ingest implements AccountHolder {
       clientKey: config.imkit.clientKey,
       apiKey: config.imkit.apiKey,
     });
-    this.checkpoints = new SessionCheckpoints(config.redis.url, config.redis.prefix, () =>
+    this.checkpoints = new SessionCheckpoints(redisSettings(config.redis), () =>
       this.checkpointPositions([...this.live()], Date.now()),
     );
     this.enqueuer = new Enqueuer({
-      redisUrl: config.redis.url,
+      redis: redisSettings(config.redis),
       prefix: config.redis.prefix,
       destinations: destinationsOf(config),
       dedupWindowMs: config.dedupWindow,
@@ -176,6 +177,11 @@ export class Ingest implements AccountHolder {
 
   get redisReady(): boolean {
     return this.enqueuer.ready;
+  }
+
+  /** Why landed events are held although Redis answers (replicas short of `redis.waitReplicas`). */
+  get redisProblem(): string | undefined {
+    return this.enqueuer.problem;
   }
 
   /** Held accounts whose session is not authenticated. */

@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type { Redis } from 'ioredis';
 import type { BridgeMetrics } from '../admin/metrics.js';
 import type { Logger } from './logger.js';
-import { createProducerConnection } from '../queue/redis.js';
+import { producerConnection, type RedisClient, type RedisSettings } from '../queue/redis.js';
 
 /** A live ingest process, as the membership ZSET and info hash in Redis describe it (server times, ms). */
 export interface Member {
@@ -27,7 +26,7 @@ export interface MembershipView {
 }
 
 export interface MembershipOptions {
-  redisUrl: string;
+  redis: RedisSettings;
   prefix: string;
   /** ms without a renewal after which a member is gone. */
   lease: number;
@@ -47,7 +46,7 @@ export class Membership extends EventEmitter<{ tick: [MembershipView] }> {
   readonly id: string;
   /** Tick period: bounds how long after an expiry the others notice it. */
   readonly tickMs: number;
-  private readonly connection: Redis;
+  private readonly connection: RedisClient;
   private readonly log: Logger;
   private readonly keys: readonly string[];
   private readonly heldKeyOfSelf: string;
@@ -70,7 +69,7 @@ export class Membership extends EventEmitter<{ tick: [MembershipView] }> {
     const base = `${opts.prefix}:{ingest}`;
     this.keys = [`${base}:members`, `${base}:info`, `${base}:flaps`, `${base}:epoch`, `${base}:tick`];
     this.heldKeyOfSelf = this.heldKey(this.id);
-    this.connection = createProducerConnection(opts.redisUrl, { name: 'imkit-bridge-membership' });
+    this.connection = producerConnection(opts.redis, 'imkit-bridge-membership');
     this.connection.on('error', () => {});
     this.connection.defineCommand('bridgeMembershipTick', { numberOfKeys: 6, lua: TICK });
     this.connection.defineCommand('bridgeMembershipLeave', { numberOfKeys: 4, lua: LEAVE });

@@ -1,5 +1,5 @@
-import type { Redis } from 'ioredis';
-import { createProducerConnection } from './redis.js';
+import { checkpointKey } from './names.js';
+import { producerConnection, type RedisClient, type RedisSettings } from './redis.js';
 
 /** How often the checkpoints of live accounts are written. */
 export const CHECKPOINT_INTERVAL_MS = 5_000;
@@ -11,18 +11,21 @@ export const CHECKPOINT_INTERVAL_MS = 5_000;
  * Which time is safe to write is the caller's policy (`positions`); this class only stores it.
  */
 export class SessionCheckpoints {
-  private readonly connection: Redis;
+  private readonly connection: RedisClient;
+  private readonly prefix: string;
+  private readonly cluster: boolean;
   private timer: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
 
   constructor(
-    redisUrl: string,
-    private readonly prefix: string,
+    settings: RedisSettings,
     /** Per account, the time its checkpoint may move to now (accounts absent: not written). */
     private readonly positions: () => ReadonlyMap<string, number>,
     private readonly intervalMs = CHECKPOINT_INTERVAL_MS,
   ) {
-    this.connection = createProducerConnection(redisUrl, { name: 'imkit-bridge-checkpoints' });
+    this.prefix = settings.prefix;
+    this.cluster = settings.topology === 'cluster';
+    this.connection = producerConnection(settings, 'imkit-bridge-checkpoints');
     // A failed write leaves a checkpoint where it was: the next catch-up only starts earlier.
     this.connection.on('error', () => {});
   }
@@ -44,12 +47,15 @@ export class SessionCheckpoints {
     return Number.isFinite(at) ? at : undefined;
   }
 
-  /** Writes the current positions in one round trip; a checkpoint only ever moves forward. Never rejects. */
+  /**
+   * Writes the current positions in one script call (on Cluster the keys share a slot; a pipeline of
+   * calls would not be accepted there); a checkpoint only ever moves forward. Never rejects.
+   */
   async write(positions: ReadonlyMap<string, number> = this.positions()): Promise<void> {
     if (positions.size === 0 || this.connection.status !== 'ready') return;
-    const pipeline = this.connection.pipeline();
-    for (const [account, at] of positions) pipeline.eval(ADVANCE, 1, this.key(account), String(at));
-    await pipeline.exec().catch(() => undefined);
+    const keys = [...positions.keys()].map((account) => this.key(account));
+    const times = [...positions.values()].map(String);
+    await this.connection.eval(ADVANCE_MANY, keys.length, ...keys, ...times).catch(() => undefined);
   }
 
   /** Stops the periodic write, writes `final` if Redis is connected (never waits for it), disconnects. */
@@ -80,10 +86,12 @@ export class SessionCheckpoints {
   }
 
   private key(account: string): string {
-    return `${this.prefix}:session:${account}:live-at`;
+    return checkpointKey(this.prefix, account, this.cluster);
   }
 }
 
-const ADVANCE = `local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1]) end
+const ADVANCE_MANY = `for i, key in ipairs(KEYS) do
+  local current = tonumber(redis.call('GET', key) or '0')
+  if tonumber(ARGV[i]) > current then redis.call('SET', key, ARGV[i]) end
+end
 return 0`;

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
 import type { BridgeMetrics } from '../admin/metrics.js';
 import type { DestinationConfig } from '../config/destinations.js';
 import type { QuarantineIds } from '../decode/ids.js';
@@ -19,10 +19,17 @@ import {
 } from './job.js';
 import { quarantineKey } from './names.js';
 import { SeenMarkers } from './seen.js';
-import { reconnectDelay, createProducerConnection } from './redis.js';
+import {
+  masterFor,
+  producerConnection,
+  reconnectDelay,
+  type RedisClient,
+  type RedisSettings,
+} from './redis.js';
+import { ReplicaConfirmer, watchMasterChanges } from './replication.js';
 
 export interface EnqueuerOptions {
-  readonly redisUrl: string;
+  readonly redis: RedisSettings;
   readonly prefix: string;
   readonly destinations: readonly QueueTarget[];
   readonly dedupWindowMs: number;
@@ -102,9 +109,13 @@ interface JobEntry {
    * added again in another batch job; delivery's claim makes that one delivery.
    */
   readonly todo: Map<string, QueueTarget>;
+  /** On Cluster, the queue whose slot holds the event's seen marker: its first target's. */
+  readonly seenSlot: string | undefined;
   /** The seen-marker write was answered (or none is wanted); `fresh` is its answer. */
   marked: boolean;
   fresh: boolean;
+  /** Writes of this entry answered by a master and not yet confirmed by its replicas (waitReplicas). */
+  unconfirmed: number;
   readonly resolve: (result: EnqueueResult) => void;
 }
 
@@ -114,6 +125,7 @@ interface QuarantineEntry {
   readonly receivedAt: number;
   readonly fields: string[];
   written: boolean;
+  unconfirmed: number;
   readonly resolve: (result: EnqueueResult) => void;
 }
 
@@ -139,8 +151,11 @@ const LINGER_MS = 3;
  * outages.
  */
 export class Enqueuer {
-  private readonly connection: Redis;
+  private readonly connection: RedisClient;
   private readonly seen: SeenMarkers;
+  private readonly replication: ReplicaConfirmer | undefined;
+  /** Buffered entries with at least one unconfirmed write. */
+  private unconfirmedEntries = 0;
   private readonly queues = new Map<string, Queue<DeliveryJobData>>();
   private readonly buffer: Entry[] = [];
   private readonly log: Logger;
@@ -164,17 +179,38 @@ export class Enqueuer {
   constructor(private readonly options: EnqueuerOptions) {
     this.log = options.logger.child({ component: 'enqueuer' });
     this.batchSize = options.batchSize ?? DEFAULT_BATCH;
-    this.connection = createProducerConnection(options.redisUrl, { name: 'imkit-bridge-ingest' });
+    this.connection = producerConnection(options.redis, 'imkit-bridge-ingest');
     this.seen = new SeenMarkers(this.connection, options.prefix, options.dedupWindowMs);
     // ioredis reports every failed reconnect; the flush loop logs outages once per episode instead.
     this.connection.on('error', () => {});
     this.connection.on('ready', () => this.wake?.());
+    watchMasterChanges(this.connection, options.metrics.redisMasterChanges);
+    const { waitReplicas, waitTimeoutMs } = options.redis;
+    const connection = this.connection;
+    this.replication =
+      waitReplicas > 0
+        ? new ReplicaConfirmer({
+            waitReplicas,
+            waitTimeoutMs,
+            masterFor: (key) => masterFor(connection, key),
+            onWaitError: () => {
+              if (connection instanceof Cluster) connection.refreshSlotsCache();
+            },
+            metrics: options.metrics,
+            logger: this.log,
+          })
+        : undefined;
     for (const destination of options.destinations) this.queue(destination);
   }
 
-  /** False while Redis is unreachable or the last write failed. */
+  /** False while Redis is unreachable, the last write failed or replicas fall short. */
   get ready(): boolean {
-    return this.connection.status === 'ready' && !this.failing && !this.closed;
+    return this.connection.status === 'ready' && !this.failing && !this.closed && this.problem === undefined;
+  }
+
+  /** Why landed events are still held: replicas did not acknowledge them in time (waitReplicas). */
+  get problem(): string | undefined {
+    return this.replication?.problem(this.buffer.length);
   }
 
   /** Events and quarantine entries held in memory, not yet confirmed by Redis. */
@@ -204,8 +240,10 @@ export class Enqueuer {
         receivedAt: event.receivedAt,
         event: options.trace ? { ...deliveryEvent(event), ...options.trace } : deliveryEvent(event),
         todo,
+        seenSlot: this.options.redis.topology === 'cluster' ? targets[0]!.jobQueue : undefined,
         marked: options.markSeen === false,
         fresh: false,
+        unconfirmed: 0,
         resolve,
       });
     });
@@ -242,6 +280,7 @@ export class Enqueuer {
         receivedAt: entry.receivedAt,
         fields,
         written: false,
+        unconfirmed: 0,
         resolve,
       });
     });
@@ -312,6 +351,7 @@ export class Enqueuer {
       );
     }
     this.options.metrics.ingestBuffered.set(0);
+    if (this.replication) this.options.metrics.ingestUnconfirmed.set(0);
     this.endEpisode();
     await Promise.allSettled([...this.queues.values()].map((q) => q.close()));
     if (this.connection.status === 'ready')
@@ -406,22 +446,45 @@ export class Enqueuer {
         if (this.failing)
           this.log.info({ buffered: this.buffer.length }, 'Redis writes succeed again; flushing buffer');
         this.failing = false;
-        this.attempt = 0;
-        // Only the head is ever removed and only new entries are appended, so the batch is still the head.
-        this.buffer.splice(0, batch.length);
-        this.landed += batch.length;
-        this.options.metrics.ingestBuffered.set(this.buffer.length);
-        // Report a drop interval as soon as Redis catches up, not only when the next event arrives.
-        if (this.buffer.length < this.options.bufferEvents) this.endEpisode();
-        for (const entry of batch) {
-          entry.resolve(entry.kind === 'job' ? { fresh: entry.fresh } : { fresh: true });
-        }
-        for (const check of [...this.landedWaiters]) check();
+        const confirmed = this.replication ? await this.confirm(batch) : batch.length;
+        if (confirmed === batch.length) this.attempt = 0;
+        this.release(confirmed === batch.length ? batch : batch.slice(0, confirmed));
+        if (confirmed < batch.length) await this.pause(reconnectDelay(this.attempt++));
       }
     } finally {
       this.flushing = false;
     }
     if (this.buffer.length > 0 && !this.closed) this.schedule();
+  }
+
+  /**
+   * WAITs for the replicas of what `batch` wrote; writes that may be lost go back to pending. Returns
+   * how many entries at the head of the batch are landed for good.
+   */
+  private async confirm(batch: readonly Entry[]): Promise<number> {
+    await this.replication!.confirm();
+    this.options.metrics.ingestUnconfirmed.set(this.unconfirmedEntries);
+    const done = batch.findIndex((entry) =>
+      entry.kind === 'job'
+        ? entry.todo.size > 0 || !entry.marked || entry.unconfirmed > 0
+        : !entry.written || entry.unconfirmed > 0,
+    );
+    return done === -1 ? batch.length : done;
+  }
+
+  /** `landed` entries are in Redis (and on enough replicas): forget and resolve them. */
+  private release(batch: readonly Entry[]): void {
+    if (batch.length === 0) return;
+    // Only the head is ever removed and only new entries are appended, so the batch is still the head.
+    this.buffer.splice(0, batch.length);
+    this.landed += batch.length;
+    this.options.metrics.ingestBuffered.set(this.buffer.length);
+    // Report a drop interval as soon as Redis catches up, not only when the next event arrives.
+    if (this.buffer.length < this.options.bufferEvents) this.endEpisode();
+    for (const entry of batch) {
+      entry.resolve(entry.kind === 'job' ? { fresh: entry.fresh } : { fresh: true });
+    }
+    for (const check of [...this.landedWaiters]) check();
   }
 
   /** Waits for the backoff delay, cut short when the connection becomes ready or close() begins. */
@@ -468,6 +531,7 @@ export class Enqueuer {
         ),
       );
       const queue = this.queue(target);
+      const node = this.replication && this.nodeFor(`${this.options.prefix}:${target.jobQueue}:wait`);
       const direct = this.options.directDelivery?.(id);
       const slots = jobs.map(() => direct?.reserve());
       const specs = jobs.map((job, i) =>
@@ -483,7 +547,13 @@ export class Enqueuer {
         throw err;
       }
       for (const entry of entries) entry.todo.delete(id);
-      specs.forEach((job, i) => slots[i]?.deliver(job.opts.jobId, job.data));
+      const deliver = () => specs.forEach((job, i) => slots[i]?.deliver(job.opts.jobId, job.data));
+      if (!node) return deliver();
+      // Sent only once replicas hold the job; a re-landing writes a new job (fresh id) instead.
+      this.hold(node, entries, deliver, () => {
+        for (const entry of entries) entry.todo.set(id, target);
+        for (const slot of slots) slot?.cancel();
+      });
     });
     if (unmarked.length > 0) writes.push(this.markSeen(unmarked));
     if (quarantined.length > 0) writes.push(this.writeQuarantine(quarantined));
@@ -492,17 +562,34 @@ export class Enqueuer {
     if (failure) throw failure.reason;
   }
 
-  /** SET NX per event id: the first replica to land an event inside the window sees it as fresh. */
+  /**
+   * SET NX per event id: the first replica to land an event inside the window sees it as fresh. One
+   * script call per marker slot: one in all on a single Redis, one per first destination on Cluster.
+   */
   private async markSeen(entries: JobEntry[]): Promise<void> {
-    const fresh = await this.seen.mark(entries.map((entry) => entry.event.id));
-    entries.forEach((entry, i) => {
-      entry.marked = true;
-      entry.fresh = fresh[i]!;
-    });
+    const bySlot = new Map<string | undefined, JobEntry[]>();
+    for (const entry of entries) {
+      const group = bySlot.get(entry.seenSlot);
+      if (group) group.push(entry);
+      else bySlot.set(entry.seenSlot, [entry]);
+    }
+    await Promise.all(
+      [...bySlot].map(async ([slotOf, group]) => {
+        const fresh = await this.seen.mark(
+          group.map((entry) => entry.event.id),
+          slotOf,
+        );
+        group.forEach((entry, i) => {
+          entry.marked = true;
+          entry.fresh = fresh[i]!;
+        });
+      }),
+    );
   }
 
   private async writeQuarantine(entries: QuarantineEntry[]): Promise<void> {
     const key = quarantineKey(this.options.prefix);
+    const node = this.replication && this.nodeFor(key);
     const pipeline = this.connection.pipeline();
     for (const entry of entries) pipeline.xadd(key, '*', ...entry.fields);
     const results = (await pipeline.exec()) ?? [];
@@ -511,8 +598,50 @@ export class Enqueuer {
       if (err) error ??= err;
       else entries[i]!.written = true;
     });
+    if (node) {
+      const written = entries.filter((entry) => entry.written);
+      this.hold(
+        node,
+        written,
+        () => {},
+        () => written.forEach((entry) => (entry.written = false)),
+      );
+    }
     if (error || results.length !== entries.length)
       throw error ?? new Error('quarantine pipeline incomplete');
+  }
+
+  /** The node connection that will carry a write to `key`, before the write is sent. */
+  private nodeFor(key: string): { connection: Redis; generation: number } {
+    const node = this.replication!.target(key);
+    if (!node) throw new Error(`no Redis master known for ${key}`);
+    return node;
+  }
+
+  /** Keeps `entries` buffered until replicas confirm the write (`confirmed`) or it may be lost (`lost`). */
+  private hold(
+    node: { connection: Redis; generation: number },
+    entries: readonly Entry[],
+    confirmed: () => void,
+    lost: () => void,
+  ): void {
+    for (const entry of entries) if (entry.unconfirmed++ === 0) this.unconfirmedEntries++;
+    this.options.metrics.ingestUnconfirmed.set(this.unconfirmedEntries);
+    const settle = () => {
+      for (const entry of entries) if (--entry.unconfirmed === 0) this.unconfirmedEntries--;
+    };
+    this.replication!.written({
+      ...node,
+      events: entries.length,
+      confirmed: () => {
+        settle();
+        confirmed();
+      },
+      lost: () => {
+        settle();
+        lost();
+      },
+    });
   }
 
   private queue(target: QueueTarget): Queue<DeliveryJobData> {

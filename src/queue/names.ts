@@ -13,8 +13,23 @@ export function queueName(id: string, family: QueueFamily = 'webhook'): string {
   return `${family}-${id}`;
 }
 
-export function waitListKey(prefix: string, id: string, family: QueueFamily = 'webhook'): string {
-  return `${prefix}:${queueName(id, family)}:wait`;
+/**
+ * The BullMQ queue of a destination on Redis Cluster: its name as a hash tag (`{webhook-audit}`), so
+ * every key of the queue (`<prefix>:{webhook-audit}:wait`, jobs, locks), its claims and its repeat
+ * records share one slot, and different destinations land on different slots.
+ */
+export function clusterQueueName(name: string): string {
+  return `{${name}}`;
+}
+
+export function waitListKey(
+  prefix: string,
+  id: string,
+  family: QueueFamily = 'webhook',
+  cluster = false,
+): string {
+  const name = queueName(id, family);
+  return `${prefix}:${cluster ? clusterQueueName(name) : name}:wait`;
 }
 
 /** Raw payloads that could not be decoded, kept for `dlq list` (a Redis stream). */
@@ -22,9 +37,21 @@ export function quarantineKey(prefix: string): string {
   return `${prefix}:quarantine`;
 }
 
-/** Marks an event id as landed by some replica (only for counting what catch-up recovered). */
-export function seenKey(prefix: string, eventId: string): string {
-  return `${prefix}:seen:${eventId}`;
+/**
+ * Marks an event id as landed by some replica (only for counting what catch-up recovered). On
+ * Cluster (`slotOf`: the tagged queue of the first destination the event routes to, the same on
+ * every replica) it lives in that queue's slot, so one script marks a flush's events per destination.
+ */
+export function seenKey(prefix: string, eventId: string, slotOf?: string): string {
+  return slotOf === undefined ? `${prefix}:seen:${eventId}` : `${prefix}:${slotOf}:seen:${eventId}`;
+}
+
+/**
+ * An account's checkpoint (src/queue/checkpoints.ts). On Cluster all of them share the `{sessions}`
+ * slot, so one script advances every account's checkpoint.
+ */
+export function checkpointKey(prefix: string, account: string, cluster = false): string {
+  return cluster ? `${prefix}:{sessions}:${account}:live-at` : `${prefix}:session:${account}:live-at`;
 }
 
 /** Which job owns delivering an event to the destination of `queue` inside `dedupWindow` (src/deliver/claims.ts). */

@@ -1,6 +1,5 @@
-import type { Redis } from 'ioredis';
 import { seenKey } from './names.js';
-import { perKeyFlagScript } from './redis.js';
+import { perKeyFlagScript, type RedisClient } from './redis.js';
 
 const MARK_SCRIPT = `
 local out = {}
@@ -18,17 +17,20 @@ export class SeenMarkers {
   private readonly run: ReturnType<typeof perKeyFlagScript>;
 
   constructor(
-    connection: Redis,
+    connection: RedisClient,
     private readonly prefix: string,
     private readonly windowMs: number,
   ) {
     this.run = perKeyFlagScript(connection, 'imkitBridgeMarkSeen', MARK_SCRIPT);
   }
 
-  /** For each id, in order: whether this call was the first to mark it. */
-  mark(eventIds: readonly string[]): Promise<boolean[]> {
+  /**
+   * For each id, in order: whether this call was the first to mark it. `slotOf`: on Cluster, the
+   * tagged queue whose slot the markers share (src/queue/names.ts `seenKey`).
+   */
+  mark(eventIds: readonly string[], slotOf?: string): Promise<boolean[]> {
     return this.run(
-      eventIds.map((id) => seenKey(this.prefix, id)),
+      eventIds.map((id) => seenKey(this.prefix, id, slotOf)),
       this.windowMs,
     );
   }

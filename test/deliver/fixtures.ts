@@ -10,6 +10,7 @@ import { configSchema, type BridgeConfig } from '../../src/config/schema.js';
 import { batchJob, type DeliveryEvent, type DeliveryJobData } from '../../src/queue/job.js';
 import { queueName } from '../../src/queue/names.js';
 import { testRedis, waitFor } from '../support/redis.js';
+import { redisSettings } from '../../src/queue/redis.js';
 
 export const SECRET_A = `whsec_${randomBytes(32).toString('base64')}`;
 export const SECRET_B = `whsec_${randomBytes(32).toString('base64')}`;
@@ -177,7 +178,7 @@ export function startAllInOne(
   const { logger, metrics } = silentDeps();
   const workers = new DeliveryWorkers({ config, logger, metrics });
   const enqueuer = new Enqueuer({
-    redisUrl: config.redis.url,
+    redis: redisSettings(config.redis),
     prefix: config.redis.prefix,
     destinations: destinationsOf(config),
     dedupWindowMs: config.dedupWindow,

@@ -60,6 +60,20 @@ const VALUE_SETS: Record<string, Record<string, unknown>> = {
   'existing secret': { secrets: { existingSecret: 'bridge-secrets' } },
   'hpa on': { autoscaling: { hpa: { enabled: true, minReplicas: 3 } } },
   'console on': { adminToken: { existingSecret: 'bridge-admin', key: 'token' } },
+  'Redis Sentinel with a password': {
+    config: {
+      redis: {
+        sentinels: ['redis://redis-node-0.redis-headless:26379', 'redis://redis-node-1.redis-headless:26379'],
+        name: 'mymaster',
+        password: '${env:REDIS_PASSWORD}',
+        waitReplicas: 1,
+      },
+    },
+    secrets: { values: { ...CHART_SECRET_VALUES, REDIS_PASSWORD: 'redis-secret' } },
+  },
+  'Redis Cluster': {
+    config: { redis: { cluster: ['redis://redis-cluster-0.redis-cluster-headless:6379'] } },
+  },
   'token files': {
     config: { accounts: [{ id: 'audit-bot', tokenFile: '/var/run/secrets/imkit/audit-bot' }] },
     extraVolumes: [{ name: 'imkit-tokens', secret: { secretName: 'imkit-tokens' } }],
@@ -467,6 +481,131 @@ describe('chart behaviour', () => {
     expect(result.stderr).toContain(mention);
     const lint = helm(['lint', CHART, '--set', setting]);
     expect(lint.status).not.toBe(0);
+  });
+});
+
+describe('Redis topologies in the chart', () => {
+  const tlsValues = {
+    config: { redis: { url: 'rediss://redis.bridge.svc:6380', password: '${env:REDIS_PASSWORD}' } },
+    redisTls: { existingSecret: 'redis-client-tls', clientCertificate: true },
+  };
+
+  test('a TLS Secret is mounted read-only in every pod and the bridge config points at its files', () => {
+    const manifests = render(tlsValues, 'redis-tls');
+    const redis = (parse(bridgeYaml(manifests)) as { redis: Record<string, unknown> }).redis;
+    expect(redis).toEqual({
+      url: 'rediss://redis.bridge.svc:6380',
+      password: '${env:REDIS_PASSWORD}',
+      prefix: 'imkit-bridge',
+      tls: {
+        ca: '/etc/imkit-bridge/redis-tls/ca.crt',
+        cert: '/etc/imkit-bridge/redis-tls/tls.crt',
+        key: '/etc/imkit-bridge/redis-tls/tls.key',
+      },
+    });
+    for (const deployment of deployments(manifests)) {
+      const { spec } = podOf(deployment);
+      expect(spec.volumes).toContainEqual({ name: 'redis-tls', secret: { secretName: 'redis-client-tls' } });
+      expect(spec.containers[0]!.volumeMounts).toContainEqual({
+        name: 'redis-tls',
+        mountPath: '/etc/imkit-bridge/redis-tls',
+        readOnly: true,
+      });
+    }
+    const caOnly = render({ ...tlsValues, redisTls: { existingSecret: 'redis-ca' } }, 'redis-ca');
+    expect((parse(bridgeYaml(caOnly)) as { redis: { tls: unknown } }).redis.tls).toEqual({
+      ca: '/etc/imkit-bridge/redis-tls/ca.crt',
+    });
+  });
+
+  test('values with two topologies, sentinels without a name, or TLS files with redis:// fail the render', () => {
+    const both = templateWith(
+      'config.redis.url=redis://r:6379',
+      'config.redis.sentinels[0]=redis://s:26379',
+      'config.redis.name=m',
+    );
+    expect(both.status).not.toBe(0);
+    expect(both.stderr).toContain('/config/redis');
+    const noName = templateWith('config.redis.sentinels[0]=redis://s:26379');
+    expect(noName.status).not.toBe(0);
+    const plainTls = templateWith('redisTls.existingSecret=redis-ca');
+    expect(plainTls.status).not.toBe(0);
+    expect(plainTls.stderr).toContain('redisTls.existingSecret needs rediss:// addresses');
+  });
+
+  test('KEDA watches each queue with the trigger of the topology: redis-sentinel and redis-cluster', () => {
+    const keda = { keda: { enabled: true } };
+    const sentinel = render(
+      {
+        ...VALUE_SETS['Redis Sentinel with a password'],
+        config: {
+          ...(VALUE_SETS['Redis Sentinel with a password']!.config as object),
+          redis: {
+            sentinels: ['rediss://s0.redis:26379', 'rediss://s1.redis:26379'],
+            name: 'mymaster',
+            password: '${env:REDIS_PASSWORD}',
+            prefix: 'prod',
+          },
+          webhooks: KEDA_WEBHOOKS,
+        },
+        autoscaling: keda,
+      },
+      'keda-sentinel',
+    );
+    const sentinelTriggers = (
+      findManifest(sentinel, 'ScaledObject', `${FULLNAME}-worker`).spec as {
+        triggers: { type: string; metadata: Record<string, string> }[];
+      }
+    ).triggers;
+    expect(sentinelTriggers.map((t) => t.metadata.listName)).toEqual(
+      KEDA_WEBHOOKS.map((w) => waitListKey('prod', w.id)),
+    );
+    for (const trigger of sentinelTriggers) {
+      expect(trigger).toEqual({
+        type: 'redis-sentinel',
+        name: expect.any(String),
+        metadata: {
+          addresses: 's0.redis:26379,s1.redis:26379',
+          sentinelMaster: 'mymaster',
+          databaseIndex: '0',
+          listName: expect.any(String),
+          listLength: '100',
+          enableTLS: 'true',
+          passwordFromEnv: 'REDIS_PASSWORD',
+          sentinelPasswordFromEnv: 'REDIS_PASSWORD',
+        },
+      });
+    }
+
+    const cluster = render(
+      {
+        config: {
+          redis: { cluster: ['redis://n0.redis:6379', 'redis://n1.redis'], prefix: 'prod' },
+          webhooks: KEDA_WEBHOOKS,
+          destinations: KEDA_DESTINATIONS,
+        },
+        autoscaling: keda,
+      },
+      'keda-cluster',
+    );
+    const clusterTriggers = (
+      findManifest(cluster, 'ScaledObject', `${FULLNAME}-worker`).spec as {
+        triggers: { type: string; metadata: Record<string, string> }[];
+      }
+    ).triggers;
+    expect(clusterTriggers.map((t) => t.metadata.listName)).toEqual([
+      ...KEDA_WEBHOOKS.map((w) => waitListKey('prod', w.id, 'webhook', true)),
+      ...KEDA_DESTINATIONS.map((d) => waitListKey('prod', d.id, 'destination', true)),
+    ]);
+    expect(clusterTriggers[0]!.metadata.listName).toBe('prod:{webhook-audit}:wait');
+    for (const trigger of clusterTriggers) {
+      expect(trigger.type).toBe('redis-cluster');
+      expect(trigger.metadata).toMatchObject({
+        addresses: 'n0.redis:6379,n1.redis:6379',
+        enableTLS: 'false',
+      });
+      expect(trigger.metadata).not.toHaveProperty('passwordFromEnv');
+    }
   });
 });
 

@@ -6,6 +6,7 @@ import type { DeliveryEvent } from '../../src/queue/job.js';
 import { RabbitAdmin, amqpUrl, uniqueName } from '../support/rabbitmq.js';
 import { waitFor } from '../support/redis.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
+import { redisSettingsFromUrl } from '../../src/queue/redis.js';
 
 const logLines: string[] = [];
 const logger = pino({ level: 'debug' }, { write: (line: string) => void logLines.push(line) });
@@ -31,7 +32,7 @@ function create(options: Record<string, unknown>, timeout = 2_000): Destination 
   const parsed = amqp.options.parse({ url: amqpUrl(), ...options });
   const destination = amqp.create(
     { ...parsed, id: 'crm', timeout, concurrency: 8 },
-    { logger, bridgeRedisUrl: 'redis://127.0.0.1:6379', dedupWindowMs: 600_000 },
+    { logger, bridgeRedis: redisSettingsFromUrl('redis://127.0.0.1:6379'), dedupWindowMs: 600_000 },
   );
   destinations.push(destination);
   return destination;

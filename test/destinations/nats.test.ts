@@ -8,6 +8,7 @@ import { nats, parseNatsUrl } from '../../src/deliver/destinations/nats.js';
 import type { DeliveryEvent } from '../../src/queue/job.js';
 import { waitFor } from '../support/redis.js';
 import { NatsServer, sharedNatsUrl, uniqueName, type NatsServerOptions } from '../support/nats-server.js';
+import { redisSettingsFromUrl } from '../../src/queue/redis.js';
 
 const DEDUP_WINDOW_MS = 10 * 60_000;
 const NANOS_PER_MS = 1_000_000;
@@ -34,7 +35,7 @@ function destination(
   const logger = pino({ level: 'debug' }, extra.logs ?? new LogCapture());
   const dest = nats.create(
     { ...config, id: 'audit', timeout: extra.timeout ?? 2_000, concurrency: 4 },
-    { logger, bridgeRedisUrl: 'redis://127.0.0.1:6379', dedupWindowMs: DEDUP_WINDOW_MS },
+    { logger, bridgeRedis: redisSettingsFromUrl('redis://127.0.0.1:6379'), dedupWindowMs: DEDUP_WINDOW_MS },
   );
   opened.push(dest);
   return dest;

@@ -11,6 +11,7 @@ import type {
 } from '../../src/deliver/destination.js';
 import type { DeliveryEvent } from '../../src/queue/job.js';
 import { RedisServer } from '../support/redis.js';
+import { redisSettingsFromUrl } from '../../src/queue/redis.js';
 
 /** Events shaped as ingest makes them: the webhook body serialised once, with awkward content. */
 export function deliveryEvents(count: number, options: { types?: readonly string[] } = {}): DeliveryEvent[] {
@@ -57,7 +58,7 @@ export function destinationOf<T extends string, O extends z.ZodObject>(
     { ...options, id: 'dest-test', timeout: 2_000, concurrency: 8, ...common },
     {
       logger: deps.logger ?? silentLogger(),
-      bridgeRedisUrl: deps.bridgeRedisUrl,
+      bridgeRedis: redisSettingsFromUrl(deps.bridgeRedisUrl),
       dedupWindowMs: deps.dedupWindowMs ?? TEN_MINUTES,
     },
   );

@@ -4,6 +4,7 @@ import { BridgeMetrics } from '../../src/admin/metrics.js';
 import { Membership, type MembershipView } from '../../src/lifecycle/membership.js';
 import { createLogger } from '../../src/lifecycle/logger.js';
 import { RedisServer, waitFor } from '../support/redis.js';
+import { redisSettingsFromUrl } from '../../src/queue/redis.js';
 
 const LEASE = 3_000;
 
@@ -34,7 +35,14 @@ afterEach(async () => {
 /** A started member on its own prefix `prefix`, as an ingest process would run it. */
 function member(prefix: string, host = 'host-a'): { membership: Membership; metrics: BridgeMetrics } {
   const metrics = new BridgeMetrics();
-  const membership = new Membership({ redisUrl: redis.url, prefix, lease: LEASE, host, logger, metrics });
+  const membership = new Membership({
+    redis: redisSettingsFromUrl(redis.url, prefix),
+    prefix,
+    lease: LEASE,
+    host,
+    logger,
+    metrics,
+  });
   started.push(membership);
   membership.start();
   return { membership, metrics };

@@ -13,6 +13,7 @@ import { requestBody } from '../../src/route/body.js';
 import type { RelayedEvent } from '../../src/route/event.js';
 import { eventIdentity } from '../../src/route/event-id.js';
 import { RedisServer, testRedis, waitFor } from '../support/redis.js';
+import { redisSettingsFromUrl } from '../../src/queue/redis.js';
 
 const logger = createLogger({ level: 'silent' });
 
@@ -75,10 +76,11 @@ async function queuedEvents(redis: Redis, prefix: string, webhookId: string): Pr
 /** An Enqueuer with the tests' defaults; `open` collects it for closing after the test. */
 function newEnqueuer(
   open: Enqueuer[],
-  options: Pick<EnqueuerOptions, 'redisUrl' | 'prefix'> & Partial<EnqueuerOptions>,
+  { redisUrl, ...options }: { redisUrl: string } & Pick<EnqueuerOptions, 'prefix'> & Partial<EnqueuerOptions>,
 ): { enqueuer: Enqueuer; metrics: BridgeMetrics } {
   const metrics = new BridgeMetrics();
   const enqueuer = new Enqueuer({
+    redis: redisSettingsFromUrl(redisUrl, options.prefix),
     destinations: hooks,
     dedupWindowMs: 60_000,
     bufferEvents: 10_000,

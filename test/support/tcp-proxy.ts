@@ -73,6 +73,27 @@ export class TcpProxy {
   }
 
   /**
+   * Holds connections open now (all, or those whose upstream socket's local port `only` picks, as
+   * the target lists its clients): neither side's bytes are read, so they queue up in the senders'
+   * buffers instead of being dropped, and `release()` delivers them in order. A replication link held
+   * this way lags without breaking, which is how a replica falls behind its master.
+   */
+  hold(only: (upstreamLocalPort: number) => boolean = () => true): void {
+    for (const pair of this.pairs) {
+      if (!only(pair.upstream.localPort ?? 0)) continue;
+      pair.client.pause();
+      pair.upstream.pause();
+    }
+  }
+
+  release(): void {
+    for (const pair of this.pairs) {
+      pair.client.resume();
+      pair.upstream.resume();
+    }
+  }
+
+  /**
    * Drops what the target sends back on every connection open now, while what the client sends still
    * arrives: a request is carried out but its answer (an ack, a reply) is lost.
    */

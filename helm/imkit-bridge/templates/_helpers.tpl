@@ -46,6 +46,29 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/* Path the image's IMKIT_BRIDGE_CONFIG points at; the ConfigMap is mounted there. */}}
 {{- define "imkit-bridge.configDir" -}}/etc/imkit-bridge{{- end -}}
 
+{{/* Where redisTls.existingSecret is mounted (ca.crt, tls.crt, tls.key). */}}
+{{- define "imkit-bridge.redisTlsDir" -}}/etc/imkit-bridge/redis-tls{{- end -}}
+
+{{/* config.redis with the chart's default server when it names none (JSON). */}}
+{{- define "imkit-bridge.redisConfig" -}}
+{{- $redis := deepCopy (.Values.config.redis | default dict) -}}
+{{- if not (or $redis.url $redis.sentinels $redis.cluster) -}}
+{{- $_ := set $redis "url" "redis://imkit-bridge-redis:6379" -}}
+{{- end -}}
+{{- toJson $redis -}}
+{{- end -}}
+
+{{/*
+The Redis URLs of config.redis, whichever topology: url, sentinels or cluster.
+*/}}
+{{- define "imkit-bridge.redisUrls" -}}
+{{- $redis := include "imkit-bridge.redisConfig" . | fromJson -}}
+{{- if $redis.sentinels }}{{ toJson $redis.sentinels }}
+{{- else if $redis.cluster }}{{ toJson $redis.cluster }}
+{{- else }}{{ toJson (list $redis.url) }}
+{{- end -}}
+{{- end -}}
+
 {{/*
 The bridge's bridge.yaml: config from values plus what the chart owns (admin server on the
 Service port, shutdown timeout below the pod's termination grace period, ingest sharing from
@@ -53,6 +76,22 @@ ingest.copies, ingest.lease and ingest.catchUpConcurrency).
 */}}
 {{- define "imkit-bridge.bridgeConfig" -}}
 {{- $config := deepCopy .Values.config -}}
+{{- $redis := include "imkit-bridge.redisConfig" . | fromJson -}}
+{{- $_ := set $config "redis" $redis -}}
+{{- with .Values.redisTls.existingSecret -}}
+{{- range include "imkit-bridge.redisUrls" $ | fromJsonArray -}}
+{{- if not (or (hasPrefix "rediss://" .) (contains "${env:" .)) -}}
+{{- fail (printf "redisTls.existingSecret needs rediss:// addresses in config.redis (got %s)" (regexReplaceAll "//[^@/]*@" . "//")) -}}
+{{- end -}}
+{{- end -}}
+{{- $dir := include "imkit-bridge.redisTlsDir" $ -}}
+{{- $tls := dict "ca" (printf "%s/ca.crt" $dir) -}}
+{{- if $.Values.redisTls.clientCertificate -}}
+{{- $_ := set $tls "cert" (printf "%s/tls.crt" $dir) -}}
+{{- $_ := set $tls "key" (printf "%s/tls.key" $dir) -}}
+{{- end -}}
+{{- $_ := set $redis "tls" $tls -}}
+{{- end -}}
 {{- $server := dict "host" "0.0.0.0" "port" (int .Values.service.port) -}}
 {{- if .Values.adminToken.existingSecret -}}
 {{- $_ := set $server "adminToken" "${env:ADMIN_TOKEN}" -}}

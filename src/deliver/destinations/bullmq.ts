@@ -4,6 +4,7 @@ import type { Logger } from '../../lifecycle/logger.js';
 import type { DeliveryEvent } from '../../queue/job.js';
 import { withDeadline } from '../deadline.js';
 import type {
+  BridgeKeyspace,
   CommonDestinationConfig,
   Destination,
   DestinationDeps,
@@ -32,13 +33,23 @@ type BullmqOptions = z.output<typeof options>;
  */
 export function bullmqKeyspaceProblem(
   config: BullmqOptions,
-  bridge: { readonly url: string; readonly prefix: string },
+  bridge: BridgeKeyspace,
 ): { path: string[]; message: string } | undefined {
-  if (!sharesBridgeKeyspace(config.url, bridge.url) || config.prefix !== bridge.prefix) return undefined;
-  return {
-    path: ['prefix'],
-    message: `must differ from redis.prefix ("${bridge.prefix}") on the bridge's own Redis`,
-  };
+  if (!sharesBridgeKeyspace(config.url, bridge)) return undefined;
+  if (config.prefix === bridge.prefix) {
+    return {
+      path: ['prefix'],
+      message: `must differ from redis.prefix ("${bridge.prefix}") on the bridge's own Redis`,
+    };
+  }
+  // BullMQ's scripts touch several keys of a queue at once, which a cluster accepts only within one slot.
+  if (bridge.cluster && !/\{[^}]+\}/.test(config.prefix) && !/\{[^}]+\}/.test(config.queue)) {
+    return {
+      path: ['prefix'],
+      message: `needs a hash tag on the bridge's Redis Cluster, e.g. "{${config.prefix}}", so the queue's keys share a slot`,
+    };
+  }
+  return undefined;
 }
 
 /**
@@ -76,7 +87,7 @@ class BullmqDestination implements Destination {
     this.id = config.id;
     this.log = deps.logger;
     this.target = new RedisTarget(
-      config.url ?? deps.bridgeRedisUrl,
+      config.url ?? deps.bridgeRedis,
       config.timeout,
       `imkit-bridge-${config.id}`,
       this.log,
@@ -97,6 +108,8 @@ class BullmqDestination implements Destination {
           const job = bullmqJob(event);
           // An existing job id is left as it is and returned: a repeat adds nothing while the job is kept.
           const added = await queue.add(job.name, job.data, job.opts);
+          const short = await this.target.replicated(`${this.config.prefix}:${this.config.queue}:wait`);
+          if (short !== undefined) return { kind: 'retry', reason: short };
           return { kind: 'delivered', note: `job ${added.id ?? event.id}` };
         },
         this.config.timeout,

@@ -3,6 +3,7 @@ import type { Logger } from '../../lifecycle/logger.js';
 import type { DeliveryEvent } from '../../queue/job.js';
 import { withDeadline } from '../deadline.js';
 import type {
+  BridgeKeyspace,
   CommonDestinationConfig,
   Destination,
   DestinationDeps,
@@ -109,9 +110,9 @@ export function streamFields(event: DeliveryEvent): string[] {
  */
 export function redisStreamKeyspaceProblem(
   config: RedisStreamOptions,
-  bridge: { readonly url: string; readonly prefix: string },
+  bridge: BridgeKeyspace,
 ): { path: string[]; message: string } | undefined {
-  if (!sharesBridgeKeyspace(config.url, bridge.url)) return undefined;
+  if (!sharesBridgeKeyspace(config.url, bridge)) return undefined;
   if (!config.stream.startsWith(`${bridge.prefix}:`)) return undefined;
   return {
     path: ['stream'],
@@ -142,7 +143,7 @@ class RedisStreamDestination implements Destination {
     this.id = config.id;
     this.log = deps.logger;
     this.target = new RedisTarget(
-      config.url ?? deps.bridgeRedisUrl,
+      config.url ?? deps.bridgeRedis,
       config.timeout,
       `imkit-bridge-${config.id}`,
       this.log,
@@ -204,6 +205,8 @@ class RedisStreamDestination implements Destination {
             args.push(values.length, ...values);
           }
           const reply = await this.addEachOnce(args);
+          const short = await this.target.replicated(stream);
+          if (short !== undefined) return every({ kind: 'retry', reason: short });
           return events.map((_, i) => {
             const entryId = String(reply[2 * i + 1]);
             const note = reply[2 * i] === 1 ? `entry ${entryId}` : `duplicate of ${entryId}`;

@@ -3,7 +3,16 @@ import { z } from 'zod';
 import { DestinationUnreachableError } from '../../errors.js';
 import { describeError } from '../../lifecycle/describe-error.js';
 import type { Logger } from '../../lifecycle/logger.js';
-import { reconnectDelay, redisEndpoint } from '../../queue/redis.js';
+import type { BridgeKeyspace } from '../destination.js';
+import {
+  masterFor,
+  producerConnection,
+  reconnectDelay,
+  redisEndpoint,
+  type RedisClient,
+  type RedisSettings,
+} from '../../queue/redis.js';
+import { replicaShortfall } from '../../queue/replication.js';
 
 /** `url` of a destination that writes to Redis; absent means the bridge's own Redis. */
 export const targetRedisUrl = z
@@ -17,12 +26,17 @@ export function targetDescription(url: string | undefined): string {
 
 /**
  * True when a destination's `url` (absent: the bridge's Redis) is the bridge's own keyspace: same
- * host, port and database. Two names for one server (`localhost`, `127.0.0.1`) are not recognised.
+ * host, port and database. Two names for one server (`localhost`, `127.0.0.1`) are not recognised;
+ * nor is a sentinel's or a cluster node's address named directly.
  */
-export function sharesBridgeKeyspace(url: string | undefined, bridgeRedisUrl: string): boolean {
+export function sharesBridgeKeyspace(
+  url: string | undefined,
+  bridge: Omit<BridgeKeyspace, 'prefix'>,
+): boolean {
   if (url === undefined) return true;
+  if (bridge.url === undefined) return false;
   const a = keyspaceOf(url);
-  return a !== undefined && a === keyspaceOf(bridgeRedisUrl);
+  return a !== undefined && a === keyspaceOf(bridge.url);
 }
 
 function keyspaceOf(url: string): string | undefined {
@@ -42,28 +56,40 @@ function keyspaceOf(url: string): string | undefined {
  * or a log line.
  */
 export class RedisTarget {
-  readonly client: Redis;
+  readonly client: RedisClient;
   private readonly secrets: readonly string[];
   private lastError: string | undefined;
   private outageLogged = false;
   private attempt: Promise<void> | undefined;
+  /** The bridge's `waitReplicas` and `waitTimeout`, when the destination writes into the bridge's own Redis. */
+  private readonly wait: { replicas: number; timeoutMs: number } | undefined;
 
+  /** `target`: the destination's own `url`, or the bridge's Redis settings when it names none. */
   constructor(
-    url: string,
+    target: string | RedisSettings,
     timeoutMs: number,
     connectionName: string,
     private readonly log: Logger,
   ) {
-    this.secrets = credentialsOf(url);
-    this.client = new Redis(url, {
-      lazyConnect: true,
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 1,
-      commandTimeout: timeoutMs,
-      connectTimeout: timeoutMs,
-      retryStrategy: reconnectDelay,
-      connectionName,
-    });
+    this.wait =
+      typeof target !== 'string' && target.waitReplicas > 0
+        ? { replicas: target.waitReplicas, timeoutMs: target.waitTimeoutMs }
+        : undefined;
+    if (typeof target === 'string') {
+      this.secrets = credentialsOf(target);
+      this.client = new Redis(target, {
+        lazyConnect: true,
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 1,
+        commandTimeout: timeoutMs,
+        connectTimeout: timeoutMs,
+        retryStrategy: reconnectDelay,
+        connectionName,
+      });
+    } else {
+      this.secrets = target.password === undefined ? [] : [target.password];
+      this.client = producerConnection(target, connectionName, { lazyConnect: true, timeoutMs });
+    }
     // ioredis reports every failed reconnect: one warning per outage, one info when it ends.
     this.client.on('error', (err: unknown) => {
       this.lastError = this.redact(describeError(err));
@@ -97,6 +123,17 @@ export class RedisTarget {
     else if (status !== 'connecting' && status !== 'connect') return this.notConnected();
     await untilAborted(this.attemptSettled(), signal);
     return this.client.status === 'ready' ? undefined : this.notConnected();
+  }
+
+  /**
+   * After a write to `key` in the bridge's own Redis with `redis.waitReplicas`: undefined once enough
+   * replicas hold this client's writes, else why not (the send is retried; its write is idempotent).
+   * On Cluster the target key's shard is not the job's, so the job could complete while the write
+   * it reports is lost in a failover. WAIT goes on the node connection that made the write.
+   */
+  async replicated(key: string): Promise<string | undefined> {
+    if (!this.wait) return undefined;
+    return replicaShortfall(masterFor(this.client, key), this.wait.replicas, this.wait.timeoutMs);
   }
 
   /** A command's failure in one line, credentials removed. */
