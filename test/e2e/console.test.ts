@@ -18,6 +18,7 @@ const SCREENSHOTS = process.env.CONSOLE_SCREENSHOTS && resolve(process.env.CONSO
 interface Status {
   accounts: { id: string; state: string }[];
   destinations: { id: string; waiting: number; delayed: number; dead: number }[];
+  redis: { state: string; topology: string };
 }
 
 describe('operating console in a real browser', () => {
@@ -179,6 +180,8 @@ describe('operating console in a real browser', () => {
     expect(await page.locator('[data-stat="dead"] .n').innerText()).toBe(String(totalDead));
     const live = expected.accounts.filter((a) => a.state === 'live').length;
     expect(await page.locator('[data-stat="accounts-live"] .n').innerText()).toBe(`${live} / 1`);
+    expect(await page.locator('[data-stat="redis"] .n').innerText()).toBe(expected.redis.state);
+    expect(await page.locator('[data-stat="redis"] .l').textContent()).toContain(expected.redis.topology);
     expect(await page.locator(`tr[data-account="${BOT}"] .pill`).innerText()).toBe(
       expected.accounts[0]!.state,
     );

@@ -44,7 +44,7 @@ export function overviewPage(context: PageContext, status: StatusView, rates: Ra
         ${card('waiting', sum(status.destinations.map((d) => d.waiting)), 'waiting')}
         ${card('delayed (retrying)', sum(status.destinations.map((d) => d.delayed)), 'delayed')}
         ${card('dead letters', sum(status.destinations.map((d) => d.dead)), 'dead')}
-        ${card('redis', status.redis, 'redis')}
+        ${card(status.redisTopology ? `redis (${status.redisTopology})` : 'redis', status.redis, 'redis')}
       </div>
       <p class="muted">
         ${status.role} process, version ${status.version}, up ${dash(status.uptimeSeconds)} s. Rates are per

@@ -31,7 +31,9 @@ export interface StatusView {
   readonly version: string;
   readonly role: string;
   readonly uptimeSeconds?: number;
+  /** `/status.redis`: reachability, topology (single, sentinel, cluster) and the explained problem. */
   readonly redis: string;
+  readonly redisTopology?: string;
   readonly redisError?: string;
   readonly buffered?: number;
   readonly accounts: readonly AccountView[];
@@ -59,12 +61,14 @@ function count(value: unknown): number | undefined {
 export function statusView(status: unknown): StatusView {
   const s = object(status);
   const ingest = object(s.ingest);
+  const redis = object(s.redis);
   return {
     version: text(s.version) ?? '',
     role: text(s.role) ?? '',
     uptimeSeconds: count(s.uptimeSeconds),
-    redis: text(s.redis) ?? 'unknown',
-    redisError: text(s.redisError),
+    redis: text(redis.state) ?? 'unknown',
+    redisTopology: text(redis.topology),
+    redisError: text(redis.error),
     buffered: count(ingest.buffered),
     accounts: list(s.accounts).map((a) => ({
       id: text(a.id) ?? '',
