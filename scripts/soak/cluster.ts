@@ -197,11 +197,11 @@ export class SoakCluster {
       try {
         const res = await bridge.get('/status');
         const status = JSON.parse(res.body) as {
-          redis: string;
+          redis: { state: string };
           ingest?: { buffered: number };
           destinations: { waiting?: number; active?: number; delayed?: number }[];
         };
-        if (status.redis !== 'ok') continue;
+        if (status.redis.state !== 'ok') continue;
         return status.destinations.reduce(
           (n, w) => n + (w.waiting ?? 0) + (w.active ?? 0) + (w.delayed ?? 0),
           0,

@@ -725,6 +725,15 @@ export class ClusterGroup {
       () => withClient(replicaPort, {}, async (c) => ((await c.call('ROLE')) as unknown[])[0] === 'master'),
       { timeoutMs, intervalMs: 100, what: `replica ${replicaPort} to take over` },
     );
+    // The other nodes learn of the switch by gossip: `layout()` (and so `masterOf`) reads one of them.
+    await waitFor(
+      async () => (await this.layout()).some((n) => n.port === replicaPort && n.role === 'master'),
+      {
+        timeoutMs,
+        intervalMs: 100,
+        what: `the cluster to list ${replicaPort} as a master`,
+      },
+    );
     await this.awaitHealthy(timeoutMs);
   }
 
