@@ -4,7 +4,7 @@ import type { AccountHolder, MoveCause } from './ingest.js';
 import type { Member, Membership, MembershipView } from './membership.js';
 import { Placement, type Plan } from './placement.js';
 
-/** Sessions connecting at once per process: bounds the burst when a process takes many accounts at a time. */
+/** Sessions connecting at once per process: bounds the burst when a process takes many accounts at a time (slots are refilled every tenth of a tick). */
 const ACQUIRE_CONCURRENCY = 100;
 
 export interface SharingStatus {
@@ -36,6 +36,8 @@ export class AccountPlacer {
   private readonly wanted = new Map<string, { cause: MoveCause; from: string[] }>();
   private confirming = false;
   private handingOver = false;
+  /** The next `acquire()` before the next tick, while accounts wait for a connecting slot. */
+  private refill: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly membership: Membership,
@@ -97,6 +99,7 @@ export class AccountPlacer {
    */
   async handover(budgetMs: number): Promise<void> {
     this.handingOver = true;
+    clearTimeout(this.refill);
     const view = this.membership.view();
     if (!(await this.membership.leave()) || !view) return;
     const others = view.members.filter((m) => m.id !== this.membership.id);
@@ -175,6 +178,15 @@ export class AccountPlacer {
       this.opts.metrics.accountMoves.inc({ direction: 'acquired', cause });
       if (cause === 'expire') this.opts.metrics.takeovers.inc();
       this.log.info({ account, cause, from }, 'account acquired');
+    }
+    // Sessions usually go live well within a tick: refill their slots sooner, or a takeover of
+    // thousands of accounts would move at ACQUIRE_CONCURRENCY per tick.
+    if (this.wanted.size > 0 && this.refill === undefined) {
+      this.refill = setTimeout(() => {
+        this.refill = undefined;
+        if (!this.handingOver && this.membership.view()?.synced) this.acquire();
+      }, this.membership.tickMs / 10);
+      this.refill.unref();
     }
   }
 
