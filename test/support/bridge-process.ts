@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
@@ -9,8 +9,18 @@ const CLI = resolve(import.meta.dirname, '../../dist/cli.js');
 
 export type Role = 'all' | 'ingest' | 'worker';
 
-/** Writes a config object as YAML into a fresh temp dir and returns its path. */
-export function writeConfig(config: unknown, dir = mkdtempSync(join(tmpdir(), 'imkit-bridge-cfg-'))): string {
+/** Temp dirs `writeConfig` made, removed when this process exits (a test run also removes its whole run dir). */
+const madeDirs: string[] = [];
+process.once('exit', () => {
+  for (const dir of madeDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** Writes a config object as YAML into `dir` (default: a fresh temp dir, removed at exit) and returns its path. */
+export function writeConfig(config: unknown, dir?: string): string {
+  if (dir === undefined) {
+    dir = mkdtempSync(join(process.env.IMKIT_BRIDGE_TEST_TMP ?? tmpdir(), 'imkit-bridge-cfg-'));
+    madeDirs.push(dir);
+  }
   const file = join(dir, 'bridge.yaml');
   writeFileSync(file, stringify(config));
   return file;
