@@ -15,11 +15,19 @@ import { waitFor } from './redis.js';
 
 const LOCALHOST = '127.0.0.1';
 
+/** Ports (and their cluster bus ports) this process has handed out. */
+const pickedPorts = new Set<number>();
+
 /** A free port whose cluster bus port (+10000) is free too and still a valid port. */
 export async function freeRedisPort(): Promise<number> {
   for (let attempt = 0; attempt < 200; attempt++) {
     const port = 20_000 + Math.floor(Math.random() * 30_000);
-    if ((await canListen(port)) && (await canListen(port + 10_000))) return port;
+    // Nodes start without waiting for each other: a port picked a moment ago may not be bound yet.
+    if ([port, port + 10_000].some((p) => pickedPorts.has(p))) continue;
+    if ((await canListen(port)) && (await canListen(port + 10_000))) {
+      pickedPorts.add(port).add(port + 10_000);
+      return port;
+    }
   }
   throw new Error('no free port pair for redis (port and port + 10000)');
 }
