@@ -8,7 +8,7 @@ test('Cluster, waitReplicas 0: kill -9 of a shard master whose replicas missed a
   const { world, cluster, burst, burstBytes, failoverMs, shards } = await clusterKill({});
   try {
     await world.settled(3_000, 60_000);
-    const lost = Object.fromEntries([...world.missing()].map(([id, m]) => [id, m.length]));
+    const lost = world.missingCounts();
     const entry = {
       test: 'C2',
       topology: 'cluster',

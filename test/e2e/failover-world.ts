@@ -113,6 +113,11 @@ export class FailoverWorld {
     return out;
   }
 
+  /** Per destination, how many sent messages it never acknowledged. */
+  missingCounts(): Record<string, number> {
+    return Object.fromEntries([...this.missing()].map(([id, m]) => [id, m.length]));
+  }
+
   /** For a failure message: which sent messages (by send order) each destination lacks, and the bridge's last warnings. */
   diagnosis(): string {
     const order = new Map(this.sent.map((m, i) => [m, i]));
