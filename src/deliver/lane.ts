@@ -201,7 +201,9 @@ export class DestinationLane implements DirectDelivery {
   /**
    * Watchdog: BullMQ workers have been seen to stop fetching after a Redis reconnect (the blocking
    * connection never resumes). A worker that is not running, or that sits idle while its queue has
-   * waiting jobs it is allowed to take, is replaced.
+   * waiting jobs it is allowed to take, is replaced. Whatever the breaker's state: an open breaker
+   * pauses the queue (the rate-limit TTL), and a half-open one waits for a job to probe with, which
+   * a stuck worker never takes (seen after a Cluster failover: half-open for good).
    */
   async check(intervalMs: number): Promise<void> {
     const worker = this.worker;
@@ -215,7 +217,6 @@ export class DestinationLane implements DirectDelivery {
       if (!worker.isRunning()) {
         reason = 'worker stopped';
       } else if (this.inFlightTokens.size === 0 && Date.now() - this.lastProgress > 2 * intervalMs) {
-        if (this.breaker.state !== 'closed') return;
         const [waiting, limitTtl] = await Promise.all([
           this.queue.getWaitingCount(),
           this.queue.getRateLimitTtl(this.lane.rateLimit?.max ?? UNLIMITED.max),

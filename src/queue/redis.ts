@@ -207,14 +207,22 @@ function connect(settings: RedisSettings, name: string, role: RedisOptions): Red
 
 /**
  * The connection to the node that holds `key` (its slot's master) on Cluster; the client itself
- * otherwise. Undefined while the cluster's slot map is not known. WAIT must go there: it answers
- * only for writes made on its own connection.
+ * otherwise. WAIT must go there: it answers only for writes made on its own connection.
+ *
+ * Undefined while the slot map is unknown or names a node the client has dropped (a dead master);
+ * then the map is refreshed, so that a retry finds the promoted replica. ioredis refreshes it
+ * only when a command is redirected or fails, and a writer that asks here first sends none: a
+ * map read during the failover, before the promotion, stayed stale for good and ingest stalled.
  */
 export function masterFor(client: RedisClient, key: string): Redis | undefined {
   if (!(client instanceof Cluster)) return client;
   const address = client.slots[keySlot(key)]?.[0];
-  if (address === undefined) return undefined;
-  return client.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === address);
+  const node =
+    address === undefined
+      ? undefined
+      : client.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === address);
+  if (!node) client.refreshSlotsCache();
+  return node;
 }
 
 /** How long a specific cause (WRONGPASS, a certificate) outranks the generic texts that follow it. */

@@ -1,3 +1,4 @@
+import { Worker } from 'bullmq';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DeliveryWorkers } from '../../src/deliver/workers.js';
 import { WebhookReceiver } from '../support/receiver.js';
@@ -144,5 +145,31 @@ describe('watchdog', () => {
     const job = await producer.add('hook');
     await waitFor(() => receiver.deliveredIds().includes(job.id), { what: 'delivery by the replacement' });
     expect(workers.status()[0]!.running).toBe(true);
+  });
+
+  it('replaces a worker that stopped fetching while the breaker waits half-open for a probe', async () => {
+    const { server, receiver, config, producer } = await setup({
+      breaker: { failures: 1, cooldown: '300ms' },
+      retry: { schedule: ['30s'], jitter: 0 },
+    });
+    receiver.respondWith({ status: 503 });
+    const workers = new DeliveryWorkers({ config, ...silentDeps(), watchdogIntervalMs: 300 });
+    cleanups.push(() => workers.close(500));
+    workers.start();
+    await producer.add('hook');
+    await waitFor(() => workers.status()[0]!.breaker === 'open', { what: 'breaker open' });
+    // Injected fault: the worker runs but never takes this queue's jobs (after a Cluster failover
+    // its blocking connection was seen to hang so), stood in for by a live worker on another queue.
+    const lane = (workers as unknown as { lanes: { worker: Worker }[] }).lanes[0]!;
+    await lane.worker.close();
+    lane.worker = new Worker('elsewhere', async () => {}, { connection: { url: server.url } });
+    receiver.respondWith({ status: 204 });
+    await waitFor(() => workers.status()[0]!.breaker === 'half-open', { what: 'breaker half-open' });
+    const job = await producer.add('hook');
+    await waitFor(() => receiver.deliveredIds().includes(job.id), {
+      what: 'delivery by the replacement',
+      timeoutMs: 5_000,
+    });
+    expect(workers.status()[0]!.breaker).toBe('closed');
   });
 });
