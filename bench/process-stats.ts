@@ -9,7 +9,18 @@ export function memoryOf(pid: number): { rssMiB: number; peakMiB: number } {
 
 /** CPU time (user + system) a process has used, ms, from /proc/<pid>/stat. */
 export function cpuMsOf(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return ticksMs(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+}
+
+/**
+ * CPU time of a process's main thread (the JavaScript thread), ms: the rest of `cpuMsOf` is V8's
+ * helper threads (garbage collection, compilation) and libuv's pool.
+ */
+export function mainThreadCpuMsOf(pid: number): number {
+  return ticksMs(readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8'));
+}
+
+function ticksMs(stat: string): number {
   // Fields after the parenthesised command name; utime and stime are fields 14 and 15 (1-based).
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const ticks = Number(fields[11]) + Number(fields[12]);

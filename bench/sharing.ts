@@ -18,17 +18,21 @@
  *                      in one process's open-file limit here)
  *   --parts LIST       hold,cost (default both)
  *   --rounds K         the cost part K times, alternating the order of the configurations; medians
+ *   --profile          CPU-profile the ingest processes of the cost part from the start of the traffic
+ *                      to the end of the burst; a summary per configuration is printed, profiles go
+ *                      to bench/results/profiles-*
  *
  * Prints tables, writes JSON to bench/results/sharing-*.json.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BridgeProcess, writeConfig } from '../test/support/bridge-process.js';
 import { RedisServer, hasRedisServer, waitFor } from '../test/support/redis.js';
-import { cpuMsOf, memoryOf, redisPid } from './process-stats.js';
+import { cpuMsOf, mainThreadCpuMsOf, memoryOf, redisPid } from './process-stats.js';
+import { summarizeProfiles } from './profile-summary.js';
 import type { ClusterCommand, ClusterReply } from './sim-cluster.js';
 import { sinkFactory } from './sinks.js';
 
@@ -55,6 +59,7 @@ function options() {
       events: { type: 'string', default: '20000' },
       rounds: { type: 'string', default: '1' },
       parts: { type: 'string', default: 'hold,cost' },
+      profile: { type: 'boolean', default: false },
     },
   });
   const o = {
@@ -70,6 +75,7 @@ function options() {
     events: Number(values.events),
     rounds: Number(values.rounds),
     parts: new Set(values.parts.split(',')),
+    profile: values.profile,
   };
   const counts = [o.accounts, o.processes, o.copies, o.simWorkers, o.costAccounts, o.rate, o.seconds];
   if (![...counts, o.events, o.rounds].every((n) => Number.isInteger(n) && n > 0) || o.copies > o.processes)
@@ -132,9 +138,14 @@ class SimCluster {
 }
 
 /** `count` bridge processes started at once; if one fails, the others are killed too. */
-async function startAll(file: string, count: number, role: 'ingest' | 'worker'): Promise<BridgeProcess[]> {
+async function startAll(
+  file: string,
+  count: number,
+  role: 'ingest' | 'worker',
+  env: NodeJS.ProcessEnv = {},
+): Promise<BridgeProcess[]> {
   const started = await Promise.allSettled(
-    Array.from({ length: count }, () => BridgeProcess.start(file, { role, startTimeoutMs: 5 * 60_000 })),
+    Array.from({ length: count }, () => BridgeProcess.start(file, { role, env, startTimeoutMs: 5 * 60_000 })),
   );
   const bridges = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
   const failed = started.find((s) => s.status === 'rejected');
@@ -286,6 +297,8 @@ interface CostResult {
   rate: {
     events: number;
     ingestCpuMsPer1k: number;
+    /** Of that, the JavaScript threads': the rest is V8's and libuv's helper threads. */
+    ingestMainThreadMsPer1k: number;
     ingestNetOfIdleMsPer1k: number;
     workerCpuMsPer1k: number;
     redisCpuMsPer1k: number;
@@ -296,6 +309,8 @@ interface CostResult {
     seconds: number;
     eventsPerSecond: number;
     ingestCpuMsPer1k: number;
+    /** Of that, the JavaScript threads': the rest is V8's and libuv's helper threads. */
+    ingestMainThreadMsPer1k: number;
     ingestNetOfIdleMsPer1k: number;
     workerCpuMsPer1k: number;
     redisCpuMsPer1k: number;
@@ -304,9 +319,12 @@ interface CostResult {
   ingestIdleCpuMsPerSecond: number;
   stored: { sent: number; stored: number };
   loadAverage: number[];
+  /** With --profile: where the ingest processes spent their time during the traffic. */
+  profile?: string;
 }
 
 async function cost(redis: RedisServer, sim: SimCluster, c: CostConfig, o: Options): Promise<CostResult> {
+  const profileDir = o.profile ? mkdtempSync(join(RESULTS, 'profiles-')) : undefined;
   const ids = Array.from({ length: o.costAccounts }, (_, i) => `cost-${String(i).padStart(4, '0')}`);
   const tokens = await sim.tokens(ids);
   const sinks = await sinkFactory('webhook', { redisUrl: redis.url, secret: SECRET });
@@ -321,7 +339,18 @@ async function cost(redis: RedisServer, sim: SimCluster, c: CostConfig, o: Optio
   try {
     const [worker] = await startAll(file, 1, 'worker');
     bridges.push(worker!);
-    const ingest = await startAll(file, c.processes, 'ingest');
+    const ingest = await startAll(
+      file,
+      c.processes,
+      'ingest',
+      profileDir
+        ? {
+            NODE_OPTIONS: `--import ${join(HERE, 'cpu-profile-hook.mjs')}`,
+            BENCH_CPU_PROF_DIR: profileDir,
+            BENCH_CPU_PROF_ON_SIGNAL: '1',
+          }
+        : {},
+    );
     bridges.push(...ingest);
     const sockets = c.copies === 'all' ? c.processes : c.copies;
     await waitFor(
@@ -334,6 +363,7 @@ async function cost(redis: RedisServer, sim: SimCluster, c: CostConfig, o: Optio
     await Promise.all(ingest.map((b) => b.waitReady(60_000)));
     const cpu = () => ({
       ingest: sum(ingest.map((b) => cpuMsOf(b.pid))),
+      ingestMain: sum(ingest.map((b) => mainThreadCpuMsOf(b.pid))),
       worker: cpuMsOf(worker!.pid),
       redis: cpuMsOf(redisPid(redis.port) ?? 0),
       sim: sum(sim.pids.map(cpuMsOf)),
@@ -358,6 +388,7 @@ async function cost(redis: RedisServer, sim: SimCluster, c: CostConfig, o: Optio
     await new Promise((r) => setTimeout(r, IDLE_MS));
     const idleMsPerSecond = ((cpu().ingest - idleStart.ingest) / (Date.now() - idleFrom)) * 1000;
 
+    for (const b of profileDir ? ingest : []) process.kill(b.pid, 'SIGUSR2');
     say(`cost ${c.name}: ${o.rate} events/s for ${o.seconds} s over ${ids.length} accounts`);
     from = sink.mark();
     let before = cpu();
@@ -384,6 +415,7 @@ async function cost(redis: RedisServer, sim: SimCluster, c: CostConfig, o: Optio
     const rate = {
       events: paced.count,
       ingestCpuMsPer1k: per1k('ingest', paced.count),
+      ingestMainThreadMsPer1k: per1k('ingestMain', paced.count),
       ingestNetOfIdleMsPer1k: netPer1k(paced.count),
       workerCpuMsPer1k: per1k('worker', paced.count),
       redisCpuMsPer1k: per1k('redis', paced.count),
@@ -409,6 +441,7 @@ async function cost(redis: RedisServer, sim: SimCluster, c: CostConfig, o: Optio
         seconds: round(seconds, 2),
         eventsPerSecond: Math.round(burst.count / seconds),
         ingestCpuMsPer1k: per1k('ingest', burst.count),
+        ingestMainThreadMsPer1k: per1k('ingestMain', burst.count),
         ingestNetOfIdleMsPer1k: netPer1k(burst.count),
         workerCpuMsPer1k: per1k('worker', burst.count),
         redisCpuMsPer1k: per1k('redis', burst.count),
@@ -421,6 +454,12 @@ async function cost(redis: RedisServer, sim: SimCluster, c: CostConfig, o: Optio
       `cost ${c.name}: ingest ${rate.ingestCpuMsPer1k} ms/1k at ${o.rate}/s, ${result.burst.ingestCpuMsPer1k} ms/1k ` +
         `in the burst, ${result.burst.eventsPerSecond} events/s`,
     );
+    if (profileDir) {
+      // A profile is written at a clean exit only.
+      await Promise.all(ingest.map((b) => b.stop('SIGTERM')));
+      result.profile = summarizeProfiles(profileDir);
+      say(`cost ${c.name}: ${result.profile}`);
+    }
     return result;
   } finally {
     await Promise.all(bridges.map((b) => b.kill9()));
@@ -510,7 +549,9 @@ function report(
         config: r.config,
         'IMKIT sockets': r.imkitSockets,
         [`ingest CPU ms/1k @${o.rate}/s`]: r.rate.ingestCpuMsPer1k,
+        [`of it JS thread @${o.rate}/s`]: r.rate.ingestMainThreadMsPer1k,
         'ingest CPU ms/1k burst': r.burst.ingestCpuMsPer1k,
+        'of it JS thread burst': r.burst.ingestMainThreadMsPer1k,
         'ingest idle CPU ms/s': r.ingestIdleCpuMsPerSecond,
         'ingest ms/1k burst net of idle': r.burst.ingestNetOfIdleMsPer1k,
         'worker CPU ms/1k burst': r.burst.workerCpuMsPer1k,
