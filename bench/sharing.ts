@@ -323,9 +323,15 @@ interface CostResult {
   profile?: string;
 }
 
+let costRuns = 0;
+
 async function cost(redis: RedisServer, sim: SimCluster, c: CostConfig, o: Options): Promise<CostResult> {
   const profileDir = o.profile ? mkdtempSync(join(RESULTS, 'profiles-')) : undefined;
-  const ids = Array.from({ length: o.costAccounts }, (_, i) => `cost-${String(i).padStart(4, '0')}`);
+  // Accounts of their own per configuration: rooms the simulator still holds messages of from an
+  // earlier configuration would be caught up over REST at start (a fresh prefix has no checkpoint)
+  // and charged to this one.
+  const run = (costRuns++).toString(36);
+  const ids = Array.from({ length: o.costAccounts }, (_, i) => `cost${run}-${String(i).padStart(4, '0')}`);
   const tokens = await sim.tokens(ids);
   const sinks = await sinkFactory('webhook', { redisUrl: redis.url, secret: SECRET });
   const sink = await sinks.create();
