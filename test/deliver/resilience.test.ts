@@ -170,6 +170,7 @@ describe('watchdog', () => {
       what: 'delivery by the replacement',
       timeoutMs: 5_000,
     });
-    expect(workers.status()[0]!.breaker).toBe('closed');
+    // The probe's answer closes the breaker once the lane has read it, just after the receiver saw it.
+    await waitFor(() => workers.status()[0]!.breaker === 'closed', { what: 'breaker closed by the probe' });
   });
 });
