@@ -389,6 +389,7 @@ async function cost(redis: RedisServer, sim: SimCluster, c: CostConfig, o: Optio
 
     // What the ingest processes spend with no traffic (pings, membership ticks, checkpoint writes): a
     // cost per process and second, which sharing does not remove, apart from the cost per event.
+    say(`cost ${c.name}: idle for ${IDLE_MS / 1000} s`);
     const idleStart = cpu();
     const idleFrom = Date.now();
     await new Promise((r) => setTimeout(r, IDLE_MS));
