@@ -103,15 +103,26 @@ async function everyMessageDeliveredOnce(): Promise<void> {
 const accountsOfHolder = (holders: Map<string, string[]>, member: string) =>
   ACCOUNTS.filter((a) => holders.get(a)!.includes(member));
 
+/**
+ * As `placed`, once every process holds some accounts: the first processes to join hold everything
+ * until a later one is a member, and the accounts that rank it highest move to it.
+ */
+async function spread(bridges: BridgeProcess[], copies: number): Promise<Map<string, string[]> | undefined> {
+  const holders = await placed(bridges, copies);
+  if (!holders) return undefined;
+  const members = await Promise.all(bridges.map(async (b) => (await sharing(b)).member));
+  return members.every((m) => accountsOfHolder(holders, m).length > 0) ? holders : undefined;
+}
+
 const authsSince = (at: number) =>
   new Set(world.sim.auths.filter((r) => r.ok && r.at >= at).map((r) => r.clientId!));
 
 describe('ingest.copies: accounts shared among ingest processes', () => {
   test('copies 1: one socket per account, spread over three processes; copies 2: two, never on one process', async () => {
     const one = await ingestProcesses(shardedConfig(1), 3);
-    const holders = await waitFor(() => placed(one, 1), {
+    const holders = await waitFor(() => spread(one, 1), {
       timeoutMs: 20_000,
-      what: 'one holder per account',
+      what: 'one holder per account, every process holding some',
     });
     const members = await Promise.all(one.map(async (b) => (await sharing(b)).member));
     for (const member of members) expect(accountsOfHolder(holders, member).length).toBeGreaterThan(0);
@@ -130,7 +141,7 @@ describe('ingest.copies: accounts shared among ingest processes', () => {
     const config = shardedConfig(1);
     await world.bridge(config, 'worker');
     const bridges = await ingestProcesses(config, 3);
-    const holders = await waitFor(() => placed(bridges, 1), { timeoutMs: 20_000, what: 'accounts placed' });
+    const holders = await waitFor(() => spread(bridges, 1), { timeoutMs: 20_000, what: 'accounts placed' });
     startTraffic();
     await waitFor(() => world.deliveredOfType('chat message').length >= 30, { what: 'traffic flowing' });
     await waitFor(async () => (await underCopies(bridges)) === 0, { what: 'no account under copies' });
@@ -190,7 +201,7 @@ describe('ingest.copies: accounts shared among ingest processes', () => {
     const config = shardedConfig(1);
     await world.bridge(config, 'worker');
     const bridges = await ingestProcesses(config, 3);
-    let holders = await waitFor(() => placed(bridges, 1), { timeoutMs: 20_000, what: 'accounts placed' });
+    let holders = await waitFor(() => spread(bridges, 1), { timeoutMs: 20_000, what: 'accounts placed' });
     startTraffic();
     let uncovered = 0;
     const sampler = setInterval(() => {
@@ -202,7 +213,7 @@ describe('ingest.copies: accounts shared among ingest processes', () => {
       const joiner = await world.bridge(config, 'ingest');
       bridges.push(joiner);
       await joiner.waitReady();
-      holders = await waitFor(() => placed(bridges, 1), { timeoutMs: 10_000, what: 'placed on four' });
+      holders = await waitFor(() => spread(bridges, 1), { timeoutMs: 10_000, what: 'placed on four' });
       const joinerAccounts = accountsOfHolder(holders, (await sharing(joiner)).member);
       expect(joinerAccounts.length).toBeGreaterThan(0);
       expect([...authsSince(since)].sort()).toEqual(joinerAccounts.sort());
