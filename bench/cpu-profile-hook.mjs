@@ -15,7 +15,6 @@ if (dir) {
   session.post('Profiler.setSamplingInterval', { interval: 1000 });
   let started = false;
   const start = () => {
-    if (started) return;
     started = true;
     session.post('Profiler.start');
   };
