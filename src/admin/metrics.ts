@@ -16,7 +16,7 @@ export class BridgeMetrics {
 
   readonly eventsDeduplicated = new Counter({
     name: 'imkit_bridge_events_deduplicated_total',
-    help: 'Queued copies not sent: the event id was claimed within dedupWindow, or (non-chat) the same content received within repeatWindow was sent.',
+    help: 'Queued copies not delivered again: the event id was claimed within dedupWindow, the destination already held it (redis-stream), or (non-chat) the same content received within repeatWindow was sent.',
     registers: [this.registry],
   });
 

@@ -8,8 +8,11 @@ import type { RedisSettings } from '../queue/redis.js';
  * outcome leads to (done, another try, a dead letter, the breaker) is decided in one place by the lane.
  */
 export type SendOutcome =
-  /** The far end acknowledged the event (2xx, a PubAck, a publisher confirm, a stream entry, a job). */
-  | { readonly kind: 'delivered'; readonly note?: string }
+  /**
+   * The far end acknowledged the event (2xx, a PubAck, a publisher confirm, a stream entry, a job).
+   * `duplicate`: a destination that `deduplicates` already held this event id and added nothing.
+   */
+  | { readonly kind: 'delivered'; readonly note?: string; readonly duplicate?: true }
   /** Not taken this time; tried again per the schedule. `waitMs`: the far end asked for this wait. */
   | {
       readonly kind: 'retry';
@@ -36,6 +39,12 @@ export type SendOutcome =
 export interface Destination {
   readonly id: string;
   readonly type: string;
+  /**
+   * The far end itself keeps a second copy of an event id out for `dedupWindow`, atomically with
+   * taking the first (redis-stream's marker). Delivery then skips its own claim for events that their
+   * id alone identifies: one Redis script and one key per event fewer (docs/architecture.md).
+   */
+  readonly deduplicates?: true;
   /** Starts connecting; `send` (re)connects by itself when needed, so callers need not await this. */
   connect(): Promise<void>;
   send(event: DeliveryEvent, signals: readonly AbortSignal[]): Promise<SendOutcome>;

@@ -65,6 +65,11 @@ interface Tried {
   readonly trace?: AttemptTrace;
 }
 
+/** The far end already held the event (a destination that `deduplicates`): a copy, not a delivery. */
+function isCopy(result: AttemptResult): boolean {
+  return result.kind === 'delivered' && result.duplicate === true;
+}
+
 interface EventJobSpec {
   readonly name: string;
   readonly data: EventJobData;
@@ -356,10 +361,9 @@ export class DestinationLane implements DirectDelivery {
     data: BatchJobData,
     signal: AbortSignal | undefined,
   ): Promise<void> {
-    const owned = await this.claims.claim(jobId, data.events);
+    const owned = await this.owned(jobId, data.events);
     const mine = data.events.filter((_, i) => owned[i]);
-    if (mine.length < data.events.length)
-      this.metrics.eventsDeduplicated.inc(data.events.length - mine.length);
+    let copies = data.events.length - mine.length;
     const sendMany = this.destination.sendMany?.bind(this.destination);
     const tries = sendMany
       ? await this.attemptMany(sendMany, mine, signal)
@@ -372,8 +376,11 @@ export class DestinationLane implements DirectDelivery {
       const next = decide(result, 1, this.policy);
       if (next.step === 'done') {
         trace?.end(result, next);
-        delivered++;
-        this.observeLatency(event);
+        if (isCopy(result)) copies++;
+        else {
+          delivered++;
+          this.observeLatency(event);
+        }
         return;
       }
       this.record(event, next, trace);
@@ -384,8 +391,23 @@ export class DestinationLane implements DirectDelivery {
     });
     // One increment for the batch's deliveries: the same count as one per event, one label lookup.
     if (delivered > 0) this.metrics.deliveries.inc(this.deliveredLabels, delivered);
+    if (copies > 0) this.metrics.eventsDeduplicated.inc(copies);
     if (holdMs > 0) await this.pauseQueue(holdMs);
     if (followUps.length > 0) await this.queue.addBulk(followUps);
+  }
+
+  /**
+   * Which of a batch job's events this job delivers. The claim decides, except for an event its id
+   * alone identifies (no repeat key) going to a destination that `deduplicates` itself: there the
+   * far end's own marker keeps a second copy out, and the claim would be the same check twice.
+   */
+  private async owned(jobId: string, events: readonly DeliveryEvent[]): Promise<boolean[]> {
+    if (!this.destination.deduplicates) return this.claims.claim(jobId, events);
+    const repeating = events.filter((event) => event.repeatKey !== undefined);
+    if (repeating.length === 0) return events.map(() => true);
+    const granted = await this.claims.claim(jobId, repeating);
+    let next = 0;
+    return events.map((event) => event.repeatKey === undefined || granted[next++]!);
   }
 
   /** An event on its own: BullMQ's attempts and the decided delays carry it through its retries. */
@@ -400,7 +422,8 @@ export class DestinationLane implements DirectDelivery {
     const attempt = attemptsBefore(event) + job.attemptsMade + 1;
     const { result, trace } = await this.attempt(event, signal, attempt);
     const next = decide(result, attempt, this.policy);
-    this.record(event, next, trace);
+    if (isCopy(result)) this.metrics.eventsDeduplicated.inc();
+    else this.record(event, next, trace);
     trace?.end(result, next);
     await this.settleEventJob(next, job.id, trace);
   }

@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import type { BridgeMetrics } from '../../src/admin/metrics.js';
+import { destinationsOf } from '../../src/config/destinations.js';
 import { DeliveryClaims } from '../../src/deliver/claims.js';
 import { listDeadLetters } from '../../src/dlq/dead-letters.js';
 import { claimKey, queueName } from '../../src/queue/names.js';
@@ -102,6 +103,49 @@ describe('de-duplication at delivery', () => {
     expect(ttl).toBeGreaterThan(55_000);
     expect(ttl).toBeLessThanOrEqual(60_000);
     expect(await claims.claim('job-3', [])).toEqual([]);
+  });
+
+  it('a redis-stream destination keeps copies out with its own marker: chat messages take no claim, repeat-keyed events still do', async () => {
+    const target = redis.target();
+    const stream = `batches-stream:${target.prefix}`;
+    const config = testConfig(target, [], {
+      destinations: [{ id: 'feed', type: 'redis-stream', stream, concurrency: 4 }],
+    });
+    const { producer, metrics } = startDelivery(config, redis);
+    const connection = new Redis(target.url);
+    redis.defer(async () => void connection.disconnect());
+    const ids = Array.from({ length: 40 }, () => eventId());
+    // Two replicas' overlapping batches, as in the webhook case above.
+    const batches = [
+      [0, 15],
+      [10, 25],
+      [15, 30],
+      [25, 40],
+    ] as const;
+    await Promise.all(
+      batches.map(([from, to]) =>
+        producer.addBatch(
+          'feed',
+          ids.slice(from, to).map((id) => ({ id })),
+        ),
+      ),
+    );
+    const repeated = eventId();
+    await producer.addBatch('feed', [{ id: repeated, type: 'user update', repeatKey: 'user-update-key' }]);
+    await waitFor(async () => (await connection.xlen(stream)) === 41, { what: '41 entries in the stream' });
+    await producer.waitEmpty('feed');
+
+    const entries = await connection.xrange(stream, '-', '+');
+    const entryIds = entries.map(([, fields]) => fields[fields.indexOf('id') + 1]);
+    expect(entryIds.sort()).toEqual([...ids, repeated].sort());
+    expect(await total(metrics.deliveries, 'delivered')).toBe(41);
+    expect(await total(metrics.eventsDeduplicated)).toBe(20);
+    const queue = destinationsOf(config)[0]!.jobQueue;
+    const claimed = await Promise.all(
+      [...ids, repeated].map((id) => connection.exists(claimKey(target.prefix, queue, id))),
+    );
+    expect(claimed.slice(0, 40).every((n) => n === 0)).toBe(true);
+    expect(claimed[40]).toBe(1);
   });
 });
 

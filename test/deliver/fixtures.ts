@@ -8,7 +8,6 @@ import { DeliveryWorkers } from '../../src/deliver/workers.js';
 import { Enqueuer, type DirectDelivery } from '../../src/queue/enqueuer.js';
 import { configSchema, type BridgeConfig } from '../../src/config/schema.js';
 import { batchJob, type DeliveryEvent, type DeliveryJobData } from '../../src/queue/job.js';
-import { queueName } from '../../src/queue/names.js';
 import { testRedis, waitFor } from '../support/redis.js';
 import { redisSettings } from '../../src/queue/redis.js';
 
@@ -67,7 +66,6 @@ export class TestProducer {
     webhookId: string,
     events: readonly Partial<DeliveryEvent>[],
   ): Promise<(DeliveryEvent & { jobId: string })[]> {
-    if (!this.config.webhooks.some((w) => w.id === webhookId)) throw new Error(`no webhook ${webhookId}`);
     const complete = events.map((overrides): DeliveryEvent => {
       const id = overrides.id ?? eventId();
       const receivedAt = overrides.receivedAt ?? Date.now();
@@ -90,10 +88,13 @@ export class TestProducer {
     return complete.map((event) => ({ ...event, jobId: opts.jobId }));
   }
 
+  /** The queue of the webhook or destination `webhookId`. */
   queue(webhookId: string): Queue<DeliveryJobData> {
     let queue = this.queues.get(webhookId);
     if (!queue) {
-      queue = new Queue<DeliveryJobData>(queueName(webhookId), {
+      const destination = destinationsOf(this.config).find((d) => d.id === webhookId);
+      if (!destination) throw new Error(`no webhook or destination ${webhookId}`);
+      queue = new Queue<DeliveryJobData>(destination.jobQueue, {
         connection: { url: this.config.redis.url, maxRetriesPerRequest: null },
         prefix: this.config.redis.prefix,
       });

@@ -128,6 +128,7 @@ type AddEachOnce = (numberOfKeysKeysAndArgs: (string | number)[]) => Promise<(nu
 
 class RedisStreamDestination implements Destination {
   readonly type = 'redis-stream';
+  readonly deduplicates = true;
   readonly id: string;
   private readonly log: Logger;
   private readonly target: RedisTarget;
@@ -207,10 +208,11 @@ class RedisStreamDestination implements Destination {
           const reply = await this.addEachOnce(args);
           const short = await this.target.replicated(stream);
           if (short !== undefined) return every({ kind: 'retry', reason: short });
-          return events.map((_, i) => {
+          return events.map((_, i): SendOutcome => {
             const entryId = String(reply[2 * i + 1]);
-            const note = reply[2 * i] === 1 ? `entry ${entryId}` : `duplicate of ${entryId}`;
-            return { kind: 'delivered', note };
+            return reply[2 * i] === 1
+              ? { kind: 'delivered', note: `entry ${entryId}` }
+              : { kind: 'delivered', note: `duplicate of ${entryId}`, duplicate: true };
           });
         },
         this.config.timeout,
