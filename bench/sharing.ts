@@ -18,6 +18,9 @@
  *                      in one process's open-file limit here)
  *   --parts LIST       hold,cost (default both)
  *   --rounds K         the cost part K times, alternating the order of the configurations; medians
+ *   --warmup W         before the cost part measures, W messages to every account (default 25): every
+ *                      process runs its hot paths often enough to be compiled, so the figures are a
+ *                      long-running process's cost per event, not start-up work spread over a few
  *   --profile          CPU-profile the ingest processes of the cost part from the start of the traffic
  *                      to the end of the burst; a summary per configuration is printed, profiles go
  *                      to bench/results/profiles-*
@@ -58,6 +61,7 @@ function options() {
       seconds: { type: 'string', default: '10' },
       events: { type: 'string', default: '20000' },
       rounds: { type: 'string', default: '1' },
+      warmup: { type: 'string', default: '25' },
       parts: { type: 'string', default: 'hold,cost' },
       profile: { type: 'boolean', default: false },
     },
@@ -74,11 +78,15 @@ function options() {
     seconds: Number(values.seconds),
     events: Number(values.events),
     rounds: Number(values.rounds),
+    warmup: Number(values.warmup),
     parts: new Set(values.parts.split(',')),
     profile: values.profile,
   };
   const counts = [o.accounts, o.processes, o.copies, o.simWorkers, o.costAccounts, o.rate, o.seconds];
-  if (![...counts, o.events, o.rounds].every((n) => Number.isInteger(n) && n > 0) || o.copies > o.processes)
+  if (
+    ![...counts, o.events, o.rounds, o.warmup].every((n) => Number.isInteger(n) && n > 0) ||
+    o.copies > o.processes
+  )
     throw new Error(
       'usage: bench --processes N [--accounts A] [--copies C <= N] [--lease 15s] [--sim-workers W] [--parts hold,cost]',
     );
@@ -381,11 +389,18 @@ async function cost(redis: RedisServer, sim: SimCluster, c: CostConfig, o: Optio
         what: `${count} deliveries`,
       });
     let sent = 0;
-    // Warm-up: one message to every account (JIT, pools, scripts).
+    // Warm-up (JIT, pools, scripts): with a single message per account, as before, each of four
+    // processes compiled its hot paths during the measured traffic, and that start-up work counted
+    // as a cost per event four times over.
     let from = sink.mark();
-    sent += (await sim.request<'emitted'>({ op: 'burst', accounts: ids, count: ids.length, tag: 'warmup' }))
-      .count;
-    await delivered(from, ids.length);
+    const warmup = await sim.request<'emitted'>({
+      op: 'burst',
+      accounts: ids,
+      count: ids.length * o.warmup,
+      tag: 'warmup',
+    });
+    sent += warmup.count;
+    await delivered(from, warmup.count);
 
     // What the ingest processes spend with no traffic (pings, membership ticks, checkpoint writes): a
     // cost per process and second, which sharing does not remove, apart from the cost per event.
