@@ -11,7 +11,8 @@
  *          through 1 ingest process (copies all), N processes with copies all, and N processes with
  *          copies 1, each with one `--role worker` delivering to a webhook here. Ingest CPU per
  *          1,000 events summed over the ingest processes (and the worker's, Redis's, the
- *          simulator's apart), at --rate events/s for --seconds, then a burst of --events.
+ *          simulator's apart), at --rate events/s for --seconds, then a burst of --events. A phase
+ *          ends when every ingest process has landed its copy of every event it was sent.
  *
  *   --lease L          ingest.lease (default 15s)
  *   --sim-workers W    simulator processes in the hold part (default 2: 20,000 sockets do not fit
@@ -388,6 +389,22 @@ async function cost(redis: RedisServer, sim: SimCluster, c: CostConfig, o: Optio
         intervalMs: 20,
         what: `${count} deliveries`,
       });
+    /**
+     * Until every ingest process has received and landed its copy of everything sent so far. The sink
+     * counts an event at its first delivery; with `copies: all` the other processes may still be
+     * landing their copies then, and that work belongs to the phase that sent them (before this
+     * wait it was counted as the next phase's idle CPU).
+     */
+    const landed = (total: number) =>
+      waitFor(
+        async () => {
+          const texts = await Promise.all(ingest.map(async (b) => (await b.get('/metrics')).body));
+          const received = sum(texts.map((t) => metricSum(t, 'imkit_bridge_events_received_total')));
+          const buffered = sum(texts.map((t) => metricSum(t, 'imkit_bridge_ingest_buffer_events')));
+          return received >= total * sockets && buffered === 0;
+        },
+        { timeoutMs: 300_000, intervalMs: 250, what: `every ingest copy of ${total} events landed` },
+      );
     let sent = 0;
     // Warm-up (JIT, pools, scripts): with a single message per account, as before, each of four
     // processes compiled its hot paths during the measured traffic, and that start-up work counted
@@ -401,6 +418,7 @@ async function cost(redis: RedisServer, sim: SimCluster, c: CostConfig, o: Optio
     });
     sent += warmup.count;
     await delivered(from, warmup.count);
+    await landed(sent);
 
     // What the ingest processes spend with no traffic (pings, membership ticks, checkpoint writes): a
     // cost per process and second, which sharing does not remove, apart from the cost per event.
@@ -424,6 +442,7 @@ async function cost(redis: RedisServer, sim: SimCluster, c: CostConfig, o: Optio
     });
     sent += paced.count;
     await delivered(from, paced.count);
+    await landed(sent);
     let after = cpu();
     const per1k = (k: keyof typeof after, events: number) =>
       round(((after[k] - before[k]) / events) * 1000, 1);
@@ -451,6 +470,7 @@ async function cost(redis: RedisServer, sim: SimCluster, c: CostConfig, o: Optio
     const burst = await sim.request<'emitted'>({ op: 'burst', accounts: ids, count: o.events, tag: 'burst' });
     sent += burst.count;
     const got = await delivered(from, burst.count);
+    await landed(sent);
     after = cpu();
     const seconds = (Math.max(...got.map((r) => r.at)) - burst.firstAt) / 1000;
     const stored = await sink.check(sent);
@@ -648,4 +668,15 @@ function sum(values: readonly number[]): number {
 
 function round(n: number, digits: number): number {
   return Math.round(n * 10 ** digits) / 10 ** digits;
+}
+
+/** The sum of every series of the metric `name` in a Prometheus text exposition. */
+function metricSum(text: string, name: string): number {
+  let total = 0;
+  for (const line of text.split('\n')) {
+    const next = line[name.length];
+    if (!line.startsWith(name) || (next !== '{' && next !== ' ')) continue;
+    total += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return total;
 }
