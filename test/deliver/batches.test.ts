@@ -7,7 +7,7 @@ import { listDeadLetters } from '../../src/dlq/dead-letters.js';
 import { claimKey, queueName } from '../../src/queue/names.js';
 import { WebhookReceiver } from '../support/receiver.js';
 import { waitFor } from '../support/redis.js';
-import { SECRET_A, eventId, redisSuite, startDelivery, testConfig } from './fixtures.js';
+import { SECRET_A, eventId, redisSuite, startDelivery, testConfig, type TestProducer } from './fixtures.js';
 
 const redis = redisSuite();
 
@@ -27,25 +27,33 @@ async function total(
   return values.filter((v) => !outcome || v.labels.outcome === outcome).reduce((n, v) => n + v.value, 0);
 }
 
+/**
+ * 40 chat messages queued for `destination` by two replicas: one saw 0..29, the other 10..39, each
+ * batched its own way, so 20 of the 60 queued are copies. Returns the 40 ids.
+ */
+async function addOverlapping(producer: TestProducer, destination: string): Promise<string[]> {
+  const ids = Array.from({ length: 40 }, () => eventId());
+  const batches = [
+    [0, 15],
+    [10, 25],
+    [15, 30],
+    [25, 40],
+  ] as const;
+  await Promise.all(
+    batches.map(([from, to]) =>
+      producer.addBatch(
+        destination,
+        ids.slice(from, to).map((id) => ({ id })),
+      ),
+    ),
+  );
+  return ids;
+}
+
 describe('de-duplication at delivery', () => {
   it('two replicas queue overlapping batches: every event is delivered once, and the copies are counted', async () => {
     const { receiver, producer, metrics } = await setup();
-    const ids = Array.from({ length: 40 }, () => eventId());
-    // Replica one saw 0..29, replica two 10..39, each batched its own way.
-    const batches = [
-      [0, 15],
-      [10, 25],
-      [15, 30],
-      [25, 40],
-    ] as const;
-    await Promise.all(
-      batches.map(([from, to]) =>
-        producer.addBatch(
-          'hook',
-          ids.slice(from, to).map((id) => ({ id })),
-        ),
-      ),
-    );
+    const ids = await addOverlapping(producer, 'hook');
     await waitFor(() => new Set(receiver.deliveredIds()).size === ids.length, { what: 'all 40 delivered' });
     await producer.waitEmpty('hook');
     expect(receiver.deliveredIds().sort()).toEqual([...ids].sort());
@@ -114,22 +122,7 @@ describe('de-duplication at delivery', () => {
     const { producer, metrics } = startDelivery(config, redis);
     const connection = new Redis(target.url);
     redis.defer(async () => void connection.disconnect());
-    const ids = Array.from({ length: 40 }, () => eventId());
-    // Two replicas' overlapping batches, as in the webhook case above.
-    const batches = [
-      [0, 15],
-      [10, 25],
-      [15, 30],
-      [25, 40],
-    ] as const;
-    await Promise.all(
-      batches.map(([from, to]) =>
-        producer.addBatch(
-          'feed',
-          ids.slice(from, to).map((id) => ({ id })),
-        ),
-      ),
-    );
+    const ids = await addOverlapping(producer, 'feed');
     const repeated = eventId();
     await producer.addBatch('feed', [{ id: repeated, type: 'user update', repeatKey: 'user-update-key' }]);
     await waitFor(async () => (await connection.xlen(stream)) === 41, { what: '41 entries in the stream' });
