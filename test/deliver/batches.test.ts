@@ -4,6 +4,7 @@ import type { BridgeMetrics } from '../../src/admin/metrics.js';
 import { destinationsOf } from '../../src/config/destinations.js';
 import { DeliveryClaims } from '../../src/deliver/claims.js';
 import { listDeadLetters } from '../../src/dlq/dead-letters.js';
+import { eventJobOptions } from '../../src/queue/job.js';
 import { claimKey, queueName } from '../../src/queue/names.js';
 import { WebhookReceiver } from '../support/receiver.js';
 import { waitFor } from '../support/redis.js';
@@ -139,6 +140,21 @@ describe('de-duplication at delivery', () => {
     );
     expect(claimed.slice(0, 40).every((n) => n === 0)).toBe(true);
     expect(claimed[40]).toBe(1);
+
+    // A retry's event job for an event that is in the stream by now: done, and a copy too.
+    const [first] = ids;
+    const receivedAt = Date.now();
+    await producer
+      .queue('feed')
+      .add(
+        'chat message',
+        { id: first!, type: 'chat message', account: 'audit-bot', receivedAt, body: '{}', attemptsBefore: 1 },
+        { ...eventJobOptions(destinationsOf(config)[0]!), jobId: `${first}-retry` },
+      );
+    await waitFor(async () => (await total(metrics.eventsDeduplicated)) === 21, { what: 'the retry a copy' });
+    await producer.waitEmpty('feed');
+    expect(await connection.xlen(stream)).toBe(41);
+    expect(await total(metrics.deliveries, 'delivered')).toBe(41);
   });
 });
 
