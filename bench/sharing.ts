@@ -178,12 +178,31 @@ function baseConfig(redis: RedisServer, prefix: string, sim: SimCluster, tokens:
 
 /** `imkit_bridge_<name>` of a bridge's /metrics (0 when absent or unreachable). */
 async function metric(bridge: BridgeProcess, name: string): Promise<number> {
+  const [value] = await metrics(bridge, [name]);
+  return value!;
+}
+
+/**
+ * For each name, `imkit_bridge_<name>` of one read of a bridge's /metrics, summed over its series
+ * (0 when absent or unreachable).
+ */
+async function metrics(bridge: BridgeProcess, names: readonly string[]): Promise<number[]> {
+  let text: string;
   try {
-    const match = new RegExp(`^imkit_bridge_${name} (\\S+)$`, 'm').exec((await bridge.get('/metrics')).body);
-    return match ? Number(match[1]) : 0;
+    text = (await bridge.get('/metrics')).body;
   } catch {
-    return 0;
+    return names.map(() => 0);
   }
+  const totals = names.map(() => 0);
+  for (const line of text.split('\n')) {
+    names.forEach((name, i) => {
+      const full = `imkit_bridge_${name}`;
+      const next = line[full.length];
+      if (line.startsWith(full) && (next === '{' || next === ' '))
+        totals[i]! += Number(line.slice(line.lastIndexOf(' ') + 1));
+    });
+  }
+  return totals;
 }
 
 async function heapUsedMiB(bridge: BridgeProcess): Promise<number> {
@@ -398,9 +417,11 @@ async function cost(redis: RedisServer, sim: SimCluster, c: CostConfig, o: Optio
     const landed = (total: number) =>
       waitFor(
         async () => {
-          const texts = await Promise.all(ingest.map(async (b) => (await b.get('/metrics')).body));
-          const received = sum(texts.map((t) => metricSum(t, 'imkit_bridge_events_received_total')));
-          const buffered = sum(texts.map((t) => metricSum(t, 'imkit_bridge_ingest_buffer_events')));
+          const read = await Promise.all(
+            ingest.map((b) => metrics(b, ['events_received_total', 'ingest_buffer_events'])),
+          );
+          const received = sum(read.map(([r]) => r!));
+          const buffered = sum(read.map(([, b]) => b!));
           return received >= total * sockets && buffered === 0;
         },
         { timeoutMs: 300_000, intervalMs: 250, what: `every ingest copy of ${total} events landed` },
@@ -668,15 +689,4 @@ function sum(values: readonly number[]): number {
 
 function round(n: number, digits: number): number {
   return Math.round(n * 10 ** digits) / 10 ** digits;
-}
-
-/** The sum of every series of the metric `name` in a Prometheus text exposition. */
-function metricSum(text: string, name: string): number {
-  let total = 0;
-  for (const line of text.split('\n')) {
-    const next = line[name.length];
-    if (!line.startsWith(name) || (next !== '{' && next !== ' ')) continue;
-    total += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return total;
 }
