@@ -36,6 +36,7 @@ import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
+import { imageNodeFlags } from '../test/deploy/dockerfile.js';
 import { BridgeProcess, writeConfig } from '../test/support/bridge-process.js';
 import { RedisServer, hasRedisServer, waitFor } from '../test/support/redis.js';
 import type { NaiveRelaySettings } from './naive-relay.js';
@@ -198,8 +199,9 @@ async function startBridge(
     ...tracing?.env(),
   };
   const config = writeConfig(bridgeConfig(redis.url, prefix, sim.url, tokens, sink, o.concurrency));
-  const bridge = await BridgeProcess.start(config, { role: o.split ? 'ingest' : 'all', env });
-  const worker = o.split ? await BridgeProcess.start(config, { role: 'worker', env }) : undefined;
+  const nodeFlags = imageNodeFlags();
+  const bridge = await BridgeProcess.start(config, { role: o.split ? 'ingest' : 'all', env, nodeFlags });
+  const worker = o.split ? await BridgeProcess.start(config, { role: 'worker', env, nodeFlags }) : undefined;
   return {
     name: tracing ? 'traced' : 'bridge',
     pids: worker ? [bridge.pid, worker.pid] : [bridge.pid],
@@ -219,7 +221,8 @@ async function startNaive(
     destination: sink.naive,
   };
   const child = fork(join(HERE, 'naive-relay.ts'), [JSON.stringify(settings)], {
-    execArgv: ['--import', 'tsx'],
+    // The same Node flags as the bridge: the comparison is of the relays, not of their runtimes.
+    execArgv: ['--import', 'tsx', ...imageNodeFlags()],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   await new Promise<void>((r, reject) => {
@@ -522,7 +525,8 @@ function report(
   );
   console.log(
     `\ndestination ${o.destination}; ${o.rounds > 1 ? `median of ${o.rounds} rounds; ` : ''}burst of ${o.events} events, ` +
-      `${o.rate} events/s for ${o.seconds} s; redis appendfsync ${o.appendfsync}; load average at start ${loadAtStart.join(' ')}`,
+      `${o.rate} events/s for ${o.seconds} s; redis appendfsync ${o.appendfsync}; node ${process.version} ` +
+      `${imageNodeFlags().join(' ')} (the image's flags, both relays); load average at start ${loadAtStart.join(' ')}`,
   );
   console.table(rows);
   if (idle.length > 0)
@@ -566,6 +570,7 @@ function report(
       cpus: cpus().length,
       cpuModel: cpus()[0]?.model,
       node: process.version,
+      nodeFlags: imageNodeFlags(),
       loadAverageAtStart: loadAtStart,
       loadAverageAtEnd: loadavg().map((l) => round(l, 2)),
     },

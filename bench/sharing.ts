@@ -33,6 +33,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { imageNodeFlags } from '../test/deploy/dockerfile.js';
 import { BridgeProcess, writeConfig } from '../test/support/bridge-process.js';
 import { RedisServer, hasRedisServer, waitFor } from '../test/support/redis.js';
 import { cpuMsOf, mainThreadCpuMsOf, memoryOf, redisPid } from './process-stats.js';
@@ -154,7 +155,9 @@ async function startAll(
   env: NodeJS.ProcessEnv = {},
 ): Promise<BridgeProcess[]> {
   const started = await Promise.allSettled(
-    Array.from({ length: count }, () => BridgeProcess.start(file, { role, env, startTimeoutMs: 5 * 60_000 })),
+    Array.from({ length: count }, () =>
+      BridgeProcess.start(file, { role, env, startTimeoutMs: 5 * 60_000, nodeFlags: imageNodeFlags() }),
+    ),
   );
   const bridges = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
   const failed = started.find((s) => s.status === 'rejected');
@@ -646,6 +649,7 @@ function report(
       cpus: cpus().length,
       cpuModel: cpus()[0]?.model,
       node: process.version,
+      nodeFlags: imageNodeFlags(),
       loadAverageAtStart: loadAtStart,
       loadAverageAtEnd: loadavg().map((l) => round(l, 2)),
     },

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { RelayedEvent } from './event.js';
 
 const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
@@ -49,8 +49,9 @@ function chatMessageForm(account: string, type: string, data: unknown): string |
   return JSON.stringify(['m1', account, String(id), m.messageType ?? null, at ?? null]);
 }
 
+/** One-shot `hash`: about half the CPU of a `createHash` object for these short forms, on every event. */
 function digest(form: string): string {
-  return base32(createHash('sha256').update(form).digest());
+  return base32(hash('sha256', form, 'buffer'));
 }
 
 /** Socket payloads carry numbers; REST shapes may carry numeric strings or only the ISO time. */

@@ -103,6 +103,9 @@ describe('base64 decoder', () => {
       ['eyJhIjoidGV4dCJ9eyJhIjoidGV4dCJ9eyJhIjoidGV4dCJ9eQ==', /invalid JSON/], // canonical padding, long payload
       ['eyJhIjoidGV4dCJ9eyJhIjoidGV4dCJ9eyJhIjoidGV4dCJ9eR==', /invalid base64/], // non-canonical in the last quantum only
       ['eyJh-_==', /invalid base64/], // URL-safe alphabet
+      ['eyJh IjoxfQ==', /invalid base64/], // whitespace, which Node's decoder skips
+      ['eyJhIjoxfQ==eyJhIjoxfQ==', /invalid base64/], // padding inside
+      ['eyJhIjoxfQ', /invalid base64/], // padding missing
       [Buffer.from('{"a":').toString('base64'), /invalid JSON/],
       [Buffer.from('[1,2').toString('base64'), /invalid JSON/],
       [Buffer.from('"unterminated').toString('base64'), /invalid JSON/],

@@ -241,8 +241,8 @@ describe.each(Object.entries(VALUE_SETS))('chart with %s values', (name, values)
       expect(spec.volumes.find((v) => v.name === tmp?.name)?.emptyDir).toBeDefined();
 
       // The image's CMD with a role, reading the file where the image expects its config.
-      expect(container!.args.slice(0, 3)).toEqual(runtime.cmd);
-      expect(container!.args.slice(3)).toEqual([
+      expect(container!.args.slice(0, runtime.cmd.length)).toEqual(runtime.cmd);
+      expect(container!.args.slice(runtime.cmd.length)).toEqual([
         '--role',
         expect.stringMatching(/^(all|ingest|worker)$/),
         '--config',
