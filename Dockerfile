@@ -27,6 +27,4 @@ COPY --from=build /app/dist ./dist
 USER 1000:1000
 EXPOSE 9464
 ENTRYPOINT ["/usr/bin/tini", "--"]
-# A 32 MiB young generation: the per-event garbage of a burst then dies before a scavenge, which cut
-# the daemon's CPU per event by about a fifth on Node 20 and 24 (docs/performance.md, "Node flags").
-CMD ["node", "--max-semi-space-size=32", "dist/cli.js", "run"]
+CMD ["node", "dist/cli.js", "run"]

@@ -36,10 +36,10 @@ import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
-import { imageNodeFlags } from '../test/deploy/dockerfile.js';
 import { BridgeProcess, writeConfig } from '../test/support/bridge-process.js';
 import { RedisServer, hasRedisServer, waitFor } from '../test/support/redis.js';
 import type { NaiveRelaySettings } from './naive-relay.js';
+import { metric } from './bridge-metrics.js';
 import { cpuMsOf, memoryOf, redisPid } from './process-stats.js';
 import { summarizeProfiles } from './profile-summary.js';
 import { SimProcess } from './sim-client.js';
@@ -98,6 +98,8 @@ interface PhaseResult {
      * target is the bench's Redis or a webhook).
      */
     cpuMsPer1kBy: { relay: number; redis: number; broker: number; simulator: number; receiver: number };
+    /** The bridge's garbage-collection pauses per 1,000 events (V8's, as its /metrics reports them); not for the naive relay. */
+    gcMsPer1k?: number;
   };
   latency: {
     rate: number;
@@ -199,9 +201,8 @@ async function startBridge(
     ...tracing?.env(),
   };
   const config = writeConfig(bridgeConfig(redis.url, prefix, sim.url, tokens, sink, o.concurrency));
-  const nodeFlags = imageNodeFlags();
-  const bridge = await BridgeProcess.start(config, { role: o.split ? 'ingest' : 'all', env, nodeFlags });
-  const worker = o.split ? await BridgeProcess.start(config, { role: 'worker', env, nodeFlags }) : undefined;
+  const bridge = await BridgeProcess.start(config, { role: o.split ? 'ingest' : 'all', env });
+  const worker = o.split ? await BridgeProcess.start(config, { role: 'worker', env }) : undefined;
   return {
     name: tracing ? 'traced' : 'bridge',
     pids: worker ? [bridge.pid, worker.pid] : [bridge.pid],
@@ -221,8 +222,7 @@ async function startNaive(
     destination: sink.naive,
   };
   const child = fork(join(HERE, 'naive-relay.ts'), [JSON.stringify(settings)], {
-    // The same Node flags as the bridge: the comparison is of the relays, not of their runtimes.
-    execArgv: ['--import', 'tsx', ...imageNodeFlags()],
+    execArgv: ['--import', 'tsx'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   await new Promise<void>((r, reject) => {
@@ -332,6 +332,9 @@ async function measure(
 
   say(`${relay.name}: burst of ${o.events} events`);
   from = sink.mark();
+  const gcMs = async () =>
+    relay.bridge ? (await metric(relay.bridge, 'process_nodejs_gc_duration_seconds_sum')) * 1000 : undefined;
+  const gcBefore = await gcMs();
   const before = cpuNow();
   const burst = await sim.request<'emitted'>({
     op: 'burst',
@@ -344,6 +347,7 @@ async function measure(
   const lastAt = Math.max(...got.map((r) => r.at));
   const seconds = (lastAt - burst.firstAt) / 1000;
   const after = cpuNow();
+  const gcAfter = await gcMs();
   const per1k = (k: keyof typeof after) => round(((after[k] - before[k]) / o.events) * 1000, 1);
   const throughput = {
     events: o.events,
@@ -357,6 +361,9 @@ async function measure(
       simulator: per1k('simulator'),
       receiver: per1k('receiver'),
     },
+    ...(gcBefore !== undefined && gcAfter !== undefined
+      ? { gcMsPer1k: round(((gcAfter - gcBefore) / o.events) * 1000, 1) }
+      : {}),
   };
   say(`${relay.name}: ${throughput.eventsPerSecond} events/s`);
   const stored = await sink.check(sent);
@@ -515,6 +522,7 @@ function report(
       'peak RSS MiB': all[name]!.throughput.peakRssMiB,
       'CPU ms/1k relay': all[name]!.throughput.cpuMsPer1kBy.relay,
       'CPU ms/1k redis': all[name]!.throughput.cpuMsPer1kBy.redis,
+      'GC ms/1k': all[name]!.throughput.gcMsPer1k ?? '',
       ...(o.destination === 'nats' || o.destination === 'amqp'
         ? { 'CPU ms/1k broker': all[name]!.throughput.cpuMsPer1kBy.broker }
         : {}),
@@ -525,8 +533,8 @@ function report(
   );
   console.log(
     `\ndestination ${o.destination}; ${o.rounds > 1 ? `median of ${o.rounds} rounds; ` : ''}burst of ${o.events} events, ` +
-      `${o.rate} events/s for ${o.seconds} s; redis appendfsync ${o.appendfsync}; node ${process.version} ` +
-      `${imageNodeFlags().join(' ')} (the image's flags, both relays); load average at start ${loadAtStart.join(' ')}`,
+      `${o.rate} events/s for ${o.seconds} s; redis appendfsync ${o.appendfsync}; node ${process.version}; ` +
+      `load average at start ${loadAtStart.join(' ')}`,
   );
   console.table(rows);
   if (idle.length > 0)
@@ -570,7 +578,6 @@ function report(
       cpus: cpus().length,
       cpuModel: cpus()[0]?.model,
       node: process.version,
-      nodeFlags: imageNodeFlags(),
       loadAverageAtStart: loadAtStart,
       loadAverageAtEnd: loadavg().map((l) => round(l, 2)),
     },

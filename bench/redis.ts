@@ -27,7 +27,6 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { keySlot } from '../src/queue/slot.js';
-import { imageNodeFlags } from '../test/deploy/dockerfile.js';
 import { BridgeProcess, writeConfig } from '../test/support/bridge-process.js';
 import { WebhookReceiver, type ReceivedRequest } from '../test/support/receiver.js';
 import { ClusterGroup, SentinelGroup } from '../test/support/redis-topologies.js';
@@ -180,7 +179,7 @@ async function runCase(
     webhooks: redis.ids.map((id, i) => ({ id, url: receivers[i]!.url, secret: SECRET })),
     log: { level: 'info' },
   };
-  const bridge = await BridgeProcess.start(writeConfig(config), { nodeFlags: imageNodeFlags() });
+  const bridge = await BridgeProcess.start(writeConfig(config));
   try {
     await bridge.waitReady(60_000);
     await waitFor(
@@ -427,7 +426,6 @@ export async function redisBench(): Promise<void> {
       cpus: cpus().length,
       cpuModel: cpus()[0]?.model,
       node: process.version,
-      nodeFlags: imageNodeFlags(),
       loadAverageAtStart: loadAtStart,
       loadAverageAtEnd: loadAtEnd,
     },

@@ -33,9 +33,9 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { imageNodeFlags } from '../test/deploy/dockerfile.js';
 import { BridgeProcess, writeConfig } from '../test/support/bridge-process.js';
 import { RedisServer, hasRedisServer, waitFor } from '../test/support/redis.js';
+import { metric, metrics } from './bridge-metrics.js';
 import { cpuMsOf, mainThreadCpuMsOf, memoryOf, redisPid } from './process-stats.js';
 import { summarizeProfiles } from './profile-summary.js';
 import type { ClusterCommand, ClusterReply } from './sim-cluster.js';
@@ -155,9 +155,7 @@ async function startAll(
   env: NodeJS.ProcessEnv = {},
 ): Promise<BridgeProcess[]> {
   const started = await Promise.allSettled(
-    Array.from({ length: count }, () =>
-      BridgeProcess.start(file, { role, env, startTimeoutMs: 5 * 60_000, nodeFlags: imageNodeFlags() }),
-    ),
+    Array.from({ length: count }, () => BridgeProcess.start(file, { role, env, startTimeoutMs: 5 * 60_000 })),
   );
   const bridges = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
   const failed = started.find((s) => s.status === 'rejected');
@@ -177,35 +175,6 @@ function baseConfig(redis: RedisServer, prefix: string, sim: SimCluster, tokens:
     accounts: Object.entries(tokens).map(([id, token]) => ({ id, token })),
     log: { level: 'info' },
   };
-}
-
-/** `imkit_bridge_<name>` of a bridge's /metrics (0 when absent or unreachable). */
-async function metric(bridge: BridgeProcess, name: string): Promise<number> {
-  const [value] = await metrics(bridge, [name]);
-  return value!;
-}
-
-/**
- * For each name, `imkit_bridge_<name>` of one read of a bridge's /metrics, summed over its series
- * (0 when absent or unreachable).
- */
-async function metrics(bridge: BridgeProcess, names: readonly string[]): Promise<number[]> {
-  let text: string;
-  try {
-    text = (await bridge.get('/metrics')).body;
-  } catch {
-    return names.map(() => 0);
-  }
-  const totals = names.map(() => 0);
-  for (const line of text.split('\n')) {
-    names.forEach((name, i) => {
-      const full = `imkit_bridge_${name}`;
-      const next = line[full.length];
-      if (line.startsWith(full) && (next === '{' || next === ' '))
-        totals[i]! += Number(line.slice(line.lastIndexOf(' ') + 1));
-    });
-  }
-  return totals;
 }
 
 async function heapUsedMiB(bridge: BridgeProcess): Promise<number> {
@@ -649,7 +618,6 @@ function report(
       cpus: cpus().length,
       cpuModel: cpus()[0]?.model,
       node: process.version,
-      nodeFlags: imageNodeFlags(),
       loadAverageAtStart: loadAtStart,
       loadAverageAtEnd: loadavg().map((l) => round(l, 2)),
     },

@@ -43,17 +43,6 @@ export function readStages(text = readFileSync(DOCKERFILE, 'utf8')): Stage[] {
   });
 }
 
-/**
- * The Node flags the image runs the daemon with (between `node` and `dist/cli.js` in its CMD), so
- * the bench measures the daemon as it ships.
- */
-export function imageNodeFlags(stages = readStages()): string[] {
-  const cmd = stage('runtime', stages).cmd;
-  const script = cmd.indexOf('dist/cli.js');
-  if (cmd[0] !== 'node' || script < 1) throw new Error(`unexpected runtime CMD ${JSON.stringify(cmd)}`);
-  return cmd.slice(1, script);
-}
-
 export function stage(name: string, stages = readStages()): Stage {
   const found = stages.find((s) => s.name === name);
   if (!found) throw new Error(`Dockerfile has no stage "${name}"`);

@@ -54,8 +54,8 @@ export class BridgeProcess {
   private readonly child: ChildProcess;
   private readonly exited: Promise<void>;
 
-  private constructor(configFile: string, role: Role, env: NodeJS.ProcessEnv, nodeFlags: readonly string[]) {
-    this.child = spawn(process.execPath, [...nodeFlags, CLI, 'run', '--config', configFile, '--role', role], {
+  private constructor(configFile: string, role: Role, env: NodeJS.ProcessEnv) {
+    this.child = spawn(process.execPath, [CLI, 'run', '--config', configFile, '--role', role], {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -88,15 +88,9 @@ export class BridgeProcess {
    */
   static async start(
     configFile: string,
-    options: {
-      role?: Role;
-      env?: NodeJS.ProcessEnv;
-      startTimeoutMs?: number;
-      /** Node flags before the script, as the image's CMD has them (`imageNodeFlags`). */
-      nodeFlags?: readonly string[];
-    } = {},
+    options: { role?: Role; env?: NodeJS.ProcessEnv; startTimeoutMs?: number } = {},
   ): Promise<BridgeProcess> {
-    const bridge = new BridgeProcess(configFile, options.role ?? 'all', options.env ?? {}, options.nodeFlags ?? []);
+    const bridge = new BridgeProcess(configFile, options.role ?? 'all', options.env ?? {});
     try {
       await waitFor(() => bridge.adminPort > 0 || bridge.exitCode !== undefined, {
         timeoutMs: options.startTimeoutMs ?? 15_000,
