@@ -100,6 +100,10 @@ interface PhaseResult {
     cpuMsPer1kBy: { relay: number; redis: number; broker: number; simulator: number; receiver: number };
     /** The bridge's garbage-collection pauses per 1,000 events (V8's, as its /metrics reports them); not for the naive relay. */
     gcMsPer1k?: number;
+    /** What the burst added to Redis's append-only file per 1,000 events (-1 when a rewrite ran during it). */
+    aofKiBPer1k: number;
+    /** AOF rewrites Redis started during the burst: each is a fork rewriting the data set on the same cores. */
+    aofRewrites: number;
   };
   latency: {
     rate: number;
@@ -260,7 +264,7 @@ async function measure(
   relay: RelayUnderTest,
   sim: SimProcess,
   sink: Sink,
-  processes: { redis: number | undefined; broker: readonly number[] },
+  processes: { redis: number | undefined; redisUrl: string; broker: readonly number[] },
   o: ReturnType<typeof options>,
 ): Promise<PhaseResult> {
   const cpuNow = () => ({
@@ -335,6 +339,7 @@ async function measure(
   const gcMs = async () =>
     relay.bridge ? (await metric(relay.bridge, 'process_nodejs_gc_duration_seconds_sum')) * 1000 : undefined;
   const gcBefore = await gcMs();
+  const aofBefore = await aofOf(processes.redisUrl);
   const before = cpuNow();
   const burst = await sim.request<'emitted'>({
     op: 'burst',
@@ -348,6 +353,8 @@ async function measure(
   const seconds = (lastAt - burst.firstAt) / 1000;
   const after = cpuNow();
   const gcAfter = await gcMs();
+  const aofAfter = await aofOf(processes.redisUrl);
+  const aofRewrites = aofAfter.rewrites - aofBefore.rewrites;
   const per1k = (k: keyof typeof after) => round(((after[k] - before[k]) / o.events) * 1000, 1);
   const throughput = {
     events: o.events,
@@ -364,6 +371,10 @@ async function measure(
     ...(gcBefore !== undefined && gcAfter !== undefined
       ? { gcMsPer1k: round(((gcAfter - gcBefore) / o.events) * 1000, 1) }
       : {}),
+    // A rewrite inside the burst shrinks the file: its growth then says nothing.
+    aofKiBPer1k:
+      aofRewrites === 0 ? round(((aofAfter.bytes - aofBefore.bytes) / 1024 / o.events) * 1000, 1) : -1,
+    aofRewrites,
   };
   say(`${relay.name}: ${throughput.eventsPerSecond} events/s`);
   const stored = await sink.check(sent);
@@ -418,6 +429,7 @@ async function main(): Promise<void> {
       // Alternating the order keeps whatever else the machine is doing from favouring one relay.
       const order: RelayName[] = o.trace ? ['naive', 'bridge', 'traced'] : ['naive', 'bridge'];
       for (const name of round % 2 === 0 ? order : order.toReversed()) {
+        await emptyRedis(redis.url);
         const sink = await sinks.create();
         const relay =
           name === 'naive'
@@ -433,7 +445,7 @@ async function main(): Promise<void> {
               );
         try {
           await relay.bridge?.waitReady(30_000);
-          const processes = { redis: redisPid(redis.port), broker: sinks.brokerPids() };
+          const processes = { redis: redisPid(redis.port), redisUrl: redis.url, broker: sinks.brokerPids() };
           rounds[name].push(await measure(relay, sim, sink, processes, o));
         } catch (err) {
           // What the bridge said is the first thing to read when a phase times out.
@@ -523,6 +535,7 @@ function report(
       'CPU ms/1k relay': all[name]!.throughput.cpuMsPer1kBy.relay,
       'CPU ms/1k redis': all[name]!.throughput.cpuMsPer1kBy.redis,
       'GC ms/1k': all[name]!.throughput.gcMsPer1k ?? '',
+      'AOF KiB/1k': all[name]!.throughput.aofKiBPer1k,
       ...(o.destination === 'nats' || o.destination === 'amqp'
         ? { 'CPU ms/1k broker': all[name]!.throughput.cpuMsPer1kBy.broker }
         : {}),
@@ -594,6 +607,45 @@ function report(
   writeFileSync(file, `${JSON.stringify(json, null, 2)}\n`);
   writeFileSync(join(RESULTS, 'latest.json'), `${JSON.stringify(json, null, 2)}\n`);
   console.log(`results: ${file}`);
+}
+
+/**
+ * Every relay run starts on an empty Redis with a freshly rewritten AOF. Left as it was, what earlier
+ * runs wrote stayed, and Redis started an AOF rewrite (a fork that writes the whole data set out
+ * again, on these same two cores) whenever the file had doubled: inside whichever burst crossed
+ * that line, most often the bridge's, as it writes more per event. Later rounds were then
+ * systematically slower than the first (docs/performance.md, "AOF rewrites inside the burst").
+ */
+async function emptyRedis(url: string): Promise<void> {
+  const client = new Redis(url);
+  const rewriting = async () =>
+    /aof_rewrite_(in_progress|scheduled):1/.test(await client.info('persistence'));
+  const settled = () =>
+    waitFor(async () => !(await rewriting()), {
+      timeoutMs: 120_000,
+      intervalMs: 100,
+      what: 'AOF rewrite done',
+    });
+  try {
+    await settled();
+    await client.flushall();
+    await client.bgrewriteaof();
+    await settled();
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** Redis's append-only file: its size and how many rewrites it has had. */
+async function aofOf(url: string): Promise<{ bytes: number; rewrites: number }> {
+  const client = new Redis(url);
+  try {
+    const info = await client.info('persistence');
+    const field = (name: string) => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1] ?? NaN);
+    return { bytes: field('aof_current_size'), rewrites: field('aof_rewrites') };
+  } finally {
+    client.disconnect();
+  }
 }
 
 async function setAppendFsync(url: string, policy: string): Promise<void> {
