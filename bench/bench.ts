@@ -40,6 +40,7 @@ import { BridgeProcess, writeConfig } from '../test/support/bridge-process.js';
 import { RedisServer, hasRedisServer, waitFor } from '../test/support/redis.js';
 import type { NaiveRelaySettings } from './naive-relay.js';
 import { metric } from './bridge-metrics.js';
+import { aofOf, emptyRedis } from './fresh-redis.js';
 import { cpuMsOf, memoryOf, redisPid } from './process-stats.js';
 import { summarizeProfiles } from './profile-summary.js';
 import { SimProcess } from './sim-client.js';
@@ -607,45 +608,6 @@ function report(
   writeFileSync(file, `${JSON.stringify(json, null, 2)}\n`);
   writeFileSync(join(RESULTS, 'latest.json'), `${JSON.stringify(json, null, 2)}\n`);
   console.log(`results: ${file}`);
-}
-
-/**
- * Every relay run starts on an empty Redis with a freshly rewritten AOF. Left as it was, what earlier
- * runs wrote stayed, and Redis started an AOF rewrite (a fork that writes the whole data set out
- * again, on these same two cores) whenever the file had doubled: inside whichever burst crossed
- * that line, most often the bridge's, as it writes more per event. Later rounds were then
- * systematically slower than the first (docs/performance.md, "AOF rewrites inside the burst").
- */
-async function emptyRedis(url: string): Promise<void> {
-  const client = new Redis(url);
-  const rewriting = async () =>
-    /aof_rewrite_(in_progress|scheduled):1/.test(await client.info('persistence'));
-  const settled = () =>
-    waitFor(async () => !(await rewriting()), {
-      timeoutMs: 120_000,
-      intervalMs: 100,
-      what: 'AOF rewrite done',
-    });
-  try {
-    await settled();
-    await client.flushall();
-    await client.bgrewriteaof();
-    await settled();
-  } finally {
-    client.disconnect();
-  }
-}
-
-/** Redis's append-only file: its size and how many rewrites it has had. */
-async function aofOf(url: string): Promise<{ bytes: number; rewrites: number }> {
-  const client = new Redis(url);
-  try {
-    const info = await client.info('persistence');
-    const field = (name: string) => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1] ?? NaN);
-    return { bytes: field('aof_current_size'), rewrites: field('aof_rewrites') };
-  } finally {
-    client.disconnect();
-  }
 }
 
 async function setAppendFsync(url: string, policy: string): Promise<void> {

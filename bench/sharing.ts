@@ -36,6 +36,7 @@ import { parseArgs } from 'node:util';
 import { BridgeProcess, writeConfig } from '../test/support/bridge-process.js';
 import { RedisServer, hasRedisServer, waitFor } from '../test/support/redis.js';
 import { metric, metrics } from './bridge-metrics.js';
+import { emptyRedis } from './fresh-redis.js';
 import { cpuMsOf, mainThreadCpuMsOf, memoryOf, redisPid } from './process-stats.js';
 import { summarizeProfiles } from './profile-summary.js';
 import type { ClusterCommand, ClusterReply } from './sim-cluster.js';
@@ -525,7 +526,10 @@ export async function runSharingBench(): Promise<void> {
         for (let r = 0; r < o.rounds; r++) {
           const order = r % 2 === 0 ? configs : [...configs].reverse();
           const results: CostResult[] = [];
-          for (const c of order) results.push(await cost(redis, sim, c, o));
+          for (const c of order) {
+            await emptyRedis(redis.url);
+            results.push(await cost(redis, sim, c, o));
+          }
           rounds.push(configs.map((c) => results.find((x) => x.config === c.name)!));
         }
       } finally {
