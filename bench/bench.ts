@@ -61,18 +61,19 @@ const SECRET = 'whsec_YmVuY2gtc2VjcmV0LWZvci1pbWtpdC1icmlkZ2UtYmVuY2g=';
 const BURST_ACCOUNT = 'bench-0';
 const WARMUP = 500;
 /**
- * Webhooks: the targets of issue 4. Brokers (issue 11): 80% of the naive relay's throughput, and p99
- * at most 10 ms at 500 events/s for NATS and Redis Streams (AMQP and BullMQ: reported, no target).
+ * Webhooks: the targets of issue 4. Brokers (issue 11): 80% of the naive relay's throughput and a
+ * p99 of at most 10 ms at 500 events/s, both for NATS and Redis Streams; AMQP and BullMQ are
+ * reported against the same aim without a target (docs/performance.md, "Destinations").
  */
 const TARGETS: Record<
   DestinationType,
-  { throughputRatio: number; throughputRatioAim: number; p99Ms?: number; p99Inclusive: boolean }
+  { throughputRatio?: number; throughputRatioAim: number; p99Ms?: number; p99Inclusive: boolean }
 > = {
   webhook: { throughputRatio: 0.6, throughputRatioAim: 0.8, p99Ms: 25, p99Inclusive: false },
   nats: { throughputRatio: 0.8, throughputRatioAim: 0.8, p99Ms: 10, p99Inclusive: true },
   'redis-stream': { throughputRatio: 0.8, throughputRatioAim: 0.8, p99Ms: 10, p99Inclusive: true },
-  amqp: { throughputRatio: 0.8, throughputRatioAim: 0.8, p99Inclusive: true },
-  bullmq: { throughputRatio: 0.8, throughputRatioAim: 0.8, p99Inclusive: true },
+  amqp: { throughputRatioAim: 0.8, p99Inclusive: true },
+  bullmq: { throughputRatioAim: 0.8, p99Inclusive: true },
 };
 const IDLE_RSS_TARGET_MIB = 400;
 
@@ -520,7 +521,11 @@ function report(
         : p99 < target.p99Ms;
   const everyRound = [...rounds.bridge, ...rounds.naive, ...rounds.traced];
   const targets = {
-    [`throughputAtLeast${target.throughputRatio * 100}PercentOfNaive`]: ratio >= target.throughputRatio,
+    ...(target.throughputRatio === undefined
+      ? {}
+      : {
+          [`throughputAtLeast${target.throughputRatio * 100}PercentOfNaive`]: ratio >= target.throughputRatio,
+        }),
     throughputAtLeast80PercentOfNaive: ratio >= target.throughputRatioAim,
     [`p99${target.p99Inclusive ? 'AtMost' : 'Under'}${target.p99Ms}msAt500PerSecond`]: p99Met,
     thousandAccountsUnder400MiB: thousand ? thousand.rssMiB < IDLE_RSS_TARGET_MIB : undefined,
@@ -560,7 +565,8 @@ function report(
       })),
     );
   console.log(
-    `bridge/naive: throughput ${ratio} (target >= ${target.throughputRatio}, aim ${target.throughputRatioAim}), ` +
+    `bridge/naive: throughput ${ratio} (${target.throughputRatio === undefined ? 'no target' : `target >= ${target.throughputRatio}`}, ` +
+      `aim ${target.throughputRatioAim}), ` +
       `latency p50 ${latencyRatio}x (${r.bridge.latency.p50Ms} vs ${r.naive.latency.p50Ms} ms), ` +
       `p99 ${p99Ratio}x (${r.bridge.latency.p99Ms} vs ${r.naive.latency.p99Ms} ms)`,
   );
