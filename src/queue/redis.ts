@@ -210,7 +210,8 @@ function connect(settings: RedisSettings, name: string, role: RedisOptions): Red
  * otherwise. WAIT must go there: it answers only for writes made on its own connection.
  *
  * Undefined while the slot map is unknown or names a node the client has dropped (a dead master);
- * then the map is refreshed, so that a retry finds the promoted replica. ioredis refreshes it
+ * then, and whenever the node named has no live connection, the map is refreshed, so that a retry
+ * finds the promoted replica. ioredis refreshes it
  * only when a command is redirected or fails, and a writer that asks here first sends none: a
  * map read during the failover, before the promotion, stayed stale for good and ingest stalled.
  */
@@ -221,7 +222,10 @@ export function masterFor(client: RedisClient, key: string): Redis | undefined {
     address === undefined
       ? undefined
       : client.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === address);
-  if (!node) client.refreshSlotsCache();
+  // A refresh can read a node that has not yet heard of a failover and name the dead master again,
+  // which then sits unconnected in the pool (nodes connect lazily) until a command goes to it. So a
+  // node without a live connection also refreshes the map; ioredis runs one refresh at a time.
+  if (node?.status !== 'ready') client.refreshSlotsCache();
   return node;
 }
 
