@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { waitFor } from '../test/support/redis.js';
+import { infoField, waitFor } from '../test/support/redis.js';
 
 /**
  * Empties Redis and rewrites its AOF, so the next measured run starts where every other did. Left
@@ -11,8 +11,12 @@ import { waitFor } from '../test/support/redis.js';
  */
 export async function emptyRedis(url: string): Promise<void> {
   const client = new Redis(url);
-  const rewriting = async () =>
-    /aof_rewrite_(in_progress|scheduled):1/.test(await client.info('persistence'));
+  const rewriting = async () => {
+    const info = await client.info('persistence');
+    return (
+      infoField(info, 'aof_rewrite_in_progress') === '1' || infoField(info, 'aof_rewrite_scheduled') === '1'
+    );
+  };
   const settled = () =>
     waitFor(async () => !(await rewriting()), {
       timeoutMs: 120_000,
@@ -34,8 +38,10 @@ export async function aofOf(url: string): Promise<{ bytes: number; rewrites: num
   const client = new Redis(url);
   try {
     const info = await client.info('persistence');
-    const field = (name: string) => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1] ?? NaN);
-    return { bytes: field('aof_current_size'), rewrites: field('aof_rewrites') };
+    return {
+      bytes: Number(infoField(info, 'aof_current_size') ?? NaN),
+      rewrites: Number(infoField(info, 'aof_rewrites') ?? NaN),
+    };
   } finally {
     client.disconnect();
   }

@@ -21,7 +21,7 @@
  *   --rounds K         the cost part K times, alternating the order of the configurations; medians
  *   --warmup W         before the cost part measures, W messages to every account (default 25): every
  *                      process runs its hot paths often enough to be compiled, so the figures are a
- *                      long-running process's cost per event, not start-up work spread over a few
+ *                      long-running process's cost per event, not start-up work spread over a few events
  *   --profile          CPU-profile the ingest processes of the cost part from the start of the traffic
  *                      to the end of the burst; a summary per configuration is printed, profiles go
  *                      to bench/results/profiles-*
@@ -91,7 +91,7 @@ function options() {
     o.copies > o.processes
   )
     throw new Error(
-      'usage: bench --processes N [--accounts A] [--copies C <= N] [--lease 15s] [--sim-workers W] [--parts hold,cost]',
+      'usage: bench --processes N [--accounts A] [--copies C <= N] [--lease 15s] [--sim-workers W] [--parts hold,cost] [--rounds K] [--warmup W]',
     );
   return o;
 }

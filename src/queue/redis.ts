@@ -209,11 +209,13 @@ function connect(settings: RedisSettings, name: string, role: RedisOptions): Red
  * The connection to the node that holds `key` (its slot's master) on Cluster; the client itself
  * otherwise. WAIT must go there: it answers only for writes made on its own connection.
  *
- * Undefined while the slot map is unknown or names a node the client has dropped (a dead master);
- * then, and whenever the node named has no live connection, the map is refreshed, so that a retry
- * finds the promoted replica. ioredis refreshes it
- * only when a command is redirected or fails, and a writer that asks here first sends none: a
- * map read during the failover, before the promotion, stayed stale for good and ingest stalled.
+ * Undefined while the slot map is unknown or names a node the client has dropped (a dead master).
+ * Then, and whenever the node named has no live connection, the map is refreshed, so that a retry
+ * finds the promoted replica. ioredis refreshes it only when a command is redirected or fails, and
+ * a writer that asks here first sends none: a map read during the failover, before the promotion,
+ * stayed stale for good and ingest stalled. A refresh can also reach a node that has not yet heard
+ * of the failover and name the dead master again, which then waits unconnected in the pool (nodes
+ * connect lazily): hence the second condition. ioredis runs one refresh at a time.
  */
 export function masterFor(client: RedisClient, key: string): Redis | undefined {
   if (!(client instanceof Cluster)) return client;
@@ -222,9 +224,6 @@ export function masterFor(client: RedisClient, key: string): Redis | undefined {
     address === undefined
       ? undefined
       : client.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === address);
-  // A refresh can read a node that has not yet heard of a failover and name the dead master again,
-  // which then sits unconnected in the pool (nodes connect lazily) until a command goes to it. So a
-  // node without a live connection also refreshes the map; ioredis runs one refresh at a time.
   if (node?.status !== 'ready') client.refreshSlotsCache();
   return node;
 }

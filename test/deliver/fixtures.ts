@@ -54,16 +54,16 @@ export class TestProducer {
   constructor(private readonly config: BridgeConfig) {}
 
   async add(
-    webhookId: string,
+    destinationId: string,
     overrides: Partial<DeliveryEvent> = {},
   ): Promise<DeliveryEvent & { jobId: string }> {
-    const [added] = await this.addBatch(webhookId, [overrides]);
+    const [added] = await this.addBatch(destinationId, [overrides]);
     return added!;
   }
 
   /** Several events in one batch job, in order, as one ingest flush lands them. */
   async addBatch(
-    webhookId: string,
+    destinationId: string,
     events: readonly Partial<DeliveryEvent>[],
   ): Promise<(DeliveryEvent & { jobId: string })[]> {
     const complete = events.map((overrides): DeliveryEvent => {
@@ -84,34 +84,34 @@ export class TestProducer {
       return { id, ...repeatKey, type, account, receivedAt, body };
     });
     const { name, data, opts } = batchJob(`b-test-${randomBytes(6).toString('hex')}`, complete);
-    await this.queue(webhookId).add(name, data, opts);
+    await this.queue(destinationId).add(name, data, opts);
     return complete.map((event) => ({ ...event, jobId: opts.jobId }));
   }
 
-  /** The queue of the webhook or destination `webhookId`. */
-  queue(webhookId: string): Queue<DeliveryJobData> {
-    let queue = this.queues.get(webhookId);
+  /** The queue of the webhook or destination `destinationId`. */
+  queue(destinationId: string): Queue<DeliveryJobData> {
+    let queue = this.queues.get(destinationId);
     if (!queue) {
-      const destination = destinationsOf(this.config).find((d) => d.id === webhookId);
-      if (!destination) throw new Error(`no webhook or destination ${webhookId}`);
+      const destination = destinationsOf(this.config).find((d) => d.id === destinationId);
+      if (!destination) throw new Error(`no webhook or destination ${destinationId}`);
       queue = new Queue<DeliveryJobData>(destination.jobQueue, {
         connection: { url: this.config.redis.url, maxRetriesPerRequest: null },
         prefix: this.config.redis.prefix,
       });
       queue.on('error', () => {});
-      this.queues.set(webhookId, queue);
+      this.queues.set(destinationId, queue);
     }
     return queue;
   }
 
   /** Until no job of the webhook is waiting, active, delayed or failed: nothing stuck or dead-lettered. */
-  async waitEmpty(webhookId: string, options: { what?: string; timeoutMs?: number } = {}): Promise<void> {
+  async waitEmpty(destinationId: string, options: { what?: string; timeoutMs?: number } = {}): Promise<void> {
     await waitFor(
       async () => {
-        const counts = await this.queue(webhookId).getJobCounts('waiting', 'active', 'delayed', 'failed');
+        const counts = await this.queue(destinationId).getJobCounts('waiting', 'active', 'delayed', 'failed');
         return Object.values(counts).every((c) => c === 0);
       },
-      { what: `empty queue ${webhookId}`, ...options },
+      { what: `empty queue ${destinationId}`, ...options },
     );
   }
 

@@ -20,7 +20,7 @@ test('Cluster: after a master dies, masterFor finds the promoted replica without
     // The client notices the dead node only through its own connection to it.
     await waitFor(() => old!.status === 'end', { timeoutMs: 10_000, what: 'the dead node dropped' });
     // A refresh may first read a node that has not yet heard of the failover and name the dead
-    // master again; that node fails to connect, drops out, and the next lookup refreshes anew.
+    // master again, unconnected in the pool; masterFor refreshes while its node has no connection.
     const found = await waitFor(
       () => {
         const node = masterFor(client, key);

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
 import { TcpProxy } from './tcp-proxy.js';
-import { waitFor } from './redis.js';
+import { infoField, waitFor } from './redis.js';
 
 /**
  * Redis topologies started by the tests from the machine's `redis-server`, `redis-cli` and `openssl`:
@@ -231,10 +231,6 @@ async function waitPing(port: number, access: ClientAccess, what: string, timeou
     intervalMs: 50,
     what,
   });
-}
-
-function infoField(info: string, field: string): string | undefined {
-  return new RegExp(`^${field}:(.*)$`, 'm').exec(info)?.[1]?.trim();
 }
 
 export interface SentinelGroupOptions {

@@ -145,6 +145,11 @@ export async function testRedis(): Promise<{ url: string; prefix: string; close(
   return { url: server.url, prefix, close: () => server.close() };
 }
 
+/** One `field:value` line of an `INFO` (or `CLUSTER INFO`) reply, trimmed. */
+export function infoField(info: string, field: string): string | undefined {
+  return new RegExp(`^${field}:(.*)$`, 'm').exec(info)?.[1]?.trim();
+}
+
 /** Polls `check` until it returns a truthy value or the deadline passes; every wait in tests is bounded. */
 export async function waitFor<T>(
   check: () => T | Promise<T>,
